@@ -1,0 +1,1 @@
+"""Value types, errors, settings and model cards shared by every layer."""

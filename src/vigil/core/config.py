@@ -1,0 +1,67 @@
+"""Settings, loaded once (environment ``VIGIL_*``) and passed down.
+
+Data directories are settings, never constants.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from platformdirs import user_data_dir
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DetectorName = Literal["hog", "mmod", "yunet"]
+EmbedderName = Literal["dlib-resnet", "onnx"]
+
+
+def _default_data_dir() -> Path:
+    return Path(user_data_dir("vigil", appauthor=False))
+
+
+class Settings(BaseSettings):
+    """vigil settings. Every field can be set as ``VIGIL_<FIELD>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="VIGIL_", extra="forbid")
+
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default: SQLite (WAL) in the data directory"
+    )
+    detector: DetectorName = "hog"
+    embedder: EmbedderName = "dlib-resnet"
+    onnx_detector_path: Path | None = None
+    onnx_embedder_path: Path | None = None
+    onnx_embedder_card: Path | None = Field(
+        default=None, description="model card JSON for the ONNX embedder; default: beside the model file"
+    )
+    detect_max_side_px: int = Field(default=1600, ge=160, description="images are scaled down to this")
+    detect_upsample_below_px: int = Field(
+        default=800, ge=0, description="images whose long side is below this are upsampled once"
+    )
+    max_image_pixels: int = Field(default=50_000_000, ge=1, description="decompression-bomb guard")
+    max_upload_bytes: int = Field(default=30_000_000, ge=1)
+    target_fmr: float = Field(default=1e-3, gt=0, lt=1, description="1:1 verification false-match rate")
+    target_fpir: float = Field(
+        default=1e-2, gt=0, lt=1, description="1:N false-positive identification rate"
+    )
+    threads: int = Field(default=0, ge=0, description="threads for model runtimes; 0 = all cores")
+
+    @property
+    def database(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'vigil.db'}"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.data_dir / "index"
+
+    @property
+    def cards_dir(self) -> Path:
+        return self.data_dir / "cards"

@@ -1,0 +1,1 @@
+"""Detectors, alignment, quality and embedders. Heavy libraries load inside their adapters."""

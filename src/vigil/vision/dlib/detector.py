@@ -1,0 +1,79 @@
+"""dlib face detectors: HOG (fast, frontal) and MMOD-CNN (slower, more poses), with dlib 5-point landmarks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from vigil.core.types import FaceDetections
+from vigil.vision.dlib import hog, mmod, shape_predictor_5
+
+
+def _confidence(margin: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """dlib's SVM/CNN margins (0 = on the decision boundary) mapped into (0, 1)."""
+    return (1.0 / (1.0 + np.exp(-2.0 * (margin + 0.5)))).astype(np.float32)
+
+
+def dlib_landmarks(rgb: npt.NDArray[np.uint8], xyxy: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """(n, 5, 2) float32 dlib 5-point landmarks for boxes ``xyxy`` in the RGB image ``rgb``."""
+    import dlib
+
+    sp = shape_predictor_5()
+    out = np.zeros((len(xyxy), 5, 2), np.float32)
+    for i, (x1, y1, x2, y2) in enumerate(xyxy):
+        shape = sp(rgb, dlib.rectangle(int(round(x1)), int(round(y1)), int(round(x2)), int(round(y2))))
+        out[i] = [(p.x, p.y) for p in shape.parts()]
+    return out
+
+
+@dataclass
+class DlibDetector:
+    """HOG or MMOD-CNN face detection at a bounded image size.
+
+    Large images are scaled down so their long side is at most ``max_side_px``; small ones
+    (long side under ``upsample_below_px``) are upsampled once so that small faces are found.
+    Landmarks are computed at full resolution.
+    """
+
+    method: Literal["hog", "mmod"] = "hog"
+    max_side_px: int = 1600
+    upsample_below_px: int = 800
+    min_confidence: float = 0.5
+
+    @property
+    def name(self) -> str:
+        return f"dlib-{self.method}"
+
+    def __post_init__(self) -> None:
+        self._model: Any = hog() if self.method == "hog" else mmod()
+
+    def detect(self, bgr: npt.NDArray[np.uint8]) -> FaceDetections:
+        import cv2
+
+        rgb = np.ascontiguousarray(bgr[:, :, ::-1])
+        h, w = rgb.shape[:2]
+        scale = min(1.0, self.max_side_px / max(h, w))
+        small = rgb if scale == 1.0 else cv2.resize(rgb, (round(w * scale), round(h * scale)),
+                                                      interpolation=cv2.INTER_AREA)
+        upsample = 1 if max(small.shape[:2]) < self.upsample_below_px else 0
+        if self.method == "hog":
+            rects, margins, _ = self._model.run(small, upsample, -0.5)
+            boxes = [(r.left(), r.top(), r.right(), r.bottom()) for r in rects]
+        else:
+            found = self._model(small, upsample)
+            boxes = [(d.rect.left(), d.rect.top(), d.rect.right(), d.rect.bottom()) for d in found]
+            margins = [d.confidence for d in found]
+        if not boxes:
+            return FaceDetections.empty("dlib5")
+        xyxy = np.asarray(boxes, np.float32) / scale
+        xyxy[:, [0, 2]] = xyxy[:, [0, 2]].clip(0, w - 1)
+        xyxy[:, [1, 3]] = xyxy[:, [1, 3]].clip(0, h - 1)
+        score = _confidence(np.asarray(margins, np.float32))
+        keep = score >= self.min_confidence
+        xyxy, score = xyxy[keep], score[keep]
+        return FaceDetections(
+            xyxy=xyxy, score=score, landmarks=dlib_landmarks(rgb, xyxy), landmark_scheme="dlib5"
+        )

@@ -1,0 +1,45 @@
+"""Shared fixtures. Test data comes from one setting: ``VIGIL_SHARED_DATA`` (default ``../shared/data``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("VIGIL_SHARED_DATA", ROOT.parent / "shared" / "data")).resolve()
+SHARED_MODELS = SHARED_DATA.parent / "models"
+_MISSING = (
+    f"shared test data not found at {SHARED_DATA}; set VIGIL_SHARED_DATA to the folder holding "
+    "people/, deepface-13/, lfw-dev/ and video/"
+)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The shared data folder, or skip with the reason."""
+    if not (SHARED_DATA / "people").is_dir():
+        pytest.skip(_MISSING)
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def shared_models() -> Path:
+    if not (SHARED_MODELS / "face_detection_yunet_2023mar.onnx").is_file():
+        pytest.skip(f"shared ONNX models not found at {SHARED_MODELS}")
+    return SHARED_MODELS
+
+
+@pytest.fixture(scope="session")
+def people(shared_data: Path) -> Path:
+    return shared_data / "people"
+
+
+@pytest.fixture(scope="session")
+def engine():  # type: ignore[no-untyped-def]
+    """The default engine (dlib HOG + ResNet), loaded once per session."""
+    from vigil.core.config import Settings
+    from vigil.vision.engine import build_engine
+
+    return build_engine(Settings())

@@ -40,12 +40,13 @@ class Settings(BaseSettings):
     detect_upsample_below_px: int = Field(
         default=800, ge=0, description="images whose long side is below this are upsampled once"
     )
+    detect_min_confidence: float = Field(
+        default=0.8, ge=0, le=1, description="detections below this confidence are dropped"
+    )
     max_image_pixels: int = Field(default=50_000_000, ge=1, description="decompression-bomb guard")
     max_upload_bytes: int = Field(default=30_000_000, ge=1)
     target_fmr: float = Field(default=1e-3, gt=0, lt=1, description="1:1 verification false-match rate")
-    target_fpir: float = Field(
-        default=1e-2, gt=0, lt=1, description="1:N false-positive identification rate"
-    )
+    target_fpir: float = Field(default=1e-2, gt=0, lt=1, description="1:N false-positive identification rate")
     threads: int = Field(default=0, ge=0, description="threads for model runtimes; 0 = all cores")
 
     @property

@@ -12,6 +12,7 @@ folder-per-identity set by ``vigil calibrate``. From it:
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from datetime import date
@@ -85,7 +86,7 @@ class ModelCard(BaseModel):
         ladder = sorted(self.calibration.fmr_thresholds, key=lambda p: -p[0])
         if fmr >= ladder[0][0]:
             return ladder[0][1]
-        for (f_hi, t_hi), (f_lo, t_lo) in zip(ladder, ladder[1:], strict=False):
+        for (f_hi, t_hi), (f_lo, t_lo) in itertools.pairwise(ladder):
             if f_lo <= fmr <= f_hi:
                 w = (math.log(f_hi) - math.log(fmr)) / (math.log(f_hi) - math.log(f_lo))
                 return t_hi + w * (t_lo - t_hi)

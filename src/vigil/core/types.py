@@ -31,7 +31,7 @@ F32 = npt.NDArray[np.float32]
 
 
 def _as(a: Any, dtype: type, shape_tail: tuple[int, ...], name: str) -> npt.NDArray[Any]:
-    arr = np.asarray(a, dtype=dtype)
+    arr: npt.NDArray[Any] = np.asarray(a, dtype=dtype)
     if arr.ndim != 1 + len(shape_tail) or (shape_tail and arr.shape[1:] != shape_tail):
         want = "(n, " + ", ".join(map(str, shape_tail)) + ")" if shape_tail else "(n,)"
         raise ValueError(f"FaceDetections.{name} must have shape {want}, got {arr.shape}")
@@ -99,8 +99,9 @@ class FaceDetections:
     def __len__(self) -> int:
         return self._n
 
-    def __getitem__(self, index: npt.NDArray[np.bool_] | npt.NDArray[np.integer[Any]] | slice | int
-                    ) -> FaceDetections:
+    def __getitem__(
+        self, index: npt.NDArray[np.bool_] | npt.NDArray[np.integer[Any]] | slice | int
+    ) -> FaceDetections:
         """Select faces by boolean mask, integer array, slice or a single int (kept 2-D)."""
         if isinstance(index, (int, np.integer)):
             index = np.array([int(index)])
@@ -143,8 +144,8 @@ class FaceDetections:
             raise ValueError("these detections carry no landmarks")
         lm = self.landmarks
         if self.landmark_scheme == "dlib5":
-            right = (lm[:, 0] + lm[:, 1]) / 2
-            left = (lm[:, 2] + lm[:, 3]) / 2
+            right: F32 = ((lm[:, 0] + lm[:, 1]) / 2).astype(np.float32)
+            left: F32 = ((lm[:, 2] + lm[:, 3]) / 2).astype(np.float32)
             return left, right, lm[:, 4]
         return lm[:, 0], lm[:, 1], lm[:, 2]
 

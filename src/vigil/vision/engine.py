@@ -59,6 +59,7 @@ def build_detector(settings: Settings) -> Detector:
             method=settings.detector,
             max_side_px=settings.detect_max_side_px,
             upsample_below_px=settings.detect_upsample_below_px,
+            min_confidence=settings.detect_min_confidence,
         )
     if settings.onnx_detector_path is None:
         raise ConfigError(
@@ -81,7 +82,9 @@ def build_embedder(settings: Settings) -> Embedder:
     from vigil.vision.onnx.arcface import OnnxEmbedder
 
     return OnnxEmbedder.load(
-        settings.onnx_embedder_path, card_path=settings.onnx_embedder_card, threads=settings.threads,
+        settings.onnx_embedder_path,
+        card_path=settings.onnx_embedder_card,
+        threads=settings.threads,
         cards_dir=settings.cards_dir,
     )
 

@@ -76,8 +76,8 @@ def decode_image(
                         hint="resize the photo or raise VIGIL_MAX_IMAGE_PIXELS",
                     )
                 im.load()
-                im = ImageOps.exif_transpose(im)
-                rgb = np.asarray(im.convert("RGB"), dtype=np.uint8)
+                upright = ImageOps.exif_transpose(im)
+                rgb = np.asarray(upright.convert("RGB"), dtype=np.uint8)
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -86,9 +86,13 @@ def decode_image(
             hint="resize the photo or raise VIGIL_MAX_IMAGE_PIXELS",
         ) from exc
     except UnidentifiedImageError as exc:
-        raise ImageError(f"{name}: not an image file vigil can read", hint="give a JPEG or PNG photo") from exc
+        raise ImageError(
+            f"{name}: not an image file vigil can read", hint="give a JPEG or PNG photo"
+        ) from exc
     except (OSError, ValueError, SyntaxError) as exc:
-        raise ImageError(f"{name}: the image is damaged or truncated ({exc})", hint="re-export the photo") from exc
+        raise ImageError(
+            f"{name}: the image is damaged or truncated ({exc})", hint="re-export the photo"
+        ) from exc
     bgr = np.ascontiguousarray(rgb[:, :, ::-1])
     return LoadedImage(bgr=bgr, sha256=hashlib.sha256(data).hexdigest(), data=data, format=fmt, name=name)
 

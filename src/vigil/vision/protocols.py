@@ -15,7 +15,8 @@ from vigil.core.types import FaceDetections
 class Detector(Protocol):
     """Finds faces in a BGR image."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def detect(self, bgr: npt.NDArray[np.uint8]) -> FaceDetections:
         """Faces in ``bgr`` ((h, w, 3) uint8), boxes and landmarks in its pixel coordinates.
@@ -40,4 +41,5 @@ def l2_normalise(vectors: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
     """Rows scaled to unit length; (n, d) float32. Zero rows stay zero."""
     v = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(v, axis=1, keepdims=True)
-    return np.divide(v, norms, out=np.zeros_like(v), where=norms > 0)
+    out: npt.NDArray[np.float32] = np.divide(v, norms, out=np.zeros_like(v), where=norms > 0)
+    return out

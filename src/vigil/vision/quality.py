@@ -28,7 +28,8 @@ class QualityWeights:
 
 def size_factor(faces: FaceDetections, w: QualityWeights) -> npt.NDArray[np.float32]:
     side = faces.size_wh.min(axis=1)
-    return np.clip(side / w.full_size_px, 0.0, 1.0).astype(np.float32)
+    out: npt.NDArray[np.float32] = np.clip(side / w.full_size_px, 0.0, 1.0).astype(np.float32)
+    return out
 
 
 def sharpness_factor(
@@ -59,7 +60,8 @@ def pose_factor(faces: FaceDetections) -> npt.NDArray[np.float32]:
     mid = (left + right) / 2
     axis = (right - left) / np.maximum(eye_dist, 1e-6)[:, None]
     offset = np.abs(((nose - mid) * axis).sum(axis=1)) / np.maximum(eye_dist, 1e-6)
-    return np.clip(1.0 - 2.0 * offset, 0.0, 1.0).astype(np.float32)
+    out: npt.NDArray[np.float32] = np.clip(1.0 - 2.0 * offset, 0.0, 1.0).astype(np.float32)
+    return out
 
 
 def face_quality(
@@ -77,4 +79,5 @@ def face_quality(
     ]
     total = sum(weight for _, weight in factors)
     log_q = sum(weight * np.log(np.maximum(f, 1e-3)) for f, weight in factors) / total
-    return np.exp(log_q).astype(np.float32)
+    out: npt.NDArray[np.float32] = np.exp(log_q).astype(np.float32)
+    return out

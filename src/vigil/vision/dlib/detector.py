@@ -14,7 +14,8 @@ from vigil.vision.dlib import hog, mmod, shape_predictor_5
 
 def _confidence(margin: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     """dlib's SVM/CNN margins (0 = on the decision boundary) mapped into (0, 1)."""
-    return (1.0 / (1.0 + np.exp(-2.0 * (margin + 0.5)))).astype(np.float32)
+    out: npt.NDArray[np.float32] = (1.0 / (1.0 + np.exp(-2.0 * (margin + 0.5)))).astype(np.float32)
+    return out
 
 
 def dlib_landmarks(rgb: npt.NDArray[np.uint8], xyxy: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
@@ -24,7 +25,7 @@ def dlib_landmarks(rgb: npt.NDArray[np.uint8], xyxy: npt.NDArray[np.float32]) ->
     sp = shape_predictor_5()
     out = np.zeros((len(xyxy), 5, 2), np.float32)
     for i, (x1, y1, x2, y2) in enumerate(xyxy):
-        shape = sp(rgb, dlib.rectangle(int(round(x1)), int(round(y1)), int(round(x2)), int(round(y2))))
+        shape = sp(rgb, dlib.rectangle(round(x1), round(y1), round(x2), round(y2)))
         out[i] = [(p.x, p.y) for p in shape.parts()]
     return out
 
@@ -41,7 +42,7 @@ class DlibDetector:
     method: Literal["hog", "mmod"] = "hog"
     max_side_px: int = 1600
     upsample_below_px: int = 800
-    min_confidence: float = 0.5
+    min_confidence: float = 0.8
 
     @property
     def name(self) -> str:
@@ -56,8 +57,11 @@ class DlibDetector:
         rgb = np.ascontiguousarray(bgr[:, :, ::-1])
         h, w = rgb.shape[:2]
         scale = min(1.0, self.max_side_px / max(h, w))
-        small = rgb if scale == 1.0 else cv2.resize(rgb, (round(w * scale), round(h * scale)),
-                                                      interpolation=cv2.INTER_AREA)
+        small = (
+            rgb
+            if scale == 1.0
+            else cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+        )
         upsample = 1 if max(small.shape[:2]) < self.upsample_below_px else 0
         if self.method == "hog":
             rects, margins, _ = self._model.run(small, upsample, -0.5)

@@ -38,10 +38,8 @@ class DlibEmbedder:
             landmarks = dlib_landmarks(rgb, faces.xyxy)
         shapes = dlib.full_object_detections()
         for (x1, y1, x2, y2), pts in zip(faces.xyxy, landmarks, strict=True):
-            rect = dlib.rectangle(int(round(x1)), int(round(y1)), int(round(x2)), int(round(y2)))
-            shapes.append(
-                dlib.full_object_detection(rect, [dlib.point(int(round(x)), int(round(y))) for x, y in pts])
-            )
+            rect = dlib.rectangle(round(x1), round(y1), round(x2), round(y2))
+            shapes.append(dlib.full_object_detection(rect, [dlib.point(round(x), round(y)) for x, y in pts]))
         vectors = np.asarray(
             self._net.compute_face_descriptor(rgb, shapes, self.num_jitters, self.card.preprocessing.padding),
             np.float32,

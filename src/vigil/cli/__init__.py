@@ -1,0 +1,57 @@
+"""The `vigil` command line: a thin layer over the same services the API uses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vigil import __version__
+from vigil.cli import common
+from vigil.cli.demo import demo
+from vigil.cli.evaluation import calibrate, eval_cli
+from vigil.cli.faces import enroll, enroll_dir, identify, verify
+from vigil.cli.galleries import gallery_cli, people_cli
+
+cli = typer.Typer(
+    name="vigil",
+    help="Face recognition for video surveillance, with the safeguards built in.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        common.out.print(f"vigil {__version__}")
+        raise typer.Exit()
+
+
+@cli.callback()
+def main_options(
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir", envvar="VIGIL_DATA_DIR", help="where the catalog, photos and indexes live"
+        ),
+    ] = None,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True)] = False,
+) -> None:
+    common.set_data_dir(data_dir)
+
+
+cli.add_typer(gallery_cli, name="gallery")
+cli.add_typer(people_cli, name="people")
+cli.add_typer(eval_cli, name="eval")
+cli.command("enroll")(common.handle_errors(enroll))
+cli.command("enroll-dir")(common.handle_errors(enroll_dir))
+cli.command("verify")(common.handle_errors(verify))
+cli.command("identify")(common.handle_errors(identify))
+cli.command("calibrate")(calibrate)
+cli.command("demo")(demo)
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,187 @@
+"""`vigil enroll`, `enroll-dir`, `verify`, `identify` and the `demo`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import BaseModel
+from rich.table import Table
+
+from vigil.cli.common import JsonOpt, app, emit, err, out, progress_bar
+from vigil.core.errors import InputError, VigilError
+from vigil.gallery import enroll as enrolment
+from vigil.gallery import matching
+from vigil.gallery.matching import IdentifyResult
+from vigil.vision.image import LoadedImage, load_image
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+def _load(path: Path) -> LoadedImage:
+    s = app().settings
+    return load_image(path, max_pixels=s.max_image_pixels, max_bytes=s.max_upload_bytes)
+
+
+def enroll(
+    name: Annotated[str, typer.Argument(help="the person's name")],
+    images: Annotated[list[Path], typer.Argument(help="one or more photos of the person")],
+    gallery: Annotated[str, typer.Option("--gallery", "-g", help="gallery to enrol into")],
+    largest: Annotated[
+        bool, typer.Option("--largest", help="take the largest face when a photo has several")
+    ] = False,
+    external_id: Annotated[str | None, typer.Option("--external-id")] = None,
+    notes: Annotated[str | None, typer.Option("--notes")] = None,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Enrol a person from photos (one transaction: every photo or none)."""
+    result = enrolment.enroll(
+        app(),
+        gallery,
+        name,
+        [_load(p) for p in images],
+        largest=largest,
+        external_id=external_id,
+        notes=notes,
+    )
+
+    def render() -> None:
+        verb = "enrolled new identity" if result.created else "updated"
+        out.print(f"{verb} {result.identity!r} in {result.gallery!r}")
+        for p in result.photos:
+            out.print(f"  {p.status:>16}  quality {p.quality:.2f}  {p.name}")
+
+    emit(result, as_json, render)
+
+
+class PhotoError(BaseModel):
+    path: str
+    error: str
+
+
+class EnrolDirResult(BaseModel):
+    gallery: str
+    people: list[enrolment.EnrolResult]
+    errors: list[PhotoError]
+    enrolled_photos: int
+    already_enrolled_photos: int
+
+
+def _person_dirs(root: Path) -> list[tuple[str, list[Path]]]:
+    if not root.is_dir():
+        raise InputError(f"{root} is not a folder", hint="give a folder with one sub-folder per person")
+    people = []
+    for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
+        photos = sorted(p for p in sub.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if photos:
+            people.append((sub.name, photos))
+    if not people:
+        raise InputError(
+            f"{root} has no person folders with photos", hint="lay it out as DIR/<person>/<photos>"
+        )
+    return people
+
+
+def enroll_dir(
+    root: Annotated[Path, typer.Argument(help="folder laid out as DIR/<person>/<photos>")],
+    gallery: Annotated[str, typer.Option("--gallery", "-g", help="gallery to enrol into")],
+    largest: Annotated[
+        bool, typer.Option("--largest", help="take the largest face when a photo has several")
+    ] = False,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Enrol everyone in a folder: one transaction per person; bad photos are reported and skipped."""
+    a = app()
+    enrolment.check_gallery_open(a, gallery)
+    people = _person_dirs(root)
+    total = sum(len(photos) for _, photos in people)
+    results: list[enrolment.EnrolResult] = []
+    errors: list[PhotoError] = []
+    done = 0
+    with progress_bar(f"enrolling into {gallery}", total) as update:
+        for person, photos in people:
+            prepared = []
+            for path in photos:
+                try:
+                    prepared.append(enrolment.prepare_face(a, _load(path), largest=largest))
+                except VigilError as exc:
+                    errors.append(PhotoError(path=str(path), error=str(exc)))
+                done += 1
+                update(done, total)
+            if prepared:
+                results.append(enrolment.enroll_prepared(a, gallery, person, prepared))
+    summary = EnrolDirResult(
+        gallery=gallery,
+        people=results,
+        errors=errors,
+        enrolled_photos=sum(p.status == "enrolled" for r in results for p in r.photos),
+        already_enrolled_photos=sum(p.status == "already-enrolled" for r in results for p in r.photos),
+    )
+
+    def render() -> None:
+        out.print(
+            f"{len(results)} people, {summary.enrolled_photos} photos enrolled, "
+            f"{summary.already_enrolled_photos} already enrolled, {len(errors)} skipped"
+        )
+        for e in errors:
+            err.print(f"[yellow]skipped[/] {e.error}", markup=True)
+
+    emit(summary, as_json, render)
+    if errors:
+        raise typer.Exit(InputError.exit_code)
+
+
+def verify(
+    image_a: Path,
+    image_b: Path,
+    largest: Annotated[
+        bool, typer.Option("--largest", help="use the largest face when a photo has several")
+    ] = False,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Compare the faces in two photos (1:1) at the target false-match rate."""
+    result = matching.verify(app(), _load(image_a), _load(image_b), largest=largest)
+
+    def render() -> None:
+        verdict = "[green]same person[/]" if result.same_person else "[red]different people[/]"
+        out.print(
+            f"{verdict}: score {result.score:.3f}, threshold {result.threshold:.3f} "
+            f"(FMR {result.fmr:g}, model {result.model})",
+            markup=True,
+        )
+
+    emit(result.model_dump(include={"same_person", "score", "threshold", "model", "fmr"}), as_json, render)
+
+
+def render_identify(result: IdentifyResult) -> None:
+    if not result.faces:
+        out.print("no face found")
+        return
+    table = Table("face", "box", "quality", "decision", "best matches (score / threshold)")
+    for i, f in enumerate(result.faces):
+        best = ", ".join(f"{m.identity}@{m.gallery} {m.score:.3f}/{m.threshold:.3f}" for m in f.matches[:3])
+        table.add_row(
+            str(i),
+            ",".join(f"{v:.0f}" for v in f.xyxy),
+            f"{f.quality:.2f}",
+            f.decision or "[dim]unknown[/]",
+            best or "-",
+        )
+    out.print(table)
+    out.print(
+        f"model {result.model}, FPIR {result.fpir:g}, galleries: {', '.join(result.galleries) or 'none'}"
+    )
+
+
+def identify(
+    image: Path,
+    gallery: Annotated[
+        list[str] | None, typer.Option("--gallery", "-g", help="gallery to search (repeatable)")
+    ] = None,
+    top_k: Annotated[int, typer.Option("--top-k", min=1, max=100)] = 5,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Identify every face in a photo (1:N, open set: unknown faces get no decision)."""
+    result = matching.identify(app(), _load(image), gallery or None, top_k)
+    emit(result, as_json, lambda: render_identify(result))

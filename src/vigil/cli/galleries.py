@@ -1,0 +1,134 @@
+"""`vigil gallery ...` and `vigil people ...`."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from vigil.cli.common import JsonOpt, app, emit, handle_errors, out
+from vigil.core.errors import InputError
+from vigil.gallery import enroll as enrolment
+from vigil.gallery import galleries as svc
+from vigil.gallery.models import GalleryKind
+
+gallery_cli = typer.Typer(help="Create, list, show and delete galleries.", no_args_is_help=True)
+people_cli = typer.Typer(help="List and remove enrolled people.", no_args_is_help=True)
+
+
+def _parse_date(value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError as exc:
+        raise InputError(f"--expires {value!r} is not a date", hint="use YYYY-MM-DD") from exc
+
+
+@gallery_cli.command("create")
+@handle_errors
+def create(
+    name: str,
+    kind: Annotated[
+        GalleryKind, typer.Option("--kind", help="watchlist, attendance, investigation or reference")
+    ],
+    purpose: Annotated[str | None, typer.Option(help="why this gallery exists")] = None,
+    legal_basis: Annotated[
+        str | None, typer.Option("--legal-basis", help="the law or decision allowing it")
+    ] = None,
+    authorized_by: Annotated[str | None, typer.Option("--authorized-by", help="who authorised it")] = None,
+    expires: Annotated[
+        str | None, typer.Option(help="expiry date, YYYY-MM-DD (required for watchlists)")
+    ] = None,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Create a gallery. Watchlists need --purpose, --legal-basis, --authorized-by and --expires."""
+    spec = svc.validate_spec(
+        name=name,
+        kind=kind,
+        purpose=purpose,
+        legal_basis=legal_basis,
+        authorized_by=authorized_by,
+        expires_on=_parse_date(expires),
+    )
+    info = svc.create_gallery(app(), spec)
+    emit(info, as_json, lambda: out.print(f"created {info.kind.value} gallery {info.name!r} (id {info.id})"))
+
+
+@gallery_cli.command("list")
+@handle_errors
+def list_(as_json: bool = JsonOpt) -> None:
+    """List galleries with their counts."""
+    infos = svc.list_galleries(app())
+
+    def render() -> None:
+        table = Table("name", "kind", "identities", "templates", "expires", "purpose")
+        for g in infos:
+            expiry = f"{g.expires_on}{' (EXPIRED)' if g.expired else ''}" if g.expires_on else "-"
+            table.add_row(g.name, g.kind.value, str(g.identities), str(g.templates), expiry, g.purpose or "-")
+        out.print(table)
+
+    emit(list(infos), as_json, render)
+
+
+@gallery_cli.command("show")
+@handle_errors
+def show(name: str, as_json: bool = JsonOpt) -> None:
+    """Show one gallery."""
+    info = svc.show_gallery(app(), name)
+
+    def render() -> None:
+        for key, value in info.model_dump().items():
+            out.print(f"{key:>14}: {value.value if hasattr(value, 'value') else value}")
+
+    emit(info, as_json, render)
+
+
+@gallery_cli.command("delete")
+@handle_errors
+def delete(
+    name: str,
+    yes: Annotated[bool, typer.Option("--yes", help="do not ask for confirmation")] = False,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Delete a gallery with its people, templates and photos."""
+    if not yes and not typer.confirm(f"Delete gallery {name!r} and everyone enrolled in it?"):
+        raise typer.Exit(1)
+    info = svc.delete_gallery(app(), name)
+    emit(info, as_json, lambda: out.print(f"deleted gallery {info.name!r} ({info.identities} identities)"))
+
+
+@people_cli.command("list")
+@handle_errors
+def people_list(
+    gallery: Annotated[str | None, typer.Option("--gallery", "-g", help="only this gallery")] = None,
+    as_json: bool = JsonOpt,
+) -> None:
+    """List enrolled people."""
+    people = enrolment.list_identities(app(), gallery)
+
+    def render() -> None:
+        table = Table("id", "gallery", "name", "external id", "photos", "templates")
+        for p in people:
+            table.add_row(str(p.id), p.gallery, p.name, p.external_id or "-", str(p.photos), str(p.templates))
+        out.print(table)
+
+    emit(list(people), as_json, render)
+
+
+@people_cli.command("remove")
+@handle_errors
+def people_remove(
+    who: Annotated[str, typer.Argument(help="name or id of the person")],
+    gallery: Annotated[str, typer.Option("--gallery", "-g", help="the person's gallery")],
+    as_json: bool = JsonOpt,
+) -> None:
+    """Remove a person with their templates, photos and index entries."""
+    info = enrolment.remove_identity(app(), gallery, who)
+    emit(
+        info,
+        as_json,
+        lambda: out.print(f"removed {info.name!r} from {info.gallery!r} ({info.templates} templates)"),
+    )

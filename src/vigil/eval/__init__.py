@@ -1,0 +1,1 @@
+"""Evaluation (LFW verification protocol) and calibration of embedders on labelled image sets."""

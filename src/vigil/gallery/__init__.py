@@ -1,0 +1,1 @@
+"""Galleries: the catalog (SQLAlchemy), content-addressed photos, vector indexes and matching."""

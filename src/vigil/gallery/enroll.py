@@ -1,0 +1,346 @@
+"""Enrolment: photos -> one face each -> templates, in one transaction per call.
+
+Detection and embedding happen before anything is written; a bad photo aborts the whole call
+and nothing is stored. Enrolling the same photo for the same identity again changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from vigil.app import App
+from vigil.core.errors import (
+    ConflictError,
+    ForbiddenError,
+    InputError,
+    MultipleFacesError,
+    NoFaceError,
+    NotFoundError,
+)
+from vigil.core.types import FaceDetections
+from vigil.gallery.galleries import get_gallery
+from vigil.gallery.index import IndexKey
+from vigil.gallery.models import Gallery, Identity, Photo, Template
+from vigil.vision.image import LoadedImage
+
+
+@dataclass(frozen=True)
+class PreparedFace:
+    """The one face of an enrolment photo, embedded."""
+
+    image: LoadedImage
+    face: FaceDetections  # exactly one face, with quality and embedding
+    faces_found: int
+
+
+class EnrolledPhoto(BaseModel):
+    name: str
+    sha256: str
+    status: str  # "enrolled" | "already-enrolled"
+    quality: float
+    xyxy: list[float]
+    faces_found: int
+
+
+class EnrolResult(BaseModel):
+    gallery: str
+    identity: str
+    identity_id: int
+    created: bool
+    photos: list[EnrolledPhoto]
+
+
+class IdentityInfo(BaseModel):
+    id: int
+    gallery: str
+    name: str
+    external_id: str | None
+    notes: str | None
+    photos: int
+    templates: int
+
+
+def prepare_face(app: App, image: LoadedImage, *, largest: bool = False) -> PreparedFace:
+    """Detect the single face of an enrolment photo and embed it.
+
+    Raises:
+        NoFaceError: no face found.
+        MultipleFacesError: several faces and ``largest`` is False.
+    """
+    faces = app.engine.detect(image.bgr)
+    if len(faces) == 0:
+        raise NoFaceError(
+            f"{image.name}: no face found", hint="use a sharp, frontal photo where the face is at least 80 px"
+        )
+    if len(faces) > 1 and not largest:
+        raise MultipleFacesError(
+            f"{image.name}: {len(faces)} faces found, enrolment needs exactly one",
+            hint="crop the photo to the person, or pass --largest to take the largest face",
+        )
+    one = app.engine.embed(image.bgr, faces[0])
+    return PreparedFace(image=image, face=one, faces_found=len(faces))
+
+
+def load_templates(
+    app: App, gallery_id: int, model_id: str
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """(n,) int64 template ids and (n, d) float32 vectors of one gallery and model, from the catalog."""
+    with app.db.session() as s:
+        rows = s.execute(
+            select(Template.id, Template.vector, Template.dimension)
+            .join(Identity)
+            .where(Identity.gallery_id == gallery_id, Template.model_id == model_id)
+            .order_by(Template.id)
+        ).all()
+    if not rows:
+        return np.zeros(0, np.int64), np.zeros((0, app.engine.card.dimension), np.float32)
+    ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+    vectors = np.stack([np.frombuffer(r[1], dtype="<f4", count=r[2]) for r in rows]).astype(np.float32)
+    return ids, vectors
+
+
+def _bump_generation(s: Session, gallery_id: int) -> tuple[int, int]:
+    s.execute(update(Gallery).where(Gallery.id == gallery_id).values(generation=Gallery.generation + 1))
+    new = int(s.scalar(select(Gallery.generation).where(Gallery.id == gallery_id)) or 0)
+    return new - 1, new
+
+
+def enroll(
+    app: App,
+    gallery_name: str,
+    identity_name: str,
+    images: list[LoadedImage],
+    *,
+    largest: bool = False,
+    external_id: str | None = None,
+    notes: str | None = None,
+) -> EnrolResult:
+    """Enrol ``images`` of one person into a gallery, all or nothing."""
+    check_gallery_open(app, gallery_name)
+    prepared = [prepare_face(app, image, largest=largest) for image in images]
+    return enroll_prepared(app, gallery_name, identity_name, prepared, external_id=external_id, notes=notes)
+
+
+def check_gallery_open(app: App, gallery_name: str) -> int:
+    """The gallery's id; raises if it does not exist or is an expired watchlist."""
+    with app.db.session() as s:
+        gallery = get_gallery(s, gallery_name)
+        if gallery.is_expired():
+            raise ForbiddenError(
+                f"watchlist {gallery.name!r} expired on {gallery.expires_on}",
+                hint="renew it before enrolling",
+            )
+        return gallery.id
+
+
+def enroll_prepared(
+    app: App,
+    gallery_name: str,
+    identity_name: str,
+    prepared: list[PreparedFace],
+    *,
+    external_id: str | None = None,
+    notes: str | None = None,
+) -> EnrolResult:
+    """Store already detected and embedded faces of one person, in one transaction."""
+    identity_name = identity_name.strip()
+    if not identity_name:
+        raise InputError("an identity needs a name")
+    gallery_id = check_gallery_open(app, gallery_name)
+    model_id, dim = app.engine.card.id, app.engine.card.dimension
+
+    new_blobs: list[str] = []
+    added_ids: list[int] = []
+    added_vecs: list[npt.NDArray[np.float32]] = []
+    photos: list[EnrolledPhoto] = []
+    try:
+        with app.db.session() as s:
+            identity = s.scalar(
+                select(Identity).where(Identity.gallery_id == gallery_id, Identity.name == identity_name)
+            )
+            created = identity is None
+            if identity is None:
+                identity = Identity(
+                    gallery_id=gallery_id, name=identity_name, external_id=external_id, notes=notes
+                )
+                s.add(identity)
+                s.flush()
+            for p in prepared:
+                photos.append(_add_photo(app, s, identity, p, model_id, new_blobs, added_ids, added_vecs))
+            change = _bump_generation(s, gallery_id) if added_ids else None
+            result = EnrolResult(
+                gallery=gallery_name,
+                identity=identity.name,
+                identity_id=identity.id,
+                created=created,
+                photos=photos,
+            )
+    except BaseException:
+        delete_unreferenced_blobs(app, new_blobs)
+        raise
+    if change is not None:
+        app.indexes.apply(
+            IndexKey(gallery_id, model_id),
+            change,
+            dim,
+            (np.asarray(added_ids, np.int64), np.stack(added_vecs)),
+            np.zeros(0, np.int64),
+            lambda: load_templates(app, gallery_id, model_id),
+        )
+    return result
+
+
+def _add_photo(
+    app: App,
+    s: Session,
+    identity: Identity,
+    p: PreparedFace,
+    model_id: str,
+    new_blobs: list[str],
+    added_ids: list[int],
+    added_vecs: list[npt.NDArray[np.float32]],
+) -> EnrolledPhoto:
+    sha = p.image.sha256
+    face = p.face
+    assert face.quality is not None and face.embedding is not None  # set by prepare_face
+    entry = EnrolledPhoto(
+        name=p.image.name,
+        sha256=sha,
+        status="already-enrolled",
+        quality=round(float(face.quality[0]), 4),
+        xyxy=[round(float(v), 1) for v in face.xyxy[0]],
+        faces_found=p.faces_found,
+    )
+    other = s.execute(
+        select(Identity.name)
+        .join(Template)
+        .where(
+            Identity.gallery_id == identity.gallery_id,
+            Identity.id != identity.id,
+            Template.source_sha256 == sha,
+            Template.model_id == model_id,
+        )
+    ).first()
+    if other is not None:
+        raise ConflictError(
+            f"{p.image.name}: this photo is already enrolled as {other[0]!r} in this gallery",
+            hint="remove it from that identity first if it was enrolled under the wrong name",
+        )
+    exists = s.scalar(
+        select(Template.id).where(
+            Template.identity_id == identity.id, Template.model_id == model_id, Template.source_sha256 == sha
+        )
+    )
+    if exists is not None:
+        return entry
+    photo = s.scalar(select(Photo).where(Photo.identity_id == identity.id, Photo.sha256 == sha))
+    if photo is None:
+        if not app.blobs.exists(sha):
+            app.blobs.put(p.image.data)
+            new_blobs.append(sha)
+        w, h = p.image.size_wh
+        photo = Photo(
+            identity_id=identity.id, sha256=sha, original_name=p.image.name[-500:], width_px=w, height_px=h
+        )
+        s.add(photo)
+        s.flush()
+    vector = face.embedding[0].astype("<f4")
+    template = Template(
+        identity_id=identity.id,
+        photo_id=photo.id,
+        model_id=model_id,
+        dimension=len(vector),
+        vector=vector.tobytes(),
+        quality=float(face.quality[0]),
+        source_sha256=sha,
+        box_xyxy=",".join(f"{v:.1f}" for v in face.xyxy[0]),
+    )
+    s.add(template)
+    s.flush()
+    added_ids.append(template.id)
+    added_vecs.append(vector.astype(np.float32))
+    return entry.model_copy(update={"status": "enrolled"})
+
+
+def delete_unreferenced_blobs(app: App, shas: Iterable[str]) -> int:
+    """Delete the blobs among ``shas`` that no photo row references; the number deleted."""
+    shas = set(shas)
+    if not shas:
+        return 0
+    with app.db.session() as s:
+        used = set(s.scalars(select(Photo.sha256).where(Photo.sha256.in_(shas))).all())
+    return sum(app.blobs.delete(sha) for sha in shas - used)
+
+
+def _find_identity(s: Session, gallery: Gallery, who: str) -> Identity:
+    query = select(Identity).where(Identity.gallery_id == gallery.id)
+    identity = s.scalar(query.where(Identity.name == who))
+    if identity is None and who.isdigit():
+        identity = s.scalar(query.where(Identity.id == int(who)))
+    if identity is None:
+        raise NotFoundError(
+            f"no identity {who!r} in gallery {gallery.name!r}", hint="see `vigil people list`"
+        )
+    return identity
+
+
+def remove_identity(app: App, gallery_name: str, who: str) -> IdentityInfo:
+    """Remove a person (by name or id) with their templates, photos and index entries."""
+    with app.db.session() as s:
+        gallery = get_gallery(s, gallery_name)
+        identity = _find_identity(s, gallery, who)
+        info = _identity_info(s, identity, gallery.name)
+        by_model: dict[str, list[int]] = {}
+        for tid, mid in s.execute(
+            select(Template.id, Template.model_id).where(Template.identity_id == identity.id)
+        ):
+            by_model.setdefault(mid, []).append(tid)
+        shas = set(s.scalars(select(Photo.sha256).where(Photo.identity_id == identity.id)).all())
+        s.delete(identity)
+        s.flush()
+        change = _bump_generation(s, gallery.id)
+        gallery_id = gallery.id
+    for model_id, ids in by_model.items():
+        dim = app.engine.card.dimension if model_id == app.engine.card.id else 0
+        if dim:
+            app.indexes.apply(
+                IndexKey(gallery_id, model_id),
+                change,
+                dim,
+                (np.zeros(0, np.int64), np.zeros((0, dim), np.float32)),
+                np.asarray(ids, np.int64),
+                lambda m=model_id: load_templates(app, gallery_id, m),
+            )
+        else:
+            app.indexes.drop([IndexKey(gallery_id, model_id)])
+    delete_unreferenced_blobs(app, shas)
+    return info
+
+
+def _identity_info(s: Session, identity: Identity, gallery_name: str) -> IdentityInfo:
+    photos = s.scalar(select(func.count(Photo.id)).where(Photo.identity_id == identity.id)) or 0
+    templates = s.scalar(select(func.count(Template.id)).where(Template.identity_id == identity.id)) or 0
+    return IdentityInfo(
+        id=identity.id,
+        gallery=gallery_name,
+        name=identity.name,
+        external_id=identity.external_id,
+        notes=identity.notes,
+        photos=photos,
+        templates=templates,
+    )
+
+
+def list_identities(app: App, gallery_name: str | None = None) -> list[IdentityInfo]:
+    with app.db.session() as s:
+        query = select(Identity, Gallery.name).join(Gallery).order_by(Gallery.name, Identity.name)
+        if gallery_name is not None:
+            query = query.where(Gallery.id == get_gallery(s, gallery_name).id)
+        return [_identity_info(s, identity, gname) for identity, gname in s.execute(query)]

@@ -1,0 +1,149 @@
+"""Creating, listing, showing and deleting galleries."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from vigil.app import App
+from vigil.core.errors import ConflictError, InputError, NotFoundError
+from vigil.gallery.models import Gallery, GalleryKind, Identity, Photo, Template
+
+
+class GallerySpec(BaseModel):
+    """What a new gallery needs. Watchlists need a purpose, a legal basis, who authorised them and
+    an expiry date in the future."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    name: str = Field(min_length=1, max_length=200)
+    kind: GalleryKind
+    purpose: str | None = None
+    legal_basis: str | None = None
+    authorized_by: str | None = None
+    expires_on: date | None = None
+
+    @field_validator("purpose", "legal_basis", "authorized_by")
+    @classmethod
+    def _blank_is_none(cls, v: str | None) -> str | None:
+        return v or None
+
+    @model_validator(mode="after")
+    def _watchlist_lawful(self) -> GallerySpec:
+        if self.kind is GalleryKind.watchlist:
+            missing = [
+                flag
+                for flag, value in (
+                    ("--purpose", self.purpose),
+                    ("--legal-basis", self.legal_basis),
+                    ("--authorized-by", self.authorized_by),
+                    ("--expires", self.expires_on),
+                )
+                if value is None
+            ]
+            if missing:
+                raise ValueError(
+                    "a watchlist needs a purpose, a legal basis, who authorised it and an expiry date; "
+                    "missing: " + ", ".join(missing)
+                )
+        if self.expires_on is not None and self.expires_on <= date.today():
+            raise ValueError(f"the expiry date {self.expires_on} is not in the future")
+        return self
+
+
+class GalleryInfo(BaseModel):
+    id: int
+    name: str
+    kind: GalleryKind
+    purpose: str | None
+    legal_basis: str | None
+    authorized_by: str | None
+    expires_on: date | None
+    expired: bool
+    created_at: datetime
+    identities: int
+    templates: int
+    photos: int
+
+
+def validate_spec(**fields: object) -> GallerySpec:
+    """A :class:`GallerySpec` or an :class:`InputError` naming every problem."""
+    from pydantic import ValidationError
+
+    try:
+        return GallerySpec.model_validate(fields)
+    except ValidationError as exc:
+        problems = "; ".join(
+            (f"{'.'.join(map(str, e['loc']))}: " if e["loc"] else "") + e["msg"].removeprefix("Value error, ")
+            for e in exc.errors()
+        )
+        raise InputError(f"invalid gallery: {problems}") from exc
+
+
+def create_gallery(app: App, spec: GallerySpec) -> GalleryInfo:
+    with app.db.session() as s:
+        if s.scalar(select(Gallery.id).where(Gallery.name == spec.name)) is not None:
+            raise ConflictError(f"a gallery named {spec.name!r} already exists", hint="choose another name")
+        gallery = Gallery(**spec.model_dump())
+        s.add(gallery)
+        s.flush()
+        return _info(s, gallery)
+
+
+def get_gallery(s: Session, name: str) -> Gallery:
+    gallery = s.scalar(select(Gallery).where(Gallery.name == name))
+    if gallery is None:
+        known = s.scalars(select(Gallery.name).order_by(Gallery.name)).all()
+        hint = f"known galleries: {', '.join(known)}" if known else "create one with `vigil gallery create`"
+        raise NotFoundError(f"no gallery named {name!r}", hint=hint)
+    return gallery
+
+
+def _info(s: Session, g: Gallery) -> GalleryInfo:
+    identities = s.scalar(select(func.count(Identity.id)).where(Identity.gallery_id == g.id)) or 0
+    templates = (
+        s.scalar(select(func.count(Template.id)).join(Identity).where(Identity.gallery_id == g.id)) or 0
+    )
+    photos = s.scalar(select(func.count(Photo.id)).join(Identity).where(Identity.gallery_id == g.id)) or 0
+    return GalleryInfo(
+        id=g.id,
+        name=g.name,
+        kind=g.kind,
+        purpose=g.purpose,
+        legal_basis=g.legal_basis,
+        authorized_by=g.authorized_by,
+        expires_on=g.expires_on,
+        expired=g.is_expired(),
+        created_at=g.created_at,
+        identities=identities,
+        templates=templates,
+        photos=photos,
+    )
+
+
+def list_galleries(app: App) -> list[GalleryInfo]:
+    with app.db.session() as s:
+        return [_info(s, g) for g in s.scalars(select(Gallery).order_by(Gallery.name))]
+
+
+def show_gallery(app: App, name: str) -> GalleryInfo:
+    with app.db.session() as s:
+        return _info(s, get_gallery(s, name))
+
+
+def delete_gallery(app: App, name: str) -> GalleryInfo:
+    """Delete a gallery, its identities, templates, index files and photos no one else uses."""
+    from vigil.gallery.enroll import delete_unreferenced_blobs
+
+    with app.db.session() as s:
+        gallery = get_gallery(s, name)
+        info = _info(s, gallery)
+        shas = set(
+            s.scalars(select(Photo.sha256).join(Identity).where(Identity.gallery_id == gallery.id)).all()
+        )
+        s.delete(gallery)
+    app.indexes.drop_gallery(info.id)
+    delete_unreferenced_blobs(app, shas)
+    return info

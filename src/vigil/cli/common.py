@@ -13,6 +13,7 @@ from typing import Any, ParamSpec, TypeVar
 import typer
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from vigil.app import App
@@ -20,7 +21,7 @@ from vigil.core.config import Settings
 from vigil.core.errors import ConfigError, VigilError
 
 out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -31,6 +32,8 @@ JsonOpt = typer.Option(False, "--json", help="print machine-readable JSON on std
 
 
 def set_data_dir(data_dir: Path | None) -> None:
+    """Called once per invocation, before the command: start from fresh settings."""
+    _state.clear()
     _state["data_dir"] = data_dir
 
 
@@ -78,9 +81,9 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
         try:
             return fn(*args, **kwargs)
         except VigilError as exc:
-            err.print(f"[bold red]error[/]: {exc.message}", markup=True)
+            err.print(f"[bold red]error[/]: {escape(exc.message)}", markup=True)
             if exc.hint:
-                err.print(f"[yellow]hint[/]: {exc.hint}", markup=True)
+                err.print(f"[yellow]hint[/]: {escape(exc.hint)}", markup=True)
             raise typer.Exit(exc.exit_code) from None
         finally:
             if "app" in _state:

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from pydantic import BaseModel
+from rich.markup import escape
 from rich.table import Table
 
 from vigil.cli.common import JsonOpt, app, emit, err, out, progress_bar
@@ -125,7 +126,7 @@ def enroll_dir(
             f"{summary.already_enrolled_photos} already enrolled, {len(errors)} skipped"
         )
         for e in errors:
-            err.print(f"[yellow]skipped[/] {e.error}", markup=True)
+            err.print(f"[yellow]skipped[/] {escape(e.error)}", markup=True)
 
     emit(summary, as_json, render)
     if errors:

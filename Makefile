@@ -1,0 +1,28 @@
+# vigil: the two commands of the README, and the checks CI runs.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint bench clean
+
+$(BIN)/vigil: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+## Set up and run the main job on the embedded defaults (SQLite, bundled models, no downloads).
+demo: $(BIN)/vigil
+	$(BIN)/vigil demo
+
+## Set up and run the linters, the type checker and the whole test suite (slow tests included).
+test: $(BIN)/vigil lint
+	$(BIN)/pytest
+
+lint: $(BIN)/vigil
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache

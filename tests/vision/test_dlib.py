@@ -1,0 +1,67 @@
+import io
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from vigil.vision.dlib.detector import DlibDetector
+from vigil.vision.image import decode_image, load_image
+
+
+def _deepface_photos(shared_data: Path) -> list[Path]:
+    root = shared_data / "deepface-13"
+    return sorted(p for p in root.glob("*/*.jpg") if not p.parent.name.startswith("_"))
+
+
+def test_two_people(engine, people: Path) -> None:
+    faces = engine.analyze(load_image(people / "two_people.jpg").bgr)
+    assert len(faces) == 2
+    assert faces.landmark_scheme == "dlib5" and faces.landmarks is not None
+    assert faces.embedding is not None and faces.embedding.shape == (2, 128)
+    np.testing.assert_allclose(np.linalg.norm(faces.embedding, axis=1), 1.0, atol=1e-5)
+    assert faces.quality is not None and np.all((faces.quality > 0.5) & (faces.quality <= 1))
+    assert float(faces.embedding[0] @ faces.embedding[1]) < 0.8  # two different people
+
+
+def test_one_face_in_every_deepface_photo(engine, shared_data: Path) -> None:
+    photos = _deepface_photos(shared_data)
+    assert len(photos) == 61
+    counts = {p.name: len(engine.detect(load_image(p).bgr)) for p in photos}
+    assert all(n == 1 for n in counts.values()), {k: v for k, v in counts.items() if v != 1}
+
+
+def test_exif_rotated_photo_is_found(engine, people: Path) -> None:
+    upright = Image.open(people / "obama.jpg").convert("RGB")
+    stored = upright.transpose(Image.Transpose.ROTATE_90)  # stored sideways; orientation 6 turns it back
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    stored.save(buf, format="JPEG", exif=exif.tobytes())
+    rotated = decode_image(buf.getvalue())
+    assert rotated.size_wh == upright.size
+    assert len(engine.detect(rotated.bgr)) == 1
+    # without applying EXIF the sideways face is not found by the frontal detector
+    raw = np.ascontiguousarray(np.asarray(stored)[:, :, ::-1])
+    assert len(engine.detect(raw)) == 0
+
+
+def test_quality_prefers_sharp_large_faces(engine, people: Path) -> None:
+    bgr = load_image(people / "obama.jpg").bgr
+    sharp = engine.detect(bgr)
+    blurred = engine.detect(cv2.GaussianBlur(bgr, (0, 0), 6))
+    small = engine.detect(cv2.resize(bgr, None, fx=0.12, fy=0.12, interpolation=cv2.INTER_AREA))
+    assert len(sharp) == len(blurred) == len(small) == 1
+    assert sharp.quality[0] > blurred.quality[0] + 0.05
+    assert sharp.quality[0] > small.quality[0] + 0.05
+
+
+def test_mmod_detector(people: Path) -> None:
+    det = DlibDetector(method="mmod", max_side_px=800)
+    faces = det.detect(load_image(people / "two_people.jpg").bgr)
+    assert det.name == "dlib-mmod"
+    assert len(faces) == 2 and faces.landmarks is not None
+
+
+def test_no_face_in_a_blank_image(engine) -> None:
+    assert len(engine.detect(np.full((300, 400, 3), 127, np.uint8))) == 0

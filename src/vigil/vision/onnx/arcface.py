@@ -100,8 +100,18 @@ def find_card(model_path: Path, *, card_path: Path | None, cards_dir: Path | Non
     """The card of the model at ``model_path``.
 
     Looked up, in order: ``card_path``; ``<stem>.json`` or ``<file name>.json`` beside the model;
-    ``<stem>.json`` in ``cards_dir``. Raises ModelError when none exists or the card is invalid.
+    ``<stem>.json`` in ``cards_dir``. A calibrated card that ``vigil calibrate`` wrote to
+    ``cards_dir/<card id>.json`` then replaces the one found. Raises ModelError when none exists or
+    the card is invalid.
     """
+    card = _base_card(model_path, card_path=card_path, cards_dir=cards_dir)
+    calibrated = Path(cards_dir) / f"{card.id}.json" if cards_dir is not None else None
+    if calibrated is not None and calibrated.is_file():
+        return ModelCard.load(calibrated)
+    return card
+
+
+def _base_card(model_path: Path, *, card_path: Path | None, cards_dir: Path | None) -> ModelCard:
     if card_path is not None:
         return ModelCard.load(Path(card_path))
     candidates = [model_path.with_suffix(".json"), model_path.with_name(model_path.name + ".json")]

@@ -7,13 +7,14 @@ images) is embedded instead, without landmarks, and counted as a fallback.
 
 Embeddings are cached under ``settings.data_dir / "cache" / "embeddings" /
 "<model id>-<detector>.npz"``, keyed by the SHA-256 of the file bytes, so a second run over the
-same files only hashes them. The cache assumes the detector settings (``detect_max_side_px``,
-``detect_upsample_below_px``) did not change between runs.
+same files only hashes them. The cache file also records the detection settings it was made with
+(:func:`cache_fingerprint`); a cache made with others is not reused but replaced.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import multiprocessing
 import os
@@ -30,8 +31,9 @@ import numpy.typing as npt
 
 from vigil.core.config import Settings
 from vigil.core.errors import ModelError, VigilError
+from vigil.core.modelcard import load_card
 from vigil.core.types import FaceDetections
-from vigil.vision.engine import FaceEngine, build_engine
+from vigil.vision.engine import FaceEngine, build_embedder, build_engine
 from vigil.vision.image import decode_image
 
 log = logging.getLogger(__name__)
@@ -99,7 +101,7 @@ def central_face(faces: FaceDetections, width: int, height: int) -> int:
 
 
 def embed_image(engine: FaceEngine, bgr: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.float32], bool]:
-    """The (d,) float32 embedding of the central face of ``bgr`` ((h, w, 3) uint8) and whether it was detected."""
+    """The central face of ``bgr`` ((h, w, 3) uint8): its (d,) float32 embedding, and whether detected."""
     h, w = bgr.shape[:2]
     faces = engine.detector.detect(bgr)
     if len(faces) > 0:
@@ -155,16 +157,37 @@ def _worker_embed(path: Path) -> _Result:
 
 
 # -- cache ----------------------------------------------------------------------------------------
+_CACHE_VERSION = 1
+
+
+def cache_fingerprint(settings: Settings) -> str:
+    """The settings an embedding depends on besides the file bytes and the model id, as a string.
+
+    A cache written under other detection settings is not reused.
+    """
+    fields = {
+        "version": _CACHE_VERSION,
+        "fallback": FALLBACK_FRACTION,
+        "detector": settings.detector,
+        "onnx_detector": str(settings.onnx_detector_path or ""),
+        "onnx_embedder": str(settings.onnx_embedder_path or ""),
+    }
+    for name in ("detect_max_side_px", "detect_upsample_below_px", "detect_min_confidence"):
+        fields[name] = getattr(settings, name, None)
+    return json.dumps(fields, sort_keys=True)
+
+
 @dataclass
 class _Cache:
     path: Path
     dimension: int
+    fingerprint: str
     entries: dict[str, tuple[npt.NDArray[np.float32], bool]] = field(default_factory=dict)
     new: int = 0
 
     @classmethod
-    def open(cls, path: Path, dimension: int) -> _Cache:
-        cache = cls(path=path, dimension=dimension)
+    def open(cls, path: Path, dimension: int, fingerprint: str) -> _Cache:
+        cache = cls(path=path, dimension=dimension, fingerprint=fingerprint)
         cache.entries = cache._read()
         return cache
 
@@ -176,8 +199,12 @@ class _Cache:
                 keys = npz["keys"]
                 vectors = np.asarray(npz["vectors"], np.float32)
                 detected = np.asarray(npz["detected"], np.bool_)
+                fingerprint = str(npz["fingerprint"]) if "fingerprint" in npz.files else ""
         except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
             log.warning("ignoring unreadable embedding cache %s: %s", self.path, exc)
+            return {}
+        if fingerprint != self.fingerprint:
+            log.info("not reusing embedding cache %s: made with other detection settings", self.path)
             return {}
         if vectors.ndim != 2 or vectors.shape[1] != self.dimension or not len(keys) == len(vectors) == len(
             detected
@@ -212,7 +239,8 @@ class _Cache:
         tmp = Path(tmp_name)
         try:
             with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, keys=keys, vectors=vectors, detected=detected)
+                np.savez(fh, keys=keys, vectors=vectors, detected=detected,
+                         fingerprint=np.array(self.fingerprint))
             tmp.replace(self.path)
         except OSError as exc:
             log.warning("could not write embedding cache %s: %s", self.path, exc)
@@ -250,7 +278,8 @@ def embed_files(
         paths: image files; duplicates are embedded once.
         workers: processes; 1 embeds in this process.
         progress: called as ``progress(done, total)``.
-        engine: an engine already built from ``settings`` (used for ``workers=1`` and the model id).
+        engine: an engine already built from ``settings``; with ``workers=1`` it is used, else one
+            is built when an image is not in the cache.
 
     Unreadable or undecodable files never stop the run: they are listed in ``errors`` and their
     rows are NaN. With ``workers > 1`` the worker processes are spawned, so a script calling this
@@ -259,10 +288,8 @@ def embed_files(
     Raises:
         ModelError: the engine cannot be built, or a worker process died (finished work is cached).
     """
-    engine = engine if engine is not None else build_engine(settings)
-    model_id = engine.model_id
-    dim = engine.card.dimension
-    cache = _Cache.open(cache_path(settings, model_id, settings.detector), dim)
+    model_id, dim = _identity(settings, engine)
+    cache = _Cache.open(cache_path(settings, model_id, settings.detector), dim, cache_fingerprint(settings))
 
     paths = [Path(p) for p in paths]
     n = len(paths)
@@ -287,6 +314,8 @@ def embed_files(
     if progress is not None:
         progress(done, n)
 
+    if engine is None and todo and (workers <= 1 or len(todo) == 1):
+        engine = build_engine(settings)
     try:
         for path, (sha, vector, det, err) in _run(settings, engine, list(todo), workers):
             rows = todo[path]
@@ -314,13 +343,26 @@ def embed_files(
     )
 
 
+def _identity(settings: Settings, engine: FaceEngine | None) -> tuple[str, int]:
+    """(model id, dimension) of the embedder, without loading the dlib model when avoidable."""
+    if engine is not None:
+        return engine.model_id, engine.card.dimension
+    if settings.embedder == "dlib-resnet":
+        from vigil.vision.dlib.embedder import MODEL_ID
+
+        card = load_card(MODEL_ID, settings.cards_dir)
+        return card.id, card.dimension
+    card = build_embedder(settings).card
+    return card.id, card.dimension
+
+
 def _run(
-    settings: Settings, engine: FaceEngine, paths: list[Path], workers: int
+    settings: Settings, engine: FaceEngine | None, paths: list[Path], workers: int
 ) -> Iterator[tuple[Path, _Result]]:
     """(path, result) for each of ``paths``, in completion order."""
     if not paths:
         return
-    if workers <= 1 or len(paths) == 1:
+    if engine is not None and (workers <= 1 or len(paths) == 1):
         for path in paths:
             yield path, _embed_file(engine, settings, path)
         return

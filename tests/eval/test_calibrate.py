@@ -44,9 +44,7 @@ def _count_folder(root: Path) -> dict[str, list[Path]]:
     return out
 
 
-def test_deepface_calibration(
-    deepface_report: tuple[CalibrationReport, Settings], shared_data: Path
-) -> None:
+def test_deepface_calibration(deepface_report: tuple[CalibrationReport, Settings], shared_data: Path) -> None:
     report, settings = deepface_report
     cal = report.calibration
     root = shared_data / "deepface-13"
@@ -182,8 +180,12 @@ def test_unreadable_and_faceless_files(shared_data: Path, tmp_path: Path) -> Non
     (root / "_ignored" / "x.jpg").write_bytes(b"nothing")
 
     settings = Settings(data_dir=tmp_path / "data")
-    paths = [*sorted((root / "Aaron_Peirsol").iterdir()), root / "Abdullah" / "broken.jpg",
-             root / "Abel_Pacheco" / "grey.png", tmp_path / "missing.jpg"]
+    paths = [
+        *sorted((root / "Aaron_Peirsol").iterdir()),
+        root / "Abdullah" / "broken.jpg",
+        root / "Abel_Pacheco" / "grey.png",
+        tmp_path / "missing.jpg",
+    ]
     emb = embed_files(settings, paths, workers=2)
     assert len(emb) == 5
     assert [p for p, _ in emb.errors] == [root / "Abdullah" / "broken.jpg", tmp_path / "missing.jpg"]

@@ -58,8 +58,10 @@ def test_read_view2(tmp_path: Path) -> None:
     assert [p.same for p in pairs] == [True, True, False, False] * 2
     assert (pairs[4].name1, pairs[4].index1, pairs[4].name2, pairs[4].index2) == ("Alice", 2, "Alice", 4)
     assert (pairs[7].name1, pairs[7].index1, pairs[7].name2, pairs[7].index2) == ("Carol", 1, "Dave", 11)
-    assert pairs[7].paths(tmp_path) == (tmp_path / "Carol" / "Carol_0001.jpg",
-                                        tmp_path / "Dave" / "Dave_0011.jpg")
+    assert pairs[7].paths(tmp_path) == (
+        tmp_path / "Carol" / "Carol_0001.jpg",
+        tmp_path / "Dave" / "Dave_0011.jpg",
+    )
     assert image_path(tmp_path, "Bob_Jones", 2) == tmp_path / "Bob_Jones" / "Bob_Jones_0002.jpg"
 
 

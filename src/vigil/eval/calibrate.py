@@ -57,7 +57,8 @@ def list_identities(root: Path) -> dict[str, list[Path]]:
     out: dict[str, list[Path]] = {}
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not _hidden(p.name)):
         images = sorted(
-            p for p in folder.iterdir()
+            p
+            for p in folder.iterdir()
             if p.is_file() and not _hidden(p.name) and p.suffix.lower() in IMAGE_SUFFIXES
         )
         if images:
@@ -94,7 +95,10 @@ def impostor_pair_count(labels: npt.NDArray[np.int64]) -> int:
 
 
 def pair_scores(
-    vectors: npt.NDArray[np.float32], labels: npt.NDArray[np.int64], *, keep_top: int,
+    vectors: npt.NDArray[np.float32],
+    labels: npt.NDArray[np.int64],
+    *,
+    keep_top: int,
     bins: int = HIST_BINS,
 ) -> ScoreStats:
     """Score every pair of (n, d) float32 unit ``vectors`` with (n,) int64 identity ``labels``.
@@ -127,7 +131,7 @@ def pair_scores(
                 imp = imp[imp > top.min()]
             merged = np.concatenate([top, imp])
             if len(merged) > keep_top:
-                merged = np.partition(merged, len(merged) - keep_top)[len(merged) - keep_top:]
+                merged = np.partition(merged, len(merged) - keep_top)[len(merged) - keep_top :]
             top = merged
     return ScoreStats(
         genuine=np.concatenate(genuine) if genuine else np.zeros(0, np.float32),
@@ -203,9 +207,7 @@ def run_calibration(
     use = ok & embedded.detected
     no_face = [p for p, o, d in zip(paths, ok, embedded.detected, strict=True) if o and not d]
     if no_face:
-        log.warning(
-            "%d of %d images left out of the calibration: no face detected", len(no_face), len(paths)
-        )
+        log.warning("%d of %d images left out of the calibration: no face detected", len(no_face), len(paths))
     if embedded.errors:
         log.warning(
             "%d of %d images left out of the calibration: unreadable", len(embedded.errors), len(paths)
@@ -237,9 +239,7 @@ def run_calibration(
         genuine_hist=[int(c) for c in stats.genuine_hist],
         impostor_hist=[int(c) for c in stats.impostor_hist],
     )
-    return CalibrationReport(
-        calibration=calibration, no_face=no_face, unreadable=list(embedded.errors)
-    )
+    return CalibrationReport(calibration=calibration, no_face=no_face, unreadable=list(embedded.errors))
 
 
 def calibrate(

@@ -206,8 +206,10 @@ class _Cache:
         if fingerprint != self.fingerprint:
             log.info("not reusing embedding cache %s: made with other detection settings", self.path)
             return {}
-        if vectors.ndim != 2 or vectors.shape[1] != self.dimension or not len(keys) == len(vectors) == len(
-            detected
+        if (
+            vectors.ndim != 2
+            or vectors.shape[1] != self.dimension
+            or not len(keys) == len(vectors) == len(detected)
         ):
             log.warning("ignoring embedding cache %s: shapes do not match the model", self.path)
             return {}
@@ -230,8 +232,10 @@ class _Cache:
         merged.update(self.entries)
         self.entries = merged
         keys = np.array(sorted(merged), dtype="U64")
-        vectors = np.stack([merged[k][0] for k in keys]).astype(np.float32) if len(keys) else np.zeros(
-            (0, self.dimension), np.float32
+        vectors = (
+            np.stack([merged[k][0] for k in keys]).astype(np.float32)
+            if len(keys)
+            else np.zeros((0, self.dimension), np.float32)
         )
         detected = np.array([merged[k][1] for k in keys], np.bool_)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -239,8 +243,9 @@ class _Cache:
         tmp = Path(tmp_name)
         try:
             with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, keys=keys, vectors=vectors, detected=detected,
-                         fingerprint=np.array(self.fingerprint))
+                np.savez(
+                    fh, keys=keys, vectors=vectors, detected=detected, fingerprint=np.array(self.fingerprint)
+                )
             tmp.replace(self.path)
         except OSError as exc:
             log.warning("could not write embedding cache %s: %s", self.path, exc)
@@ -309,8 +314,9 @@ def embed_files(
         else:
             todo.setdefault(path, []).append(i)
     done = n - sum(len(rows) for rows in todo.values())
-    log.info("embedding %d of %d images (%d cached, %d unreadable)", len(todo), n, done - len(errors),
-             len(errors))
+    log.info(
+        "embedding %d of %d images (%d cached, %d unreadable)", len(todo), n, done - len(errors), len(errors)
+    )
     if progress is not None:
         progress(done, n)
 
@@ -338,7 +344,10 @@ def embed_files(
             break
         log.warning("skipped %s", errors[i])
     return EmbeddedSet(
-        paths=paths, vectors=vectors, detected=detected, model=model_id,
+        paths=paths,
+        vectors=vectors,
+        detected=detected,
+        model=model_id,
         errors=[(paths[i], errors[i]) for i in sorted(errors)],
     )
 
@@ -369,7 +378,9 @@ def _run(
     worker_settings = settings.model_copy(update={"threads": 1}) if settings.threads == 0 else settings
     ctx = multiprocessing.get_context("spawn")  # never fork a process holding model runtimes' threads
     pool = ProcessPoolExecutor(
-        max_workers=min(workers, len(paths)), mp_context=ctx, initializer=_init_worker,
+        max_workers=min(workers, len(paths)),
+        mp_context=ctx,
+        initializer=_init_worker,
         initargs=(worker_settings,),
     )
     try:

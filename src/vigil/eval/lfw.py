@@ -70,8 +70,10 @@ def _parse_line(fields: list[str], same: bool, where: str) -> tuple[str, int, st
     except ValueError:
         pass
     want = "name i j" if same else "name1 i name2 j"
-    raise InputError(f"{where}: expected a {'matched' if same else 'mismatched'} pair '{want}'",
-                     hint="give an LFW pairs file (pairs.txt, pairsDevTrain.txt or pairsDevTest.txt)")
+    raise InputError(
+        f"{where}: expected a {'matched' if same else 'mismatched'} pair '{want}'",
+        hint="give an LFW pairs file (pairs.txt, pairsDevTrain.txt or pairsDevTest.txt)",
+    )
 
 
 def _view1_folds(n: int) -> npt.NDArray[np.int64]:
@@ -88,11 +90,13 @@ def read_pairs(path: Path) -> list[LfwPair]:
     try:
         lines = [ln.split() for ln in path.read_text(encoding="utf-8").splitlines()]
     except OSError as exc:
-        raise InputError(f"{path}: cannot read the pairs file ({exc.strerror or exc})",
-                         hint="check the path") from exc
+        raise InputError(
+            f"{path}: cannot read the pairs file ({exc.strerror or exc})", hint="check the path"
+        ) from exc
     lines = [ln for ln in lines if ln]
-    bad_header = InputError(f"{path}:1: the first line must be 'N' (View 1) or 'folds N' (View 2)",
-                            hint="give an LFW pairs file")
+    bad_header = InputError(
+        f"{path}:1: the first line must be 'N' (View 1) or 'folds N' (View 2)", hint="give an LFW pairs file"
+    )
     if not lines or len(lines[0]) not in (1, 2) or not all(f.isdigit() for f in lines[0]):
         raise bad_header
     header = [int(f) for f in lines[0]]
@@ -101,8 +105,10 @@ def read_pairs(path: Path) -> list[LfwPair]:
         raise bad_header
     body = lines[1:]
     if len(body) != 2 * folds * per:
-        raise InputError(f"{path}: the header announces {2 * folds * per} pairs, the file has {len(body)}",
-                         hint="the file is truncated or not an LFW pairs file")
+        raise InputError(
+            f"{path}: the header announces {2 * folds * per} pairs, the file has {len(body)}",
+            hint="the file is truncated or not an LFW pairs file",
+        )
     pairs: list[LfwPair] = []
     view1_fold = _view1_folds(per)
     for f in range(folds):
@@ -154,9 +160,7 @@ def best_threshold(scores: F64, same: Bools) -> tuple[float, float]:
     return threshold, float(correct[j] / n)
 
 
-def kfold_accuracy(
-    scores: F64, same: Bools, folds: npt.NDArray[np.int64]
-) -> tuple[list[float], list[float]]:
+def kfold_accuracy(scores: F64, same: Bools, folds: npt.NDArray[np.int64]) -> tuple[list[float], list[float]]:
     """Per-fold test accuracy and threshold; each fold's threshold is chosen on all other folds.
 
     Args:
@@ -229,7 +233,10 @@ class LfwResult(BaseModel):
 
 
 def _pair_scores(
-    pairs: Sequence[LfwPair], root: Path, index: dict[Path, int], vectors: npt.NDArray[np.float32],
+    pairs: Sequence[LfwPair],
+    root: Path,
+    index: dict[Path, int],
+    vectors: npt.NDArray[np.float32],
     ok: Bools,
 ) -> tuple[F64, Bools, npt.NDArray[np.int64], int]:
     """(scores, same, folds, skipped) for the pairs whose two images were embedded."""
@@ -275,26 +282,33 @@ def evaluate_lfw(
     ok = embedded.ok
     scores, same, folds, skipped = _pair_scores(test_pairs, root, images, embedded.vectors, ok)
     if skipped:
-        log.warning("%d of %d test pairs skipped: an image was missing or unreadable",
-                    skipped, len(test_pairs))
+        log.warning(
+            "%d of %d test pairs skipped: an image was missing or unreadable", skipped, len(test_pairs)
+        )
     if not same.any() or same.all():
-        raise InputError(f"{pairs_file}: need both matched and mismatched pairs with readable images",
-                         hint=f"check that the images are under {root}")
+        raise InputError(
+            f"{pairs_file}: need both matched and mismatched pairs with readable images",
+            hint=f"check that the images are under {root}",
+        )
 
     if train_pairs:
         tr_scores, tr_same, _, tr_skipped = _pair_scores(train_pairs, root, images, embedded.vectors, ok)
         if tr_skipped:
             log.warning("%d of %d train pairs skipped", tr_skipped, len(train_pairs))
         if len(tr_scores) == 0:
-            raise InputError(f"{train_pairs_file}: no train pair could be scored",
-                             hint=f"check that the images are under {root}")
+            raise InputError(
+                f"{train_pairs_file}: no train pair could be scored",
+                hint=f"check that the images are under {root}",
+            )
         threshold, _ = best_threshold(tr_scores, tr_same)
         accs = [accuracy_at(scores, same, threshold)]
         protocol, mean_t = "train/test", threshold
     else:
         if len(np.unique(folds)) < 2:
-            raise InputError(f"{pairs_file}: the 10-fold protocol needs pairs in several folds",
-                             hint="give a file with at least 10 matched and 10 mismatched pairs")
+            raise InputError(
+                f"{pairs_file}: the 10-fold protocol needs pairs in several folds",
+                hint="give a file with at least 10 matched and 10 mismatched pairs",
+            )
         accs, thresholds = kfold_accuracy(scores, same, folds)
         protocol, mean_t = "10-fold", float(np.mean(thresholds))
 
@@ -328,8 +342,9 @@ def roc_curve(scores: F64, same: Bools) -> tuple[F64, F64, F64]:
     return fp / n_imp, tp / n_gen, s[last]
 
 
-def plot_roc(scores: Sequence[float] | F64, same: Sequence[bool] | Bools, path: Path,
-             title: str | None = None) -> Path:
+def plot_roc(
+    scores: Sequence[float] | F64, same: Sequence[bool] | Bools, path: Path, title: str | None = None
+) -> Path:
     """Write a PNG with the ROC (TAR against FAR, log FAR) and DET (FNMR against FMR) curves.
 
     Args:

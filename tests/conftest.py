@@ -43,3 +43,33 @@ def engine():  # type: ignore[no-untyped-def]
     from vigil.vision.engine import build_engine
 
     return build_engine(Settings())
+
+
+@pytest.fixture
+def app(tmp_path: Path, engine):  # type: ignore[no-untyped-def]
+    """An application context on a fresh data directory, sharing the session's engine."""
+    from vigil.app import App
+    from vigil.core.config import Settings
+
+    a = App(Settings(data_dir=tmp_path / "data"), engine_override=engine)
+    yield a
+    a.close()
+
+
+@pytest.fixture
+def run(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """``run(*args, code=0)``: invoke the CLI on a fresh data directory; (stdout, stderr)."""
+    from typer.testing import CliRunner
+
+    from vigil.cli import cli
+
+    runner = CliRunner()
+    data_dir = tmp_path / "data"
+
+    def invoke(*args: str, code: int = 0) -> tuple[str, str]:
+        result = runner.invoke(cli, ["--data-dir", str(data_dir), *args])
+        assert result.exit_code == code, (result.stdout, result.stderr, result.exception)
+        return result.stdout, result.stderr
+
+    invoke.data_dir = data_dir  # type: ignore[attr-defined]
+    return invoke

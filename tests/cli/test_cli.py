@@ -20,20 +20,6 @@ from vigil.cli import cli
 FUTURE = (date.today() + timedelta(days=30)).isoformat()
 
 
-@pytest.fixture
-def run(tmp_path: Path):  # type: ignore[no-untyped-def]
-    runner = CliRunner()
-    data_dir = tmp_path / "data"
-
-    def invoke(*args: str, code: int = 0) -> tuple[str, str]:
-        result = runner.invoke(cli, ["--data-dir", str(data_dir), *args])
-        assert result.exit_code == code, (result.stdout, result.stderr, result.exception)
-        return result.stdout, result.stderr
-
-    invoke.data_dir = data_dir  # type: ignore[attr-defined]
-    return invoke
-
-
 def test_gallery_commands_and_json(run) -> None:  # type: ignore[no-untyped-def]
     out, _ = run(
         "gallery",

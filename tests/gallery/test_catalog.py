@@ -30,7 +30,7 @@ def _reference(app: App, name: str = "staff") -> None:
 def test_sqlite_is_in_wal_mode_and_migrated(app: App) -> None:
     with app.db.engine.connect() as conn:
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
     assert (app.settings.data_dir / "vigil.db").exists()
 
 

@@ -13,6 +13,7 @@ from vigil.cli.demo import demo
 from vigil.cli.evaluation import calibrate, eval_cli
 from vigil.cli.faces import enroll, enroll_dir, identify, verify
 from vigil.cli.galleries import gallery_cli, people_cli
+from vigil.cli.video import camera_cli, watch
 
 cli = typer.Typer(
     name="vigil",
@@ -45,11 +46,13 @@ def main_options(
 cli.add_typer(gallery_cli, name="gallery")
 cli.add_typer(people_cli, name="people")
 cli.add_typer(eval_cli, name="eval")
+cli.add_typer(camera_cli, name="camera")
 cli.command("enroll")(common.handle_errors(enroll))
 cli.command("enroll-dir")(common.handle_errors(enroll_dir))
 cli.command("verify")(common.handle_errors(verify))
 cli.command("identify")(common.handle_errors(identify))
 cli.command("calibrate")(calibrate)
+cli.command("watch")(watch)
 cli.command("demo")(demo)
 
 

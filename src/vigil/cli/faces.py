@@ -15,9 +15,7 @@ from vigil.core.errors import InputError, VigilError
 from vigil.gallery import enroll as enrolment
 from vigil.gallery import matching
 from vigil.gallery.matching import IdentifyResult
-from vigil.vision.image import LoadedImage, load_image
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+from vigil.vision.image import IMAGE_SUFFIXES, LoadedImage, load_image
 
 
 def _load(path: Path) -> LoadedImage:

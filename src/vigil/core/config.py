@@ -49,6 +49,35 @@ class Settings(BaseSettings):
     target_fpir: float = Field(default=1e-2, gt=0, lt=1, description="1:N false-positive identification rate")
     threads: int = Field(default=0, ge=0, description="threads for model runtimes; 0 = all cores")
 
+    # Video (the per-camera pipeline)
+    video_detect_every: int = Field(default=2, ge=1, description="run the detector on every Nth frame")
+    video_detect_max_side_px: int = Field(
+        default=960, ge=160, description="frames are scaled down to this long side for detection"
+    )
+    video_detect_upsample: bool = Field(
+        default=False, description="upsample frames once before detection (small faces; ~4x slower)"
+    )
+    video_min_confidence: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="weaker detections are ignored; below video_track_confidence they only extend tracks",
+    )
+    video_track_confidence: float = Field(
+        default=0.8, ge=0, le=1, description="detections that may start a track"
+    )
+    video_max_lost_s: float = Field(default=1.0, gt=0, description="a track unseen this long ends")
+    video_embeds_per_track: int = Field(default=3, ge=1, description="best shots embedded per track, at most")
+    video_min_quality: float = Field(
+        default=0.3, ge=0, le=1, description="a shot is embedded once its quality reaches this"
+    )
+    video_improve_by: float = Field(
+        default=0.08,
+        ge=0,
+        le=1,
+        description="a later shot is embedded when its quality beats the last by this",
+    )
+
     @property
     def database(self) -> str:
         if self.database_url:

@@ -28,13 +28,13 @@ from vigil.core.config import Settings
 from vigil.core.errors import InputError
 from vigil.core.modelcard import Calibration, ModelCard
 from vigil.eval.embed import embed_files
+from vigil.vision.image import IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)
 
 FMR_LADDER: tuple[float, ...] = (1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5, 3e-6, 1e-6)
 MIN_IMPOSTORS_ABOVE = 10
 HIST_BINS = 200
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 _BLOCK_ELEMENTS = 4_000_000
 """Score-matrix elements computed at once (float32: 16 MB, plus masks)."""
 

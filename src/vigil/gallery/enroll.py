@@ -27,7 +27,7 @@ from vigil.core.errors import (
 from vigil.core.types import FaceDetections
 from vigil.gallery.galleries import get_gallery
 from vigil.gallery.index import IndexKey
-from vigil.gallery.models import Gallery, Identity, Photo, Template
+from vigil.gallery.models import AlarmRecord, Gallery, Identity, Photo, Template
 from vigil.vision.image import LoadedImage
 
 
@@ -270,12 +270,14 @@ def _add_photo(
 
 
 def delete_unreferenced_blobs(app: App, shas: Iterable[str]) -> int:
-    """Delete the blobs among ``shas`` that no photo row references; the number deleted."""
+    """Delete the blobs among ``shas`` that no photo or alarm references; the number deleted."""
     shas = set(shas)
     if not shas:
         return 0
     with app.db.session() as s:
         used = set(s.scalars(select(Photo.sha256).where(Photo.sha256.in_(shas))).all())
+        for column in (AlarmRecord.crop_sha256, AlarmRecord.thumbnail_sha256):
+            used |= {sha for sha in s.scalars(select(column).where(column.in_(shas))) if sha}
     return sum(app.blobs.delete(sha) for sha in shas - used)
 
 

@@ -6,6 +6,7 @@ import enum
 from datetime import UTC, date, datetime
 
 from sqlalchemy import (
+    Boolean,
     Date,
     DateTime,
     Enum,
@@ -115,3 +116,58 @@ class Template(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     identity: Mapped[Identity] = relationship(back_populates="templates")
+
+
+class Camera(Base):
+    """A registered video source: where it is and what kind of place it watches."""
+
+    __tablename__ = "cameras"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    url: Mapped[str] = mapped_column(Text)
+    site: Mapped[str | None] = mapped_column(String(200))
+    latitude: Mapped[float | None] = mapped_column(Float)
+    longitude: Mapped[float | None] = mapped_column(Float)
+    kind: Mapped[str] = mapped_column(String(50), default="fixed")
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AlarmState(enum.StrEnum):
+    pending = "pending"
+    confirmed = "confirmed"
+    dismissed = "dismissed"
+    closed = "closed"
+
+
+class AlarmRecord(Base):
+    """A watchlist hit on a camera, kept for people to review; never acted on by itself."""
+
+    __tablename__ = "alarms"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    camera_id: Mapped[int | None] = mapped_column(ForeignKey("cameras.id", ondelete="SET NULL"), index=True)
+    camera_name: Mapped[str] = mapped_column(String(200))
+    gallery_id: Mapped[int | None] = mapped_column(
+        ForeignKey("galleries.id", ondelete="SET NULL"), index=True
+    )
+    identity_id: Mapped[int | None] = mapped_column(
+        ForeignKey("identities.id", ondelete="SET NULL"), index=True
+    )
+    identity_name: Mapped[str] = mapped_column(String(200))
+    track_id: Mapped[int] = mapped_column(Integer)
+    frame_index: Mapped[int] = mapped_column(Integer)
+    captured_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    score: Mapped[float] = mapped_column(Float)
+    threshold: Mapped[float] = mapped_column(Float)
+    fpir: Mapped[float] = mapped_column(Float)
+    model_id: Mapped[str] = mapped_column(String(100))
+    box_xyxy: Mapped[str] = mapped_column(String(100))
+    quality: Mapped[float] = mapped_column(Float)
+    crop_sha256: Mapped[str | None] = mapped_column(String(64))
+    thumbnail_sha256: Mapped[str | None] = mapped_column(String(64))
+    state: Mapped[AlarmState] = mapped_column(
+        Enum(AlarmState, native_enum=False, length=20), default=AlarmState.pending, index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -20,6 +20,10 @@ DEFAULT_MAX_PIXELS = 50_000_000
 DEFAULT_MAX_BYTES = 30_000_000
 
 
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+"""File name endings treated as images when a folder is scanned."""
+
+
 @dataclass(frozen=True)
 class LoadedImage:
     """A decoded still image.

@@ -1,0 +1,129 @@
+"""`vigil camera ...` and `vigil watch`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from vigil.cli.common import JsonOpt, app, emit, err, handle_errors, out
+from vigil.events.schemas import Alarm, CameraOffline, CameraOnline
+from vigil.video import cameras as svc
+from vigil.video.pipeline import PipelineEvent
+from vigil.video.watch import watch as run_watch
+
+camera_cli = typer.Typer(help="Register and list cameras.", no_args_is_help=True)
+
+
+@camera_cli.command("add")
+@handle_errors
+def add(
+    name: str,
+    url: Annotated[str, typer.Argument(help="rtsp://, http(s):// (MJPEG), rtmp://, webcam:N or a file")],
+    site: Annotated[str | None, typer.Option(help="the site the camera belongs to")] = None,
+    location: Annotated[str | None, typer.Option(help="LAT,LON in decimal degrees")] = None,
+    kind: Annotated[str, typer.Option(help=", ".join(svc.CAMERA_KINDS))] = "fixed",
+    as_json: bool = JsonOpt,
+) -> None:
+    """Register a camera."""
+    info = svc.add_camera(app(), name, url, site=site, location=location, kind=kind)
+    emit(info, as_json, lambda: out.print(f"added camera {info.name!r} (id {info.id}) {info.url}"))
+
+
+@camera_cli.command("list")
+@handle_errors
+def list_(as_json: bool = JsonOpt) -> None:
+    """List the registered cameras (passwords in addresses are masked)."""
+    cams = svc.list_cameras(app())
+
+    def render() -> None:
+        table = Table("name", "kind", "site", "location", "address", "enabled")
+        for c in cams:
+            loc = f"{c.location[0]:.5f},{c.location[1]:.5f}" if c.location else ""
+            table.add_row(c.name, c.kind, c.site or "", loc, c.url, "yes" if c.enabled else "no")
+        out.print(table)
+
+    emit(list(cams), as_json, render)
+
+
+def _human(event: PipelineEvent) -> None:
+    ts = event.ts.strftime("%H:%M:%S")
+    if isinstance(event, Alarm):
+        out.print(
+            f"[bold red]ALARM[/] {ts} {escape(event.camera)} frame {event.frame} track {event.track_id}: "
+            f"{escape(event.identity)} ({escape(event.gallery)}) score {event.score:.3f} "
+            f"threshold {event.threshold:.3f} - to be reviewed by a person",
+            markup=True,
+        )
+    elif isinstance(event, CameraOffline):
+        out.print(f"[yellow]offline[/] {ts} {escape(event.camera)}: {escape(event.reason)}", markup=True)
+    elif isinstance(event, CameraOnline):
+        out.print(f"[green]online[/] {ts} {escape(event.camera)}", markup=True)
+
+
+@handle_errors
+def watch(
+    source: Annotated[
+        str | None, typer.Argument(help="video file, folder of images, stream URL or webcam:N")
+    ] = None,
+    gallery: Annotated[
+        list[str] | None,
+        typer.Option("--gallery", "-g", help="watchlist to watch (repeatable; default: all)"),
+    ] = None,
+    camera: Annotated[
+        str | None, typer.Option(help="registered camera (its address if SOURCE is omitted)")
+    ] = None,
+    fps: Annotated[
+        float | None, typer.Option(help="sample a video file at this rate (default: every frame)")
+    ] = None,
+    annotate: Annotated[Path | None, typer.Option(help="write an annotated video here (.mp4)")] = None,
+    max_frames: Annotated[
+        int | None, typer.Option("--max-frames", help="stop after this many frames")
+    ] = None,
+    max_seconds: Annotated[
+        float | None, typer.Option("--max-seconds", help="stop a live source after this")
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="seconds to wait when connecting or reading a stream")] = 5.0,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="one JSON event per line, then a summary line")
+    ] = False,
+) -> None:
+    """Watch a video source and raise alarms for people on the active watchlists."""
+
+    def on_event(event: PipelineEvent) -> None:
+        if as_json:
+            sys.stdout.write(event.model_dump_json() + "\n")
+            sys.stdout.flush()
+        else:
+            _human(event)
+
+    def on_warning(message: str) -> None:
+        err.print(f"[yellow]warning[/]: {escape(message)}", markup=True)
+
+    summary = run_watch(
+        app(),
+        source,
+        camera=camera,
+        galleries=gallery or None,
+        fps=fps,
+        annotate=annotate,
+        on_event=on_event,
+        on_warning=on_warning,
+        max_frames=max_frames,
+        max_seconds=max_seconds,
+        timeout_s=timeout,
+    )
+    if as_json:
+        sys.stdout.write(json.dumps(summary) + "\n")
+    else:
+        out.print(
+            f"{summary['frames']} frames at {summary['fps']} fps, {summary['tracks']} tracks, "
+            f"{summary['alarms']} alarms, {summary['dropped']} dropped"
+        )
+    if summary["problems"]:
+        raise typer.Exit(9)

@@ -1,0 +1,124 @@
+"""Registered cameras: add, list, look up."""
+
+from __future__ import annotations
+
+from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from vigil.app import App
+from vigil.core.errors import ConflictError, InputError, NotFoundError
+from vigil.gallery.models import Camera
+from vigil.video.sources import LIVE_SCHEMES
+
+CameraKind = Literal["fixed", "ptz", "street-light", "entrance", "mobile", "body-worn", "other"]
+CAMERA_KINDS: tuple[str, ...] = CameraKind.__args__  # type: ignore[attr-defined]
+
+
+class CameraInfo(BaseModel):
+    id: int
+    name: str
+    url: str
+    """The address with any password masked."""
+    site: str | None
+    location: tuple[float, float] | None
+    kind: str
+    enabled: bool
+
+
+def mask_url(url: str) -> str:
+    """``url`` with a password replaced by ``***`` (for display and logs)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def parse_location(text: str) -> tuple[float, float]:
+    """``"LAT,LON"`` in decimal degrees."""
+    try:
+        lat_s, lon_s = text.split(",")
+        lat, lon = float(lat_s), float(lon_s)
+    except ValueError:
+        raise InputError(
+            f"location {text!r} is not LAT,LON", hint="for example --location 48.8566,2.3522"
+        ) from None
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        raise InputError(f"location {text!r} is out of range", hint="latitude -90..90, longitude -180..180")
+    return lat, lon
+
+
+def _check_url(url: str) -> None:
+    if url.startswith(("webcam:", "/dev/video")) or "://" not in url:
+        return  # a webcam, a file or a folder: checked when opened
+    scheme = urlsplit(url).scheme.lower()
+    if scheme not in LIVE_SCHEMES:
+        raise InputError(
+            f"{mask_url(url)}: unsupported scheme {scheme!r}",
+            hint="use one of " + ", ".join(s + "://" for s in LIVE_SCHEMES) + ", webcam:N or a file",
+        )
+
+
+def _info(c: Camera) -> CameraInfo:
+    location = (c.latitude, c.longitude) if c.latitude is not None and c.longitude is not None else None
+    return CameraInfo(
+        id=c.id,
+        name=c.name,
+        url=mask_url(c.url),
+        site=c.site,
+        location=location,
+        kind=c.kind,
+        enabled=c.enabled,
+    )
+
+
+def add_camera(
+    app: App,
+    name: str,
+    url: str,
+    *,
+    site: str | None = None,
+    location: str | None = None,
+    kind: str = "fixed",
+) -> CameraInfo:
+    name = name.strip()
+    if not name:
+        raise InputError("a camera needs a name")
+    if kind not in CAMERA_KINDS:
+        raise InputError(f"unknown camera kind {kind!r}", hint="one of " + ", ".join(CAMERA_KINDS))
+    _check_url(url)
+    lat_lon = parse_location(location) if location else None
+    try:
+        with app.db.session() as s:
+            cam = Camera(
+                name=name,
+                url=url,
+                site=site,
+                latitude=lat_lon[0] if lat_lon else None,
+                longitude=lat_lon[1] if lat_lon else None,
+                kind=kind,
+                enabled=True,
+            )
+            s.add(cam)
+            s.flush()
+            return _info(cam)
+    except IntegrityError:
+        raise ConflictError(f"a camera named {name!r} already exists", hint="choose another name") from None
+
+
+def list_cameras(app: App) -> list[CameraInfo]:
+    with app.db.session() as s:
+        return [_info(c) for c in s.scalars(select(Camera).order_by(Camera.name))]
+
+
+def get_camera(app: App, name: str) -> tuple[CameraInfo, str]:
+    """The camera and its full URL (credentials included, for connecting)."""
+    with app.db.session() as s:
+        cam = s.scalar(select(Camera).where(Camera.name == name))
+        if cam is None:
+            raise NotFoundError(f"no camera named {name!r}", hint="see `vigil camera list`")
+        return _info(cam), cam.url

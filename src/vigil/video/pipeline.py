@@ -1,0 +1,455 @@
+"""The per-camera pipeline: frames in, events out.
+
+    Frame -> detect (every ``video_detect_every`` frames, scaled to ``video_detect_max_side_px``)
+          -> track (IoU + motion) -> best shots (quality) -> embed the chosen shots only
+          -> match against the active watchlists -> events
+
+One alarm per track and identity. Each alarm is written to the catalog with a face crop and a frame
+thumbnail (blob store) and records the score, the threshold and FPIR in force, the model, the camera
+and the capture time. Galleries that are not watchlists, and watchlists that have expired, raise no
+alarms (the watchlists are looked up again every ``REFRESH_S`` seconds, so an expiry takes effect
+while a camera runs).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import select
+
+from vigil.app import App
+from vigil.core.config import Settings
+from vigil.core.errors import ForbiddenError, NotFoundError
+from vigil.core.types import FaceDetections
+from vigil.events.schemas import Alarm, CameraOffline, CameraOnline, SightingEnded, SightingStarted
+from vigil.gallery.matching import identify_faces
+from vigil.gallery.models import AlarmRecord, Gallery, GalleryKind
+from vigil.video.sources import Frame, SourceStatus
+from vigil.video.tracker import IouTracker, Track
+from vigil.vision.engine import build_detector
+from vigil.vision.protocols import Detector
+from vigil.vision.quality import face_quality
+
+log = logging.getLogger(__name__)
+
+REFRESH_S = 30.0
+"""Seconds between look-ups of the active watchlists."""
+
+PipelineEvent = SightingStarted | SightingEnded | Alarm | CameraOffline | CameraOnline
+
+STAGES = ("decode", "detect", "track", "embed", "match", "store", "annotate")
+
+
+@dataclass
+class Metrics:
+    """Counters and per-stage latencies of one pipeline run."""
+
+    frames: int = 0
+    detected_frames: int = 0
+    faces: int = 0
+    embeddings: int = 0
+    alarms: int = 0
+    tracks: int = 0
+    stage_s: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    alarm_latency_ms: list[float] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.stage_s[stage] += seconds
+
+    def summary(self) -> dict[str, Any]:
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        lat = np.asarray(self.alarm_latency_ms) if self.alarm_latency_ms else None
+        per_frame = {s: round(1000 * self.stage_s.get(s, 0.0) / max(self.frames, 1), 3) for s in STAGES}
+        return {
+            "frames": self.frames,
+            "fps": round(self.frames / elapsed, 2),
+            "seconds": round(elapsed, 3),
+            "detected_frames": self.detected_frames,
+            "faces": self.faces,
+            "tracks": self.tracks,
+            "embeddings": self.embeddings,
+            "alarms": self.alarms,
+            "stage_ms_per_frame": per_frame,
+            "alarm_latency_ms": None
+            if lat is None
+            else {
+                "p50": round(float(np.percentile(lat, 50)), 1),
+                "p95": round(float(np.percentile(lat, 95)), 1),
+            },
+        }
+
+
+@dataclass
+class TrackState:
+    """What the pipeline knows about one track beyond its box."""
+
+    track: Track
+    best_quality: float = 0.0
+    embedded_quality: float = -1.0
+    embeds: int = 0
+    alarmed: dict[int, str] = field(default_factory=dict)
+    """identity id -> name of the alarms raised on this track."""
+    last_label: str = ""
+
+
+@dataclass
+class Watchlists:
+    names: list[str]
+    ignored: list[str]
+    """Galleries asked for that cannot alarm (not a watchlist, or expired), with the reason."""
+
+
+def active_watchlists(app: App, names: list[str] | None, today: date | None = None) -> Watchlists:
+    """The watchlists that may raise alarms now, among ``names`` (all watchlists when None)."""
+    with app.db.session() as s:
+        if names:
+            galleries = []
+            for n in names:
+                g = s.scalar(select(Gallery).where(Gallery.name == n))
+                if g is None:
+                    raise NotFoundError(f"no gallery named {n!r}", hint="see `vigil gallery list`")
+                galleries.append(g)
+        else:
+            galleries = list(s.scalars(select(Gallery).where(Gallery.kind == GalleryKind.watchlist)))
+        active, ignored = [], []
+        for g in sorted(galleries, key=lambda g: g.name):
+            if g.kind != GalleryKind.watchlist:
+                ignored.append(f"{g.name}: a {g.kind.value} gallery, not a watchlist; it raises no alarms")
+            elif g.is_expired(today):
+                ignored.append(f"{g.name}: watchlist expired on {g.expires_on}; it raises no alarms")
+            else:
+                active.append(g.name)
+        return Watchlists(active, ignored)
+
+
+def _crop_jpeg(bgr: npt.NDArray[np.uint8], xyxy: npt.NDArray[np.float32], margin: float = 0.4) -> bytes:
+    import cv2
+
+    h, w = bgr.shape[:2]
+    x1, y1, x2, y2 = (float(v) for v in xyxy)
+    mx, my = (x2 - x1) * margin, (y2 - y1) * margin
+    x1, y1 = max(0, int(x1 - mx)), max(0, int(y1 - my))
+    x2, y2 = min(w, int(x2 + mx)), min(h, int(y2 + my))
+    ok, buf = cv2.imencode(".jpg", bgr[y1:y2, x1:x2], [cv2.IMWRITE_JPEG_QUALITY, 92])
+    return bytes(buf) if ok else b""
+
+
+def _thumbnail_jpeg(bgr: npt.NDArray[np.uint8], xyxy: npt.NDArray[np.float32], width: int = 480) -> bytes:
+    import cv2
+
+    h, w = bgr.shape[:2]
+    scale = min(1.0, width / w)
+    small = cv2.resize(bgr, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+    x1, y1, x2, y2 = (round(float(v) * scale) for v in xyxy)
+    cv2.rectangle(small, (x1, y1), (x2, y2), (0, 0, 255), 2)
+    ok, buf = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    return bytes(buf) if ok else b""
+
+
+class Pipeline:
+    """One camera's pipeline. Feed it frames and source statuses; it returns events.
+
+    Args:
+        app: the application context (catalog, blobs, indexes, embedder).
+        camera: the camera's name, as events and alarms record it.
+        galleries: the galleries to watch (None: every active watchlist).
+        camera_id: the registered camera, if any.
+        detector: the detector to use (default: the settings' detector, tuned for video).
+        annotator: draws each frame's decisions (see :class:`vigil.video.annotate.Annotator`).
+    """
+
+    def __init__(
+        self,
+        app: App,
+        camera: str,
+        galleries: list[str] | None = None,
+        *,
+        camera_id: int | None = None,
+        detector: Detector | None = None,
+        annotator: Any = None,
+    ) -> None:
+        self.app = app
+        self.settings: Settings = app.settings
+        self.camera = camera
+        self.camera_id = camera_id
+        self.gallery_names = galleries
+        self.watchlists = active_watchlists(app, galleries)
+        self._refreshed = time.monotonic()
+        self.detector = detector or video_detector(app.settings)
+        self.embedder = app.engine.embedder
+        self.tracker = IouTracker(
+            high_score=self.settings.video_track_confidence, max_lost_s=self.settings.video_max_lost_s
+        )
+        self.states: dict[int, TrackState] = {}
+        self.metrics = Metrics()
+        self.annotator = annotator
+        self._last_frame: Frame | None = None
+        self._last_read = time.monotonic()
+
+    # -- stages ---------------------------------------------------------------------------------
+
+    def _detect(self, bgr: npt.NDArray[np.uint8]) -> FaceDetections:
+        faces = self.detector.detect(bgr)
+        faces = faces[faces.score >= self.settings.video_min_confidence]
+        if len(faces):
+            faces = faces.with_(quality=face_quality(bgr, faces))
+        return faces
+
+    def _choose_shots(self, faces: FaceDetections) -> npt.NDArray[np.int64]:
+        """Indices of the tracked faces worth embedding now (best-shot policy)."""
+        chosen = []
+        assert faces.track_id is not None and faces.quality is not None
+        s = self.settings
+        for i, (tid, q) in enumerate(zip(faces.track_id, faces.quality, strict=True)):
+            st = self.states[int(tid)]
+            q = float(q)
+            st.best_quality = max(st.best_quality, q)
+            if st.embeds >= s.video_embeds_per_track:
+                continue
+            if st.embeds == 0:
+                # The first shot once it is good enough, or the best so far after a few sightings.
+                if q >= s.video_min_quality or (st.track.hits >= 5 and q >= st.best_quality):
+                    chosen.append(i)
+            elif q >= st.embedded_quality + s.video_improve_by:
+                chosen.append(i)
+        return np.asarray(chosen, np.int64)
+
+    def _embed(self, bgr: npt.NDArray[np.uint8], faces: FaceDetections) -> FaceDetections:
+        if faces.landmark_scheme == "dlib5" and self.embedder.card.id.startswith("dlib"):
+            # Landmarks were found on the scaled detection image; the embedder refits them at full size.
+            faces = faces.with_(landmarks=None)
+        return faces.with_(embedding=self.embedder.embed(bgr, faces))
+
+    def _refresh_watchlists(self) -> None:
+        if time.monotonic() - self._refreshed >= REFRESH_S:
+            self.watchlists = active_watchlists(self.app, self.gallery_names)
+            self._refreshed = time.monotonic()
+
+    def _match(self, frame: Frame, faces: FaceDetections) -> list[Alarm]:
+        self._refresh_watchlists()
+        if not self.watchlists.names:
+            return []
+        try:
+            result = identify_faces(self.app, faces, self.watchlists.names, top_k=3)
+        except ForbiddenError:  # a watchlist expired since the last look-up
+            self._refreshed = 0.0
+            self._refresh_watchlists()
+            if not self.watchlists.names:
+                return []
+            result = identify_faces(self.app, faces, self.watchlists.names, top_k=3)
+        alarms = []
+        assert faces.track_id is not None and faces.quality is not None
+        for i, face in enumerate(result.faces):
+            st = self.states[int(faces.track_id[i])]
+            if face.decision is None:
+                continue
+            match = next(m for m in face.matches if m.identity == face.decision and m.above_threshold)
+            st.last_label = f"{match.identity} {match.score:.3f}"
+            if match.identity_id in st.alarmed:
+                continue
+            st.alarmed[match.identity_id] = match.identity
+            t0 = time.monotonic()
+            alarm = self._store_alarm(
+                frame,
+                faces[i],
+                match.identity_id,
+                match.identity,
+                match.gallery,
+                match.score,
+                match.threshold,
+                result.fpir,
+                result.model,
+            )
+            self.metrics.add("store", time.monotonic() - t0)
+            alarms.append(alarm)
+        return alarms
+
+    def _store_alarm(
+        self,
+        frame: Frame,
+        face: FaceDetections,
+        identity_id: int,
+        identity: str,
+        gallery: str,
+        score: float,
+        threshold: float,
+        fpir: float,
+        model: str,
+    ) -> Alarm:
+        xyxy = face.xyxy[0]
+        crop = _crop_jpeg(frame.bgr, xyxy)
+        thumb = _thumbnail_jpeg(frame.bgr, xyxy)
+        crop_sha = self.app.blobs.put(crop) if crop else None
+        thumb_sha = self.app.blobs.put(thumb) if thumb else None
+        assert face.track_id is not None and face.quality is not None
+        box = [round(float(v), 1) for v in xyxy]
+        with self.app.db.session() as s:
+            gallery_id = s.scalar(select(Gallery.id).where(Gallery.name == gallery))
+            row = AlarmRecord(
+                camera_id=self.camera_id,
+                camera_name=self.camera,
+                gallery_id=gallery_id,
+                identity_id=identity_id,
+                identity_name=identity,
+                track_id=int(face.track_id[0]),
+                frame_index=frame.index,
+                captured_at=frame.ts,
+                score=score,
+                threshold=threshold,
+                fpir=fpir,
+                model_id=model,
+                box_xyxy=",".join(map(str, box)),
+                quality=float(face.quality[0]),
+                crop_sha256=crop_sha,
+                thumbnail_sha256=thumb_sha,
+            )
+            s.add(row)
+            s.flush()
+            alarm_id = row.id
+        self.metrics.alarms += 1
+        latency = 1000 * (time.monotonic() - frame.mono)
+        self.metrics.alarm_latency_ms.append(latency)
+        return Alarm(
+            camera=self.camera,
+            ts=frame.ts,
+            alarm_id=alarm_id,
+            identity=identity,
+            identity_id=identity_id,
+            gallery=gallery,
+            score=round(score, 6),
+            threshold=round(threshold, 6),
+            fpir=fpir,
+            model=model,
+            track_id=int(face.track_id[0]),
+            frame=frame.index,
+            xyxy=box,
+            quality=round(float(face.quality[0]), 4),
+            latency_ms=round(latency, 1),
+            crop_sha256=crop_sha,
+            thumbnail_sha256=thumb_sha,
+        )
+
+    def _ended(self, tracks: list[Track], frame: Frame | None) -> list[SightingEnded]:
+        events = []
+        for t in tracks:
+            st = self.states.pop(t.id)
+            events.append(
+                SightingEnded(
+                    camera=self.camera,
+                    ts=frame.ts if frame is not None else _now(),
+                    track_id=t.id,
+                    frame=t.last_frame,
+                    first_frame=t.first_frame,
+                    frames_seen=t.hits,
+                    best_quality=round(st.best_quality, 4),
+                    embeddings=st.embeds,
+                    identity=", ".join(st.alarmed.values()) or None,
+                )
+            )
+        return events
+
+    # -- entry points ---------------------------------------------------------------------------
+
+    def process(self, frame: Frame) -> list[PipelineEvent]:
+        """Run one frame through the pipeline; the events it caused, in order."""
+        m = self.metrics
+        now = time.monotonic()
+        m.add("decode", max(0.0, now - self._last_read))
+        events: list[PipelineEvent] = []
+        is_detect_frame = m.frames % self.settings.video_detect_every == 0
+        m.frames += 1
+        tracked = FaceDetections.empty()
+        ended: list[Track]
+        if is_detect_frame:
+            t0 = time.monotonic()
+            faces = self._detect(frame.bgr)
+            t1 = time.monotonic()
+            m.add("detect", t1 - t0)
+            m.detected_frames += 1
+            m.faces += len(faces)
+            update = self.tracker.update(faces, frame.index, frame.pos_s)
+            m.add("track", time.monotonic() - t1)
+            tracked, ended = update.faces, update.ended
+            for t in update.started:
+                self.states[t.id] = TrackState(t)
+                m.tracks += 1
+                events.append(
+                    SightingStarted(
+                        camera=self.camera,
+                        ts=frame.ts,
+                        track_id=t.id,
+                        frame=frame.index,
+                        xyxy=[round(float(v), 1) for v in t.box],
+                    )
+                )
+            if len(tracked):
+                chosen = self._choose_shots(tracked)
+                if len(chosen):
+                    t2 = time.monotonic()
+                    shots = self._embed(frame.bgr, tracked[chosen])
+                    m.add("embed", time.monotonic() - t2)
+                    m.embeddings += len(shots)
+                    assert shots.track_id is not None and shots.quality is not None
+                    for tid, q in zip(shots.track_id, shots.quality, strict=True):
+                        st = self.states[int(tid)]
+                        st.embeds += 1
+                        st.embedded_quality = max(st.embedded_quality, float(q))
+                    t3, stored = time.monotonic(), m.stage_s["store"]
+                    alarms = self._match(frame, shots)
+                    m.add("match", time.monotonic() - t3 - (m.stage_s["store"] - stored))
+                    events.extend(alarms)
+        else:
+            ended = self.tracker.advance(frame.pos_s)
+        events.extend(self._ended(ended, frame))
+        if self.annotator is not None:
+            t4 = time.monotonic()
+            self.annotator.draw(frame, tracked, self)
+            m.add("annotate", time.monotonic() - t4)
+        self._last_frame = frame
+        self._last_read = time.monotonic()
+        return events
+
+    def status(self, status: SourceStatus) -> list[PipelineEvent]:
+        """A live source went offline or came back: the matching camera event."""
+        self._last_read = time.monotonic()
+        if status.state == "offline":
+            # The tracks cannot continue across a gap in the stream.
+            ended = self._ended(self.tracker.finish(), self._last_frame)
+            offline = CameraOffline(
+                camera=self.camera, ts=status.ts, reason=status.reason, retry_in_s=status.retry_in_s
+            )
+            return [*ended, offline]
+        return [CameraOnline(camera=self.camera, ts=status.ts, reconnects=status.reconnects)]
+
+    def finish(self) -> list[PipelineEvent]:
+        """The end of the stream: end every track."""
+        events: list[PipelineEvent] = list(self._ended(self.tracker.finish(), self._last_frame))
+        if self.annotator is not None:
+            self.annotator.close()
+        return events
+
+
+def _now() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
+
+
+def video_detector(settings: Settings) -> Detector:
+    """The settings' detector, configured for video frames (``video_*`` settings)."""
+    tuned = settings.model_copy(
+        update={
+            "detect_max_side_px": settings.video_detect_max_side_px,
+            "detect_upsample_below_px": 100_000 if settings.video_detect_upsample else 0,
+            "detect_min_confidence": settings.video_min_confidence,
+        }
+    )
+    return build_detector(tuned)

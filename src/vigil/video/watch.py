@@ -1,0 +1,92 @@
+"""`watch`: run one source through the pipeline until it ends (or is stopped); events to a callback."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from vigil.app import App
+from vigil.core.errors import InputError
+from vigil.video.annotate import Annotator
+from vigil.video.cameras import get_camera
+from vigil.video.pipeline import Pipeline, PipelineEvent
+from vigil.video.sources import FileSource, SourceStatus, open_source
+
+log = logging.getLogger(__name__)
+
+
+def watch(
+    app: App,
+    spec: str | None,
+    *,
+    camera: str | None = None,
+    galleries: list[str] | None = None,
+    fps: float | None = None,
+    annotate: Path | None = None,
+    on_event: Callable[[PipelineEvent], None] = lambda e: None,
+    on_warning: Callable[[str], None] = lambda m: None,
+    max_frames: int | None = None,
+    max_seconds: float | None = None,
+    timeout_s: float = 5.0,
+    fail_fast: bool = True,
+    stop: threading.Event | None = None,
+) -> dict[str, Any]:
+    """Watch ``spec`` (or the registered ``camera``'s address); returns the run's summary.
+
+    Alarms are written to the catalog as they happen, so a run stopped half-way (Ctrl-C, a cut stream)
+    keeps every alarm it raised. Setting ``stop`` ends the run after the frame in hand.
+    """
+    camera_id = None
+    name = None
+    if camera is not None:
+        info, url = get_camera(app, camera)
+        camera_id, name = info.id, info.name
+        spec = spec or url
+    if spec is None:
+        raise InputError("nothing to watch", hint="give a video file, a stream URL, or --camera NAME")
+    source = open_source(
+        spec,
+        name=name,
+        fps=fps,
+        timeout_s=timeout_s,
+        fail_fast=fail_fast,
+        max_frames=max_frames,
+        max_seconds=max_seconds,
+    )
+    annotator = None
+    if annotate is not None:
+        out_fps = fps or (source.source_fps if isinstance(source, FileSource) else 25.0)
+        annotator = Annotator(annotate, fps=out_fps)
+    pipeline = Pipeline(app, source.name, galleries, camera_id=camera_id, annotator=annotator)
+    for warning in pipeline.watchlists.ignored:
+        on_warning(warning)
+    if not pipeline.watchlists.names:
+        on_warning("no active watchlist: faces are tracked but no alarm can be raised")
+    interrupted = False
+    try:
+        for item in source:
+            if (max_frames is not None and pipeline.metrics.frames >= max_frames) or (stop and stop.is_set()):
+                break
+            events = pipeline.status(item) if isinstance(item, SourceStatus) else pipeline.process(item)
+            for event in events:
+                on_event(event)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        for event in pipeline.finish():
+            on_event(event)
+        source.close()
+    for problem in source.problems:
+        on_warning(problem)
+    summary: dict[str, Any] = {"type": "summary", "camera": source.name}
+    summary.update(pipeline.metrics.summary())
+    summary["dropped"] = source.dropped
+    summary["watchlists"] = pipeline.watchlists.names
+    summary["problems"] = list(source.problems)
+    summary["interrupted"] = interrupted
+    if annotate is not None:
+        summary["annotated"] = str(annotate)
+    return summary

@@ -20,9 +20,14 @@ test: $(BIN)/vigil lint
 	$(BIN)/pytest
 
 lint: $(BIN)/vigil
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
+
+## Benchmarks (not tests): print tables and write JSON under bench/results/.
+bench: $(BIN)/vigil
+	$(BIN)/pip install --quiet --no-deps face_recognition==1.3.0
+	$(BIN)/python bench/video.py
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache

@@ -157,13 +157,18 @@ def test_cache_makes_second_run_fast(  # type: ignore[no-untyped-def]
     assert t2 - t1 < 0.25 * (t1 - t0)
     assert t2 - t1 < 0.2
 
-    # Other detection settings: the cache is not reused (and gets replaced).
+    # Other detection settings: a cache of their own, the first one left as it was.
     other = Settings(data_dir=tmp_path, detect_min_confidence=0.6)
+    assert cache_path(other, "dlib-resnet-v1", "hog") != cache_path(settings, "dlib-resnet-v1", "hog")
     with caplog.at_level(logging.INFO, logger="vigil.eval.embed"):
         third = embed_files(other, paths[:1], workers=1)
-    assert "not reusing embedding cache" in caplog.text
     assert "embedding 1 of 1 images" in caplog.text
     np.testing.assert_allclose(third.vectors[0], first.vectors[0], atol=1e-6)
+    assert cache_path(other, "dlib-resnet-v1", "hog").is_file()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="vigil.eval.embed"):
+        embed_files(settings, paths, workers=1)
+    assert "embedding 0 of 4 images (4 cached" in caplog.text  # the first cache still serves them all
 
 
 def test_unreadable_and_faceless_files(shared_data: Path, tmp_path: Path) -> None:

@@ -203,8 +203,7 @@ def test_lfw_dev_test_accuracy(shared_data: Path, tmp_path_factory: pytest.TempP
     result = evaluate_lfw(settings, root, root / "pairsDevTest.txt", workers=2)
     assert result.protocol == "10-fold"
     assert result.pairs == 1000
-    # Measured: 0.987 +- 0.008 (13 errors in 1000 pairs, 10 of them same-person pairs scoring low), the
-    # same with dlib's own metric (Euclidean distance on raw descriptors); dlib's published 99.38% is
-    # on View 2. 0.985 leaves room for one more error.
-    assert result.accuracy >= 0.985, result.model_dump()
-    assert result.tar_at_far["0.01"] >= 0.95
+    # The foundation issue's bar: >= 99.0 % on DevTest. Measured 0.991 +- 0.010 (68-point chips on HOG
+    # boxes, the central face at any detector confidence; 1 image without a face).
+    assert result.accuracy >= 0.990, result.model_dump()
+    assert result.tar_at_far["0.01"] >= 0.98

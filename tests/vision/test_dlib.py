@@ -21,7 +21,8 @@ def test_two_people(engine, people: Path) -> None:
     assert faces.embedding is not None and faces.embedding.shape == (2, 128)
     np.testing.assert_allclose(np.linalg.norm(faces.embedding, axis=1), 1.0, atol=1e-5)
     assert faces.quality is not None and np.all((faces.quality > 0.5) & (faces.quality <= 1))
-    assert float(faces.embedding[0] @ faces.embedding[1]) < 0.8  # two different people
+    # two different people: below even the loose FMR 0.1 threshold
+    assert float(faces.embedding[0] @ faces.embedding[1]) < engine.card.threshold_for_fmr(0.1)
 
 
 def test_one_face_in_every_deepface_photo(engine, shared_data: Path) -> None:
@@ -65,3 +66,28 @@ def test_mmod_detector(people: Path) -> None:
 
 def test_no_face_in_a_blank_image(engine) -> None:
     assert len(engine.detect(np.full((300, 400, 3), 127, np.uint8))) == 0
+
+
+def test_alignment_follows_the_detector_and_the_setting() -> None:
+    from vigil.core.modelcard import bundled_card
+    from vigil.vision.dlib.embedder import dlib_alignment
+
+    card = bundled_card("dlib-resnet-v1")
+    assert card.preprocessing.alignment == "dlib68-chip"
+    assert dlib_alignment("hog", card) == "dlib68-chip"
+    assert dlib_alignment("mmod", card) == "dlib5-chip"
+    assert dlib_alignment("yunet", card) == "dlib5-chip"
+    assert dlib_alignment("hog", card, "5") == "dlib5-chip"
+    assert dlib_alignment("mmod", card, "68") == "dlib68-chip"
+
+
+def test_both_alignments_tell_obama_from_biden(engine, people: Path) -> None:
+    from vigil.vision.dlib.embedder import DlibEmbedder
+
+    images = {n: load_image(people / n).bgr for n in ("obama.jpg", "obama2.jpg", "biden.jpg")}
+    faces = {n: engine.detect(bgr)[0] for n, bgr in images.items()}
+    for alignment in ("dlib68-chip", "dlib5-chip"):
+        emb = DlibEmbedder(card=engine.card, alignment=alignment)
+        v = {n: emb.embed(images[n], faces[n])[0] for n in images}
+        assert all(abs(float(np.linalg.norm(x)) - 1) < 1e-5 for x in v.values())
+        assert float(v["obama.jpg"] @ v["obama2.jpg"]) > float(v["obama.jpg"] @ v["biden.jpg"]) + 0.05

@@ -93,3 +93,128 @@ def calibrate(
         out.print(f"card written to {target}")
 
     emit({"card": str(target), "calibration": cal.model_dump(mode="json")}, as_json, render)
+
+
+def _command_line() -> str:
+    import shlex
+    import sys
+
+    return "vigil " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+@eval_cli.command("identify")
+@handle_errors
+def eval_identify(
+    root: Annotated[Path, typer.Option("--root", help="folder-per-identity image set (<identity>/<images>)")],
+    mated: Annotated[
+        int | None,
+        typer.Option("--mated", help="identities to enrol (default: half of those with 2+ images)"),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="random seed for the enrolled subset")] = 0,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="write identify.json, det.png and report.html here")
+    ] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1)] = 2,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Open-set 1:N identification (NIST FRTE protocol): rank-1, FNIR at FPIR 0.1, 0.01, 0.003."""
+    from vigil.eval.identify import run_identification, write_identify_report
+
+    with progress_bar("embedding images") as update:
+        result, scores = run_identification(
+            settings(), root, mated=mated, seed=seed, workers=workers, progress=update
+        )
+    if out_dir is not None:
+        write_identify_report(result, scores, out_dir, _command_line())
+
+    def render() -> None:
+        out.print(
+            f"{result.dataset}: {result.enrolled} enrolled, {result.mated_searches} mated and "
+            f"{result.nonmated_searches} non-mated searches ({result.failures_to_acquire} without a face)"
+        )
+        out.print(f"  rank-1 {result.rank1:.4f}  rank-5 {result.rank5:.4f}")
+        for p in result.operating_points:
+            note = "" if p.resolved else "  (too few non-mated searches to resolve this FPIR)"
+            out.print(
+                f"  FPIR {p.target_fpir:g}: FNIR {p.fnir:.4f} at threshold {p.threshold:.4f} "
+                f"(measured FPIR {p.fpir:.4f}){note}"
+            )
+        out.print(f"  search {result.search_ms_per_query} ms per query")
+        if out_dir is not None:
+            out.print(f"report written to {out_dir / 'report.html'}")
+
+    emit(result, as_json, render)
+
+
+@eval_cli.command("video")
+@handle_errors
+def eval_video(
+    manifest: Annotated[Path, typer.Option("--manifest", help="CSV: clip,identities (';'-separated)")],
+    stills: Annotated[Path, typer.Option("--stills", help="folder-per-identity photos to enrol")],
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="write video.json, timeline.png and report.html here")
+    ] = None,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Watchlist alarms on clips with known content: correct, missed and false alarms, time to alarm."""
+    from rich.markup import escape
+
+    from vigil.eval.video import evaluate_video, write_video_report
+
+    def warn(message: str) -> None:
+        err.print(f"[yellow]warning[/]: {escape(message)}", markup=True)
+
+    with progress_bar("watching clips") as update:
+        result = evaluate_video(settings(), manifest, stills, on_clip=update, on_warning=warn)
+    if out_dir is not None:
+        write_video_report(result, out_dir, _command_line())
+
+    def render() -> None:
+        for c in result.clips:
+            out.print(
+                f"{Path(c.clip).name}: present {', '.join(c.present) or '-'}; correct {c.correct_alarms}, "
+                f"false {c.false_alarms}, missed {', '.join(c.missed) or '-'}"
+                + (f"  [red]error: {escape(c.error)}[/]" if c.error else "")
+            )
+        out.print(
+            f"overall: {result.correct_alarms} correct alarms, {result.false_alarms} false "
+            f"({result.false_alarms_per_hour:g} per hour), {result.people_missed} of {result.people_present} "
+            f"people missed, median time to first alarm {result.median_time_to_first_alarm_s} s"
+        )
+
+    emit(result, as_json, render)
+
+
+@eval_cli.command("calibrate")
+@handle_errors
+def eval_calibrate(
+    fpir: Annotated[list[float] | None, typer.Option("--fpir", help="target FPIR (repeatable)")] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="write the plot (PNG) here")] = None,
+    as_json: bool = JsonOpt,
+) -> None:
+    """How the identification threshold for a target FPIR rises with the gallery's size."""
+    from rich.table import Table
+
+    from vigil.eval.thresholds import GALLERY_SIZES, plot_thresholds, threshold_table
+    from vigil.vision.engine import build_embedder
+
+    s = settings()
+    card = build_embedder(s).card
+    targets = fpir or sorted({s.target_fpir, 0.1, 0.01, 0.001})
+    table = threshold_table(card, targets, GALLERY_SIZES)
+    if plot is not None:
+        plot_thresholds(table, plot)
+
+    def render() -> None:
+        t = Table("gallery size", *[f"FPIR {f:g}" for f in targets], title=f"thresholds of {card.id}")
+        for n in GALLERY_SIZES:
+            t.add_row(
+                f"{n:,}", *[f"{r.threshold:.4f} (FMR {r.fmr:.1e})" for r in table if r.gallery_size == n]
+            )
+        out.print(t)
+        if card.calibration is None:
+            err.print(
+                "this card has no calibration: thresholds extrapolate its default; run `vigil calibrate`"
+            )
+
+    emit({"model": card.id, "rows": [r.model_dump() for r in table]}, as_json, render)

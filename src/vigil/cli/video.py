@@ -89,6 +89,20 @@ def watch(
         float | None, typer.Option("--max-seconds", help="stop a live source after this")
     ] = None,
     timeout: Annotated[float, typer.Option(help="seconds to wait when connecting or reading a stream")] = 5.0,
+    retry: Annotated[
+        bool,
+        typer.Option("--retry", help="keep retrying a stream that is unreachable at start (not an error)"),
+    ] = False,
+    detect_every: Annotated[
+        int | None, typer.Option("--detect-every", min=1, help="run the detector on every Nth frame")
+    ] = None,
+    detect_size: Annotated[
+        int | None,
+        typer.Option("--detect-size", min=160, help="long side of the frame the detector sees (px)"),
+    ] = None,
+    upsample: Annotated[
+        bool | None, typer.Option("--upsample/--no-upsample", help="upsample before detection (small faces)")
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="one JSON event per line, then a summary line")
     ] = False,
@@ -105,8 +119,17 @@ def watch(
     def on_warning(message: str) -> None:
         err.print(f"[yellow]warning[/]: {escape(message)}", markup=True)
 
+    overrides = {
+        "video_detect_every": detect_every,
+        "video_detect_max_side_px": detect_size,
+        "video_detect_upsample": upsample,
+    }
+    context = app()
+    context.settings = context.settings.model_copy(
+        update={k: v for k, v in overrides.items() if v is not None}
+    )
     summary = run_watch(
-        app(),
+        context,
         source,
         camera=camera,
         galleries=gallery or None,
@@ -117,6 +140,7 @@ def watch(
         max_frames=max_frames,
         max_seconds=max_seconds,
         timeout_s=timeout,
+        fail_fast=not retry,
     )
     if as_json:
         sys.stdout.write(json.dumps(summary) + "\n")

@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     onnx_embedder_card: Path | None = Field(
         default=None, description="model card JSON for the ONNX embedder; default: beside the model file"
     )
+    dlib_landmarks: Literal["auto", "68", "5"] = Field(
+        default="auto",
+        description="landmarks that align faces for the dlib embedder: auto = 68 points on HOG boxes "
+        "(most accurate), 5 points otherwise; see docs/models.md for the 68-point model's licence note",
+    )
     detect_max_side_px: int = Field(default=1600, ge=160, description="images are scaled down to this")
     detect_upsample_below_px: int = Field(
         default=800, ge=0, description="images whose long side is below this are upsampled once"

@@ -29,7 +29,9 @@ class Preprocessing(BaseModel):
     """How an embedder wants its input."""
 
     model_config = ConfigDict(extra="forbid")
-    alignment: Literal["dlib5-chip", "arcface5-112"]
+    alignment: Literal["dlib68-chip", "dlib5-chip", "arcface5-112"]
+    """dlib68-chip / dlib5-chip: dlib's face chip from its 68- or 5-point landmarks (found on the face box);
+    arcface5-112: a similarity transform of 5 points onto the ArcFace template."""
     input_size_wh: tuple[int, int]
     color: Literal["RGB", "BGR"] = "RGB"
     mean: float = 0.0

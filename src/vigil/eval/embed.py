@@ -6,8 +6,8 @@ of the image (x and y from 28 % to 72 % of the shorter side, centred; 70..180 on
 images) is embedded instead, without landmarks, and counted as a fallback.
 
 Embeddings are cached under ``settings.data_dir / "cache" / "embeddings" /
-"<model id>-<detector>.npz"``, keyed by the SHA-256 of the file bytes, so a second run over the
-same files only hashes them. The cache file also records the detection settings it was made with
+"<model id>-<detector>-<settings hash>.npz"``, keyed by the SHA-256 of the file bytes, so a second
+run over the same files only hashes them. The cache file also records the settings it was made with
 (:func:`cache_fingerprint`); a cache made with others is not reused but replaced.
 """
 
@@ -171,10 +171,21 @@ def cache_fingerprint(settings: Settings) -> str:
         "detector": settings.detector,
         "onnx_detector": str(settings.onnx_detector_path or ""),
         "onnx_embedder": str(settings.onnx_embedder_path or ""),
+        "embedder": settings.embedder,
+        "alignment": _alignment(settings),
     }
     for name in ("detect_max_side_px", "detect_upsample_below_px", "detect_min_confidence"):
         fields[name] = getattr(settings, name, None)
     return json.dumps(fields, sort_keys=True)
+
+
+def _alignment(settings: Settings) -> str:
+    """How the embedder aligns faces under ``settings`` (a cache made with another alignment is stale)."""
+    if settings.embedder != "dlib-resnet":
+        return "arcface5-112"
+    from vigil.vision.dlib.embedder import MODEL_ID, dlib_alignment
+
+    return dlib_alignment(settings.detector, load_card(MODEL_ID, settings.cards_dir), settings.dlib_landmarks)
 
 
 @dataclass
@@ -253,8 +264,13 @@ class _Cache:
 
 
 def cache_path(settings: Settings, model_id: str, detector_name: str) -> Path:
-    """Where embeddings of ``model_id`` with detector ``detector_name`` are cached."""
-    return settings.data_dir / "cache" / "embeddings" / f"{model_id}-{detector_name}.npz"
+    """Where embeddings of ``model_id`` with detector ``detector_name`` under ``settings`` are cached.
+
+    The name carries a short hash of :func:`cache_fingerprint`, so runs under different detection
+    settings (calibration, LFW evaluation) keep their own caches instead of replacing each other's.
+    """
+    tag = hashlib.sha256(cache_fingerprint(settings).encode()).hexdigest()[:10]
+    return settings.data_dir / "cache" / "embeddings" / f"{model_id}-{detector_name}-{tag}.npz"
 
 
 def _file_sha(path: Path) -> tuple[str | None, str | None]:

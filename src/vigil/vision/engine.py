@@ -72,9 +72,12 @@ def build_detector(settings: Settings) -> Detector:
 
 def build_embedder(settings: Settings) -> Embedder:
     if settings.embedder == "dlib-resnet":
-        from vigil.vision.dlib.embedder import MODEL_ID, DlibEmbedder
+        from vigil.vision.dlib.embedder import MODEL_ID, DlibEmbedder, dlib_alignment
 
-        return DlibEmbedder(card=load_card(MODEL_ID, settings.cards_dir))
+        card = load_card(MODEL_ID, settings.cards_dir)
+        return DlibEmbedder(
+            card=card, alignment=dlib_alignment(settings.detector, card, settings.dlib_landmarks)
+        )
     if settings.onnx_embedder_path is None:
         raise ConfigError(
             "the onnx embedder needs a model file", hint="set VIGIL_ONNX_EMBEDDER_PATH to the .onnx file"

@@ -41,6 +41,11 @@ def shape_predictor_5() -> Any:
 
 
 @cache
+def shape_predictor_68() -> Any:
+    return _load("shape_predictor", "shape_predictor_68_face_landmarks.dat")
+
+
+@cache
 def resnet_v1() -> Any:
     return _load("face_recognition_model_v1", "dlib_face_recognition_resnet_model_v1.dat")
 

@@ -1,0 +1,286 @@
+"""Watchlist alarms on video clips with known content, measured per clip and overall.
+
+The manifest is a CSV file with a header and two columns: ``clip`` (a video file, relative to the
+manifest's folder) and ``identities`` (the people who appear in it, separated by ``;``; empty for a
+distractor clip in which no enrolled person appears). ``stills`` is a folder-per-identity set of photos;
+every identity in it is enrolled (largest face of each photo) into one watchlist in a temporary data
+directory, so the user's catalog is never touched. Each clip is then watched with the default pipeline.
+
+Per clip: correct alarms (for someone in the clip), false alarms (for someone enrolled but not in the
+clip), missed people (in the clip and enrolled, never alarmed), and the time from the clip's start to
+the first correct alarm for each person. Overall: the same summed, the miss rate, and false alarms per
+hour of video.
+"""
+
+from __future__ import annotations
+
+import csv
+import tempfile
+from collections.abc import Callable
+from datetime import date, timedelta
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from vigil.app import App
+from vigil.core.config import Settings
+from vigil.core.errors import InputError, VigilError
+from vigil.eval.calibrate import list_identities
+from vigil.events.schemas import Alarm
+from vigil.gallery import enroll as enrolment
+from vigil.gallery import galleries
+from vigil.video.pipeline import PipelineEvent
+from vigil.video.sources import FileSource
+from vigil.video.watch import watch
+from vigil.vision.image import load_image
+
+WATCHLIST = "eval-watchlist"
+
+
+class ClipEntry(BaseModel):
+    clip: Path
+    identities: list[str]
+
+
+class AlarmOutcome(BaseModel):
+    identity: str
+    correct: bool
+    seconds: float
+    score: float
+    track_id: int
+
+
+class ClipResult(BaseModel):
+    clip: str
+    present: list[str]
+    seconds: float
+    frames: int
+    fps: float
+    correct_alarms: int
+    false_alarms: int
+    missed: list[str]
+    first_correct_alarm_s: dict[str, float]
+    alarms: list[AlarmOutcome]
+    error: str | None = None
+
+
+class VideoEvalResult(BaseModel):
+    clips: list[ClipResult]
+    enrolled: list[str]
+    model: str
+    hours: float
+    correct_alarms: int
+    false_alarms: int
+    false_alarms_per_hour: float
+    people_present: int
+    people_missed: int
+    miss_rate: float
+    median_time_to_first_alarm_s: float | None
+
+
+def read_manifest(path: Path) -> list[ClipEntry]:
+    if not path.is_file():
+        raise InputError(f"{path}: no such manifest", hint="a CSV file with the columns clip,identities")
+    entries = []
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        if reader.fieldnames is None or not {"clip", "identities"} <= set(reader.fieldnames):
+            raise InputError(
+                f"{path}: the header must name the columns clip and identities",
+                hint='for example:\nclip,identities\nstage.mp4,"Lin-Manuel Miranda"\nstreet.mp4,',
+            )
+        for line, row in enumerate(reader, start=2):
+            if not (row.get("clip") or "").strip():
+                raise InputError(f"{path}:{line}: empty clip")
+            clip = (path.parent / row["clip"].strip()).resolve()
+            if not clip.is_file():
+                raise InputError(f"{path}:{line}: clip {clip} does not exist")
+            names = [n.strip() for n in (row.get("identities") or "").split(";") if n.strip()]
+            entries.append(ClipEntry(clip=clip, identities=names))
+    if not entries:
+        raise InputError(f"{path}: no clips listed")
+    return entries
+
+
+def _enrol(app: App, stills: Path, progress: Callable[[str], None]) -> list[str]:
+    people = list_identities(stills)
+    if not people:
+        raise InputError(f"{stills}: no identity folders with photos", hint="stills/<person>/<photos>")
+    spec = galleries.validate_spec(
+        name=WATCHLIST,
+        kind="watchlist",
+        purpose="accuracy evaluation",
+        legal_basis="evaluation on test data, no live use",
+        authorized_by="vigil eval video",
+        expires_on=date.today() + timedelta(days=1),
+    )
+    galleries.create_gallery(app, spec)
+    enrolled = []
+    for name, photos in people.items():
+        images = []
+        for p in photos:
+            try:
+                images.append(load_image(p))
+            except VigilError as exc:
+                progress(f"skipping {p}: {exc}")
+        prepared = []
+        for image in images:
+            try:
+                prepared.append(enrolment.prepare_face(app, image, largest=True))
+            except VigilError as exc:
+                progress(f"skipping {image.name}: {exc}")
+        if prepared:
+            enrolment.enroll_prepared(app, WATCHLIST, name, prepared)
+            enrolled.append(name)
+    return enrolled
+
+
+def evaluate_video(
+    settings: Settings,
+    manifest: Path,
+    stills: Path,
+    *,
+    on_clip: Callable[[int, int], None] | None = None,
+    on_warning: Callable[[str], None] = lambda m: None,
+) -> VideoEvalResult:
+    entries = read_manifest(manifest)
+    with tempfile.TemporaryDirectory(prefix="vigil-eval-video-") as tmp:
+        app = App(settings.model_copy(update={"data_dir": Path(tmp), "database_url": None}))
+        try:
+            enrolled = _enrol(app, stills, on_warning)
+            unknown = sorted({n for e in entries for n in e.identities} - set(enrolled))
+            if unknown:
+                on_warning("not enrolled (no usable stills), counted as not present: " + ", ".join(unknown))
+            results = []
+            for i, entry in enumerate(entries):
+                results.append(_run_clip(app, entry, set(enrolled)))
+                if on_clip:
+                    on_clip(i + 1, len(entries))
+            model = app.engine.model_id
+        finally:
+            app.close()
+    return summarise(results, enrolled, model)
+
+
+def _run_clip(app: App, entry: ClipEntry, enrolled: set[str]) -> ClipResult:
+    present = sorted(set(entry.identities) & enrolled)
+    events: list[PipelineEvent] = []
+    try:
+        source_fps = FileSource(entry.clip, entry.clip.stem).source_fps
+        summary = watch(app, str(entry.clip), galleries=[WATCHLIST], on_event=events.append)
+    except VigilError as exc:
+        return ClipResult(
+            clip=str(entry.clip),
+            present=present,
+            seconds=0.0,
+            frames=0,
+            fps=0.0,
+            correct_alarms=0,
+            false_alarms=0,
+            missed=present,
+            first_correct_alarm_s={},
+            alarms=[],
+            error=str(exc),
+        )
+    alarms = [e for e in events if isinstance(e, Alarm)]
+    outcomes = [
+        AlarmOutcome(
+            identity=a.identity,
+            correct=a.identity in present,
+            seconds=round(a.frame / source_fps, 3),
+            score=a.score,
+            track_id=a.track_id,
+        )
+        for a in alarms
+    ]
+    first: dict[str, float] = {}
+    for o in outcomes:
+        if o.correct and o.identity not in first:
+            first[o.identity] = o.seconds
+    return ClipResult(
+        clip=str(entry.clip),
+        present=present,
+        seconds=round(summary["frames"] / source_fps, 3),
+        frames=summary["frames"],
+        fps=summary["fps"],
+        correct_alarms=sum(o.correct for o in outcomes),
+        false_alarms=sum(not o.correct for o in outcomes),
+        missed=[p for p in present if p not in first],
+        first_correct_alarm_s=first,
+        alarms=outcomes,
+    )
+
+
+def summarise(results: list[ClipResult], enrolled: list[str], model: str) -> VideoEvalResult:
+    import numpy as np
+
+    hours = sum(r.seconds for r in results) / 3600
+    present = sum(len(r.present) for r in results)
+    missed = sum(len(r.missed) for r in results)
+    false = sum(r.false_alarms for r in results)
+    firsts = [s for r in results for s in r.first_correct_alarm_s.values()]
+    return VideoEvalResult(
+        clips=results,
+        enrolled=enrolled,
+        model=model,
+        hours=round(hours, 6),
+        correct_alarms=sum(r.correct_alarms for r in results),
+        false_alarms=false,
+        false_alarms_per_hour=round(false / hours, 3) if hours > 0 else 0.0,
+        people_present=present,
+        people_missed=missed,
+        miss_rate=round(missed / present, 6) if present else 0.0,
+        median_time_to_first_alarm_s=float(np.median(firsts)) if firsts else None,
+    )
+
+
+def plot_timeline(result: VideoEvalResult, path: Path) -> None:
+    """One row per clip: the clip's length, correct alarms (green) and false alarms (red) over time."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(result.clips)
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.5 * n), dpi=110)
+    for row, clip in enumerate(result.clips):
+        ax.plot([0, clip.seconds], [row, row], color="#bbb", linewidth=6, solid_capstyle="butt")
+        for a in clip.alarms:
+            ax.plot(a.seconds, row, "o", color="#1a7f37" if a.correct else "#cf222e")
+            ax.annotate(a.identity, (a.seconds, row), textcoords="offset points", xytext=(3, 6), fontsize=7)
+    ax.set_yticks(range(n), [Path(c.clip).name for c in result.clips])
+    ax.set_xlabel("seconds into the clip (green: correct alarm, red: false alarm)")
+    ax.set_ylim(-0.7, n - 0.3)
+    ax.invert_yaxis()
+    ax.set_title("vigil eval video: alarms per clip")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png")
+    plt.close(fig)
+
+
+def write_video_report(result: VideoEvalResult, out: Path, command: str) -> None:
+    """``out/video.json``, ``out/timeline.png`` and ``out/report.html``."""
+    from vigil.eval.identify import html_report
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "video.json").write_text(result.model_dump_json(indent=1))
+    plot_timeline(result, out / "timeline.png")
+    rows = [
+        ("model", result.model),
+        ("clips / hours of video", f"{len(result.clips)} / {result.hours:.4f}"),
+        ("correct alarms", str(result.correct_alarms)),
+        ("false alarms (per hour)", f"{result.false_alarms} ({result.false_alarms_per_hour:g})"),
+        ("people missed / present", f"{result.people_missed} / {result.people_present}"),
+        ("median time to first correct alarm", f"{result.median_time_to_first_alarm_s} s"),
+    ]
+    for c in result.clips:
+        rows.append(
+            (
+                Path(c.clip).name,
+                f"present: {', '.join(c.present) or '-'}; correct {c.correct_alarms}, "
+                f"false {c.false_alarms}, missed {', '.join(c.missed) or '-'}"
+                + (f"; error: {c.error}" if c.error else ""),
+            )
+        )
+    (out / "report.html").write_text(html_report("vigil eval video", rows, out / "timeline.png", command))

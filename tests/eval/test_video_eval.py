@@ -1,0 +1,71 @@
+"""`vigil eval video`: per-clip and overall alarm figures, recomputed independently."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vigil.core.config import Settings
+from vigil.core.errors import InputError
+from vigil.eval.video import evaluate_video, read_manifest, write_video_report
+
+
+@pytest.fixture
+def setup(shared_data: Path, tmp_path: Path) -> tuple[Path, Path]:
+    stills = tmp_path / "stills"
+    for name, photo in (("Lin-Manuel Miranda", "lin-manuel-miranda.png"), ("Barack Obama", "obama.jpg")):
+        (stills / name).mkdir(parents=True)
+        shutil.copy(shared_data / "people" / photo, stills / name / photo)
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    shutil.copy(shared_data / "video" / "short_hamilton_clip.mp4", clips / "stage.mp4")
+    manifest = tmp_path / "manifest.csv"
+    # The same clip twice: once with its content declared, once declared empty (so its alarm is false).
+    manifest.write_text(
+        'clip,identities\nclips/stage.mp4,"Lin-Manuel Miranda;Barack Obama"\nclips/stage.mp4,\n'
+    )
+    return manifest, stills
+
+
+def test_eval_video_counts(setup: tuple[Path, Path], tmp_path: Path) -> None:
+    manifest, stills = setup
+    result = evaluate_video(Settings(data_dir=tmp_path / "data"), manifest, stills)
+    assert sorted(result.enrolled) == ["Barack Obama", "Lin-Manuel Miranda"]
+    declared, distractor = result.clips
+    assert declared.present == ["Barack Obama", "Lin-Manuel Miranda"] and distractor.present == []
+    assert declared.correct_alarms >= 1 and "Lin-Manuel Miranda" in declared.first_correct_alarm_s
+    assert distractor.correct_alarms == 0 and distractor.false_alarms == declared.correct_alarms
+    # Independent recomputation of the overall figures from the per-clip alarms.
+    alarms = [(c, a) for c in result.clips for a in c.alarms]
+    assert result.correct_alarms == sum(a.identity in c.present for c, a in alarms)
+    assert result.false_alarms == sum(a.identity not in c.present for c, a in alarms)
+    hours = sum(c.seconds for c in result.clips) / 3600
+    assert result.hours == pytest.approx(hours, rel=1e-4)
+    assert result.false_alarms_per_hour == pytest.approx(result.false_alarms / hours, rel=1e-3)
+    missed = sum(len(set(c.present) - set(c.first_correct_alarm_s)) for c in result.clips)
+    assert result.people_missed == missed and result.miss_rate == pytest.approx(missed / 2)
+    assert declared.seconds == pytest.approx(275 / 29.97, rel=1e-3)
+    first = declared.first_correct_alarm_s["Lin-Manuel Miranda"]
+    assert 0 < first < declared.seconds
+    assert result.median_time_to_first_alarm_s == pytest.approx(
+        float(np.median(list(declared.first_correct_alarm_s.values())))
+    )
+
+    write_video_report(result, tmp_path / "rep", "vigil eval video ...")
+    assert (tmp_path / "rep" / "timeline.png").read_bytes()[:4] == b"\x89PNG"
+    assert "false alarms" in (tmp_path / "rep" / "report.html").read_text()
+
+
+def test_bad_manifests(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no such manifest"):
+        read_manifest(tmp_path / "none.csv")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("video,people\na.mp4,x\n")
+    with pytest.raises(InputError, match="clip and identities"):
+        read_manifest(bad)
+    bad.write_text("clip,identities\nmissing.mp4,x\n")
+    with pytest.raises(InputError, match="does not exist"):
+        read_manifest(bad)

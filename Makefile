@@ -27,6 +27,7 @@ lint: $(BIN)/vigil
 ## Benchmarks (not tests): print tables and write JSON under bench/results/.
 bench: $(BIN)/vigil
 	$(BIN)/pip install --quiet --no-deps face_recognition==1.3.0
+	$(BIN)/python bench/core.py
 	$(BIN)/python bench/video.py
 
 clean:

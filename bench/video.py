@@ -96,6 +96,7 @@ def run_baseline(clip: str, cores: int) -> dict[str, Any]:
     pin(cores)
     import cv2
     import face_recognition  # type: ignore[import-not-found]
+    import numpy as np
 
     known = face_recognition.face_encodings(face_recognition.load_image_file(str(PORTRAIT)))
     cap = cv2.VideoCapture(clip)
@@ -105,7 +106,7 @@ def run_baseline(clip: str, cores: int) -> dict[str, Any]:
         ok, bgr = cap.read()
         if not ok:
             break
-        rgb = bgr[:, :, ::-1]
+        rgb = np.ascontiguousarray(bgr[:, :, ::-1])  # dlib needs contiguous memory
         locations = face_recognition.face_locations(rgb)
         for encoding in face_recognition.face_encodings(rgb, locations):
             hits += any(face_recognition.compare_faces(known, encoding, tolerance=0.6))
@@ -188,7 +189,7 @@ def main() -> None:
             str(r.get("alarms", r.get("matched_faces", ""))),
             f"{lat.get('p50', '')}/{lat.get('p95', '')}" if lat else "",
         )
-    Console().print(table)
+    Console(width=160).print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     report = {
         "benchmark": "video",

@@ -98,7 +98,7 @@ def watch(
     ] = None,
     detect_size: Annotated[
         int | None,
-        typer.Option("--detect-size", min=160, help="long side of the frame the detector sees (px)"),
+        typer.Option("--detect-size", min=160, help="long side the frame is scaled to for detection (px)"),
     ] = None,
     upsample: Annotated[
         bool | None, typer.Option("--upsample/--no-upsample", help="upsample before detection (small faces)")
@@ -121,7 +121,7 @@ def watch(
 
     overrides = {
         "video_detect_every": detect_every,
-        "video_detect_max_side_px": detect_size,
+        "video_detect_side_px": detect_size,
         "video_detect_upsample": upsample,
     }
     context = app()

@@ -55,12 +55,15 @@ class Settings(BaseSettings):
     threads: int = Field(default=0, ge=0, description="threads for model runtimes; 0 = all cores")
 
     # Video (the per-camera pipeline)
-    video_detect_every: int = Field(default=2, ge=1, description="run the detector on every Nth frame")
-    video_detect_max_side_px: int = Field(
-        default=960, ge=160, description="frames are scaled down to this long side for detection"
+    video_detect_every: int = Field(default=3, ge=1, description="run the detector on every Nth frame")
+    video_detect_side_px: int = Field(
+        default=960,
+        ge=160,
+        description="frames are scaled (up or down) to this long side for detection; 960 finds faces of "
+        "about 50 px in a 640x360 frame",
     )
     video_detect_upsample: bool = Field(
-        default=False, description="upsample frames once before detection (small faces; ~4x slower)"
+        default=False, description="also upsample 2x inside the detector (very small faces; ~4x slower)"
     )
     video_min_confidence: float = Field(
         default=0.5,

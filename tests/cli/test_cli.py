@@ -223,3 +223,17 @@ def test_killed_enroll_dir_leaves_a_consistent_catalog(shared_data: Path, tmp_pa
     assert resumed.returncode == 0, resumed.stderr
     assert _count(db, "SELECT count(*) FROM identities") == 13
     assert json.loads(resumed.stdout)["already_enrolled_photos"] >= templates
+
+
+def test_doctor_reports_versions_providers_card_and_a_benchmark(run) -> None:  # type: ignore[no-untyped-def]
+    out, _ = run("doctor", "--json")
+    report = json.loads(out)
+    assert report["packages"]["dlib-bin"] and report["packages"]["onnxruntime"]
+    assert "CPUExecutionProvider" in report["onnxruntime_providers"]
+    assert (
+        report["model_card"]["id"] == "dlib-resnet-v1" and report["model_card"]["calibrated_on"] == "lfw-dev"
+    )
+    bench = report["self_benchmark"]
+    assert bench["detections_per_s"] > 0 and bench["embeddings_per_s"] > 0
+    out, _ = run("doctor", "--no-bench", "--json")
+    assert "self_benchmark" not in json.loads(out)

@@ -10,6 +10,7 @@ import typer
 from vigil import __version__
 from vigil.cli import common
 from vigil.cli.demo import demo
+from vigil.cli.doctor import doctor
 from vigil.cli.evaluation import calibrate, eval_cli
 from vigil.cli.faces import enroll, enroll_dir, identify, verify
 from vigil.cli.galleries import gallery_cli, people_cli
@@ -54,6 +55,7 @@ cli.command("identify")(common.handle_errors(identify))
 cli.command("calibrate")(calibrate)
 cli.command("watch")(watch)
 cli.command("demo")(demo)
+cli.command("doctor")(doctor)
 
 
 def main() -> None:

@@ -49,7 +49,7 @@ def test_eval_video_counts(setup: tuple[Path, Path], tmp_path: Path) -> None:
     assert result.people_missed == missed and result.miss_rate == pytest.approx(missed / 2)
     assert declared.seconds == pytest.approx(275 / 29.97, rel=1e-3)
     first = declared.first_correct_alarm_s["Lin-Manuel Miranda"]
-    assert 0 < first < declared.seconds
+    assert 0 <= first < declared.seconds  # his wide shot opens the clip
     assert result.median_time_to_first_alarm_s == pytest.approx(
         float(np.median(list(declared.first_correct_alarm_s.values())))
     )

@@ -13,7 +13,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DetectorName = Literal["hog", "mmod", "yunet"]
-EmbedderName = Literal["dlib-resnet", "onnx"]
+EmbedderName = Literal["dlib-onnx", "dlib-resnet", "onnx"]
 
 
 def _default_data_dir() -> Path:
@@ -30,7 +30,11 @@ class Settings(BaseSettings):
         default=None, description="SQLAlchemy URL; default: SQLite (WAL) in the data directory"
     )
     detector: DetectorName = "hog"
-    embedder: EmbedderName = "dlib-resnet"
+    embedder: EmbedderName = Field(
+        default="dlib-onnx",
+        description="dlib-onnx: dlib's ResNet converted to ONNX (fast, batched); dlib-resnet: the same model "
+        "run by dlib (the reference); onnx: an ArcFace-style model file you install",
+    )
     onnx_detector_path: Path | None = None
     onnx_embedder_path: Path | None = None
     onnx_embedder_card: Path | None = Field(
@@ -99,6 +103,11 @@ class Settings(BaseSettings):
     @property
     def index_dir(self) -> Path:
         return self.data_dir / "index"
+
+    @property
+    def models_dir(self) -> Path:
+        """Converted model graphs (made once from the installed model files)."""
+        return self.data_dir / "models"
 
     @property
     def cards_dir(self) -> Path:

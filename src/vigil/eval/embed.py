@@ -127,6 +127,8 @@ def _init_worker(settings: Settings) -> None:
     global _worker_engine, _worker_settings
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
+    if settings.threads == 0:  # one thread per worker process: the processes are the parallelism
+        settings = settings.model_copy(update={"threads": 1})
     _worker_settings = settings
     _worker_engine = build_engine(settings)
 
@@ -181,7 +183,7 @@ def cache_fingerprint(settings: Settings) -> str:
 
 def _alignment(settings: Settings) -> str:
     """How the embedder aligns faces under ``settings`` (a cache made with another alignment is stale)."""
-    if settings.embedder != "dlib-resnet":
+    if settings.embedder not in ("dlib-resnet", "dlib-onnx"):
         return "arcface5-112"
     from vigil.vision.dlib.embedder import MODEL_ID, dlib_alignment
 
@@ -372,7 +374,7 @@ def _identity(settings: Settings, engine: FaceEngine | None) -> tuple[str, int]:
     """(model id, dimension) of the embedder, without loading the dlib model when avoidable."""
     if engine is not None:
         return engine.model_id, engine.card.dimension
-    if settings.embedder == "dlib-resnet":
+    if settings.embedder in ("dlib-resnet", "dlib-onnx"):
         from vigil.vision.dlib.embedder import MODEL_ID
 
         card = load_card(MODEL_ID, settings.cards_dir)

@@ -71,6 +71,17 @@ def build_detector(settings: Settings) -> Detector:
 
 
 def build_embedder(settings: Settings) -> Embedder:
+    if settings.embedder == "dlib-onnx":
+        from vigil.vision.dlib.embedder import MODEL_ID, dlib_alignment
+        from vigil.vision.dlib_onnx.embedder import OnnxDlibEmbedder
+
+        card = load_card(MODEL_ID, settings.cards_dir)
+        return OnnxDlibEmbedder(
+            cache_dir=settings.models_dir,
+            card=card,
+            alignment=dlib_alignment(settings.detector, card, settings.dlib_landmarks),
+            threads=settings.threads,
+        )
     if settings.embedder == "dlib-resnet":
         from vigil.vision.dlib.embedder import MODEL_ID, DlibEmbedder, dlib_alignment
 

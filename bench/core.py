@@ -5,8 +5,8 @@
 - Detection frames per second on the hamilton clip's frames at 640x360, 1280x720 and 1920x1080, with
   the detector as `vigil watch` runs it (frame scaled to a long side of 960 px) and as still
   photos get it (upsampled below 800 px), against ``face_recognition.face_locations`` (HOG, upsample 1).
-- Embeddings per second at batch 1 and 16 (dlib ResNet; vigil aligns on 68 landmarks and embeds a
-  batch in one call) against ``face_recognition.face_encodings``.
+- Embeddings per second at batch 1, 16 and 64: the dlib ResNet converted to ONNX on onnxruntime
+  (vigil's default), the same model run by dlib (the reference), and ``face_recognition.face_encodings``.
 - 1:N search: synthetic 128-d unit vectors (identities as cluster centres, templates and queries as
   noisy copies, so that genuine scores look like real ones), at 10k, 100k, 1M and 10M templates.
   Exact search (FAISS ``IndexFlatIP``) and approximate (``IVF{sqrt n},Flat``, nprobe 32) with recall@1
@@ -116,33 +116,43 @@ def bench_embedding(quick: bool) -> list[dict[str, Any]]:
     from vigil.vision.engine import build_engine
     from vigil.vision.image import load_image
 
-    engine = build_engine(Settings())
-    bgr = load_image(SHARED / "people" / "obama.jpg").bgr
-    face = engine.detect(bgr)[:1]
-    rows = []
-    for batch in (1, 16):
-        faces = face[np.zeros(batch, np.int64)]
-        t = median_time(lambda faces=faces: engine.embed(bgr, faces), 2 if quick else 5)
-        rows.append(
-            {"what": "embed", "batch": batch, "impl": "vigil (dlib ResNet)", "per_s": round(batch / t, 2)}
-        )
-        if have_baseline():
-            import face_recognition
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(data_dir=Path(tmp))
+        engines = {
+            "vigil dlib-onnx (onnxruntime)": build_engine(settings),
+            "vigil dlib-resnet (dlib, reference)": build_engine(
+                settings.model_copy(update={"embedder": "dlib-resnet"})
+            ),
+        }
+        bgr = load_image(SHARED / "people" / "obama.jpg").bgr
+        face = engines["vigil dlib-onnx (onnxruntime)"].detect(bgr)[:1]
+        rows = []
+        for batch in (1, 16, 64):
+            if batch == 64 and quick:
+                continue
+            faces = face[np.zeros(batch, np.int64)]
+            for name, engine in engines.items():
+                t = median_time(
+                    lambda faces=faces, engine=engine: engine.embed(bgr, faces), 2 if quick else 5
+                )
+                rows.append({"what": "embed", "batch": batch, "impl": name, "per_s": round(batch / t, 2)})
+            if have_baseline():
+                import face_recognition
 
-            rgb = np.ascontiguousarray(bgr[:, :, ::-1])
-            x1, y1, x2, y2 = (int(v) for v in face.xyxy[0])
-            locs = [(y1, x2, y2, x1)] * batch
-            t = median_time(
-                lambda locs=locs, rgb=rgb: face_recognition.face_encodings(rgb, locs), 2 if quick else 5
-            )
-            rows.append(
-                {
-                    "what": "embed",
-                    "batch": batch,
-                    "impl": "face_recognition (baseline)",
-                    "per_s": round(batch / t, 2),
-                }
-            )
+                rgb = np.ascontiguousarray(bgr[:, :, ::-1])
+                x1, y1, x2, y2 = (int(v) for v in face.xyxy[0])
+                locs = [(y1, x2, y2, x1)] * batch
+                t = median_time(
+                    lambda locs=locs, rgb=rgb: face_recognition.face_encodings(rgb, locs), 2 if quick else 3
+                )
+                rows.append(
+                    {
+                        "what": "embed",
+                        "batch": batch,
+                        "impl": "face_recognition (baseline)",
+                        "per_s": round(batch / t, 2),
+                    }
+                )
     return rows
 
 
@@ -394,12 +404,13 @@ def ratios_to_baseline(results: dict[str, list[dict[str, Any]]]) -> dict[str, fl
             if base:
                 out[f"detect {r['size']} (watch settings)"] = r["fps"] / base["fps"]
     for r in results.get("embed", []):
-        if r["impl"].startswith("vigil"):
-            base = next(
-                (b for b in results["embed"] if b["batch"] == r["batch"] and "baseline" in b["impl"]), None
-            )
-            if base:
-                out[f"embed batch {r['batch']}"] = r["per_s"] / base["per_s"]
+        if r["impl"].startswith("vigil dlib-onnx"):
+            for other, label in (("baseline", "face_recognition"), ("reference", "dlib")):
+                base = next(
+                    (b for b in results["embed"] if b["batch"] == r["batch"] and other in b["impl"]), None
+                )
+                if base:
+                    out[f"embed batch {r['batch']} vs {label}"] = r["per_s"] / base["per_s"]
     for r in results.get("search", []):
         if r["impl"].startswith("exact"):
             base = next(

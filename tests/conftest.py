@@ -37,12 +37,13 @@ def people(shared_data: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def engine():  # type: ignore[no-untyped-def]
-    """The default engine (dlib HOG + ResNet), loaded once per session."""
+def engine(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """The default engine (dlib HOG + the ResNet on onnxruntime), loaded once per session; its converted
+    model goes to a temporary data directory, not the user's."""
     from vigil.core.config import Settings
     from vigil.vision.engine import build_engine
 
-    return build_engine(Settings())
+    return build_engine(Settings(data_dir=tmp_path_factory.mktemp("engine-data")))
 
 
 @pytest.fixture

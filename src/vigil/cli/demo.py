@@ -68,6 +68,9 @@ def demo(as_json: bool = JsonOpt) -> None:
             f"3. verify original vs copy: same person = {same.same_person} "
             f"(score {same.score:.3f}, threshold {same.threshold:.3f} at FMR {same.fmr:g})"
         )
-        out.print("Next: `vigil gallery create`, `vigil enroll`, `vigil identify` with your own photos.")
+        out.print(
+            "Next: `vigil gallery create`, `vigil enroll`, `vigil identify` with your own photos; "
+            "`vigil watch VIDEO_OR_STREAM` for alarms on video; `vigil --help` for the rest."
+        )
 
     emit(result, as_json, render)

@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from vigil.cli.common import JsonOpt, app, emit, err, handle_errors, out
+from vigil.cli.common import JsonOpt, app, emit, err, handle_errors, out, progress_bar
 from vigil.events.schemas import Alarm, CameraOffline, CameraOnline
 from vigil.video import cameras as svc
 from vigil.video.pipeline import PipelineEvent
@@ -128,20 +128,27 @@ def watch(
     context.settings = context.settings.model_copy(
         update={k: v for k, v in overrides.items() if v is not None}
     )
-    summary = run_watch(
-        context,
-        source,
-        camera=camera,
-        galleries=gallery or None,
-        fps=fps,
-        annotate=annotate,
-        on_event=on_event,
-        on_warning=on_warning,
-        max_frames=max_frames,
-        max_seconds=max_seconds,
-        timeout_s=timeout,
-        fail_fast=not retry,
-    )
+    with progress_bar("watching") as update:
+
+        def on_progress(done: int, total: int | None) -> None:
+            if total is not None:
+                update(min(done, total), total)
+
+        summary = run_watch(
+            context,
+            source,
+            camera=camera,
+            galleries=gallery or None,
+            fps=fps,
+            annotate=annotate,
+            on_event=on_event,
+            on_warning=on_warning,
+            max_frames=max_frames,
+            max_seconds=max_seconds,
+            timeout_s=timeout,
+            fail_fast=not retry,
+            on_progress=on_progress,
+        )
     if as_json:
         sys.stdout.write(json.dumps(summary) + "\n")
     else:

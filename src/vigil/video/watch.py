@@ -33,11 +33,13 @@ def watch(
     timeout_s: float = 5.0,
     fail_fast: bool = True,
     stop: threading.Event | None = None,
+    on_progress: Callable[[int, int | None], None] | None = None,
 ) -> dict[str, Any]:
     """Watch ``spec`` (or the registered ``camera``'s address); returns the run's summary.
 
     Alarms are written to the catalog as they happen, so a run stopped half-way (Ctrl-C, a cut stream)
     keeps every alarm it raised. Setting ``stop`` ends the run after the frame in hand.
+    ``on_progress(frames_done, total)`` is called after each frame (total: a file's frame count, else None).
     """
     camera_id = None
     name = None
@@ -73,6 +75,11 @@ def watch(
             events = pipeline.status(item) if isinstance(item, SourceStatus) else pipeline.process(item)
             for event in events:
                 on_event(event)
+            if on_progress is not None and not isinstance(item, SourceStatus):
+                total = (
+                    source.frame_count if isinstance(source, FileSource) and source.frame_count > 0 else None
+                )
+                on_progress(item.index + 1, total)
     except KeyboardInterrupt:
         interrupted = True
     finally:

@@ -2,6 +2,7 @@
 
     python bench/core.py [--quick] [--max-n 10000000] [--out bench/results/core.json]
 
+- MMOD-CNN detection at 640x360: dlib's network converted to ONNX against dlib's own.
 - Detection frames per second on the hamilton clip's frames at 640x360, 1280x720 and 1920x1080, with
   the detector as `vigil watch` runs it (frame scaled to a long side of 960 px) and as still
   photos get it (upsampled below 800 px), against ``face_recognition.face_locations`` (HOG, upsample 1).
@@ -91,6 +92,20 @@ def bench_detection(quick: bool) -> list[dict[str, Any]]:
     frames = frames_at([(640, 360), (1280, 720), (1920, 1080)], 6 if quick else 12)
     rows = []
     base = have_baseline()
+    with tempfile.TemporaryDirectory() as tmp:  # MMOD-CNN at 640x360: dlib's own and the ONNX conversion
+        mmod_settings = {"detect_upsample_below_px": 0, "data_dir": Path(tmp)}
+        mmods = {
+            "MMOD on onnxruntime (VIGIL_DETECTOR=mmod)": build_detector(
+                settings.model_copy(update={"detector": "mmod", **mmod_settings})
+            ),
+            "MMOD by dlib (VIGIL_DETECTOR=mmod-dlib)": build_detector(
+                settings.model_copy(update={"detector": "mmod-dlib", **mmod_settings})
+            ),
+        }
+        imgs = frames["640x360"][:4]
+        for name, det in mmods.items():
+            t = median_time(lambda det=det, imgs=imgs: [det.detect(f) for f in imgs], 1)
+            rows.append({"what": "detect", "size": "640x360", "impl": name, "fps": round(len(imgs) / t, 2)})
     for size, imgs in frames.items():
         for name, det in detectors.items():
             t = median_time(lambda det=det, imgs=imgs: [det.detect(f) for f in imgs], 1 if quick else 3)
@@ -403,6 +418,10 @@ def ratios_to_baseline(results: dict[str, list[dict[str, Any]]]) -> dict[str, fl
             )
             if base:
                 out[f"detect {r['size']} (watch settings)"] = r["fps"] / base["fps"]
+        if r["impl"].startswith("MMOD on onnxruntime"):
+            ref = next((b for b in results["detect"] if b["impl"].startswith("MMOD by dlib")), None)
+            if ref:
+                out["MMOD detect 640x360 vs dlib"] = r["fps"] / ref["fps"]
     for r in results.get("embed", []):
         if r["impl"].startswith("vigil dlib-onnx"):
             for other, label in (("baseline", "face_recognition"), ("reference", "dlib")):

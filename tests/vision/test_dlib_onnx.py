@@ -128,3 +128,65 @@ def test_cuda_is_preferred_when_present() -> None:
         "CUDAExecutionProvider",
         "CPUExecutionProvider",
     ]
+
+
+# -- MMOD ------------------------------------------------------------------------------------------
+
+
+def _iou(a: tuple[int, ...], b: tuple[int, ...]) -> float:
+    iw = max(0, min(a[2], b[2]) - max(a[0], b[0]) + 1)
+    ih = max(0, min(a[3], b[3]) - max(a[1], b[1]) + 1)
+    inter = iw * ih
+    return inter / ((a[2] - a[0] + 1) * (a[3] - a[1] + 1) + (b[2] - b[0] + 1) * (b[3] - b[1] + 1) - inter)
+
+
+def test_mmod_on_onnxruntime_finds_dlibs_boxes(shared_data: Path, tmp_path: Path) -> None:
+    import cv2
+    import dlib
+
+    from vigil.vision.dlib_onnx.mmod import OnnxMmod
+
+    ours = OnnxMmod(tmp_path)
+    theirs = dlib.cnn_face_detection_model_v1(str(model_path("mmod_human_face_detector.dat")))
+    photos = [
+        shared_data / "people" / "two_people.jpg",
+        shared_data / "deepface-13" / "_extra" / "couple.jpg",
+    ]
+    cap = cv2.VideoCapture(str(shared_data / "video" / "short_hamilton_clip.mp4"))
+    cap.set(cv2.CAP_PROP_POS_FRAMES, 240)
+    frame = cap.read()[1]
+    cap.release()
+    images = [np.ascontiguousarray(load_image(p).bgr[:, :, ::-1]) for p in photos] + [
+        frame[:, :, ::-1].copy()
+    ]
+    total = 0
+    for rgb in images:
+        if max(rgb.shape[:2]) > 700:
+            f = 700 / max(rgb.shape[:2])
+            rgb = np.ascontiguousarray(cv2.resize(rgb, None, fx=f, fy=f, interpolation=cv2.INTER_AREA))
+        ref = [
+            (d.rect.left(), d.rect.top(), d.rect.right(), d.rect.bottom(), d.confidence)
+            for d in theirs(rgb, 0)
+        ]
+        got = ours(rgb)
+        assert len(got) == len(ref) >= 1
+        for r in ref:
+            best = max(got, key=lambda g: _iou(g[:4], r[:4]))
+            assert _iou(best[:4], r[:4]) >= 0.95
+            assert abs(best[4] - r[4]) < 0.02
+        total += len(ref)
+    assert total >= 6  # two, two and the audience of the hamilton frame
+
+
+def test_mmod_detector_setting_and_bad_model_file(tmp_path: Path, people: Path) -> None:
+    from vigil.vision.dlib_onnx.convert import converted_mmod
+
+    engine = build_engine(Settings(data_dir=tmp_path, detector="mmod"))
+    assert engine.detector.name == "dlib-mmod-onnx"
+    faces = engine.detect(load_image(people / "two_people.jpg").bgr)
+    assert len(faces) == 2 and faces.landmark_scheme == "dlib5"
+    bad = tmp_path / "mmod_human_face_detector.dat"
+    bad.write_bytes(model_path("mmod_human_face_detector.dat").read_bytes()[:5000])
+    with pytest.raises(ModelError, match="not dlib's MMOD face detector"):
+        converted_mmod(bad, tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()

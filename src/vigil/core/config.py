@@ -12,7 +12,7 @@ from platformdirs import user_data_dir
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DetectorName = Literal["hog", "mmod", "yunet"]
+DetectorName = Literal["hog", "mmod", "mmod-dlib", "yunet"]
 EmbedderName = Literal["dlib-onnx", "dlib-resnet", "onnx"]
 
 

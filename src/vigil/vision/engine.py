@@ -52,11 +52,13 @@ class FaceEngine:
 
 
 def build_detector(settings: Settings) -> Detector:
-    if settings.detector in ("hog", "mmod"):
+    if settings.detector in ("hog", "mmod", "mmod-dlib"):
         from vigil.vision.dlib.detector import DlibDetector
 
         return DlibDetector(
-            method=settings.detector,
+            method="hog" if settings.detector == "hog" else "mmod",
+            onnx_cache_dir=settings.models_dir if settings.detector == "mmod" else None,
+            threads=settings.threads,
             max_side_px=settings.detect_max_side_px,
             upsample_below_px=settings.detect_upsample_below_px,
             min_confidence=settings.detect_min_confidence,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -43,13 +44,23 @@ class DlibDetector:
     max_side_px: int = 1600
     upsample_below_px: int = 800
     min_confidence: float = 0.8
+    onnx_cache_dir: Path | None = None
+    """For MMOD: run dlib's network converted to ONNX (models cached here) instead of dlib's own."""
+    threads: int = 0
 
     @property
     def name(self) -> str:
-        return f"dlib-{self.method}"
+        return f"dlib-{self.method}" + ("-onnx" if self.method == "mmod" and self.onnx_cache_dir else "")
 
     def __post_init__(self) -> None:
-        self._model: Any = hog() if self.method == "hog" else mmod()
+        if self.method == "hog":
+            self._model: Any = hog()
+        elif self.onnx_cache_dir is not None:
+            from vigil.vision.dlib_onnx.mmod import OnnxMmod
+
+            self._model = OnnxMmod(self.onnx_cache_dir, threads=self.threads)
+        else:
+            self._model = mmod()
 
     def detect(self, bgr: npt.NDArray[np.uint8]) -> FaceDetections:
         import cv2
@@ -66,6 +77,10 @@ class DlibDetector:
         if self.method == "hog":
             rects, margins, _ = self._model.run(small, upsample, -0.5)
             boxes = [(r.left(), r.top(), r.right(), r.bottom()) for r in rects]
+        elif self.onnx_cache_dir is not None:
+            found_onnx = self._model(small, upsample)
+            boxes = [d[:4] for d in found_onnx]
+            margins = [d[4] for d in found_onnx]
         else:
             found = self._model(small, upsample)
             boxes = [(d.rect.left(), d.rect.top(), d.rect.right(), d.rect.bottom()) for d in found]

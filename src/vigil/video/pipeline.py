@@ -31,7 +31,7 @@ from vigil.core.types import FaceDetections
 from vigil.events.schemas import Alarm, CameraOffline, CameraOnline, SightingEnded, SightingStarted
 from vigil.gallery.matching import identify_faces
 from vigil.gallery.models import AlarmRecord, Gallery, GalleryKind
-from vigil.video.sources import Frame, SourceStatus
+from vigil.video.sources import Frame, SourceStatus, now_utc
 from vigil.video.tracker import IouTracker, Track
 from vigil.vision.engine import build_detector
 from vigil.vision.protocols import Detector
@@ -344,7 +344,7 @@ class Pipeline:
             events.append(
                 SightingEnded(
                     camera=self.camera,
-                    ts=frame.ts if frame is not None else _now(),
+                    ts=frame.ts if frame is not None else now_utc(),
                     track_id=t.id,
                     frame=t.last_frame,
                     first_frame=t.first_frame,
@@ -435,12 +435,6 @@ class Pipeline:
         if self.annotator is not None:
             self.annotator.close()
         return events
-
-
-def _now() -> Any:
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC)
 
 
 @dataclass

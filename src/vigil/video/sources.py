@@ -23,7 +23,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
@@ -89,7 +89,7 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
-def _now() -> datetime:
+def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
@@ -146,7 +146,7 @@ class FileSource:
         index = 0
         next_keep = 0.0
         decoded = 0
-        start = _now()
+        start = now_utc()
         while True:
             keep = index >= next_keep - 1e-9
             ok = self._cap.grab()
@@ -163,7 +163,7 @@ class FileSource:
                     self.name,
                     index,
                     np.ascontiguousarray(bgr),
-                    start + _seconds(pos),
+                    start + timedelta(seconds=pos),
                     time.monotonic(),
                     pos,
                 )
@@ -181,12 +181,6 @@ class FileSource:
     def close(self) -> None:
         if self._cap is not None:
             self._cap.release()
-
-
-def _seconds(s: float) -> Any:
-    from datetime import timedelta
-
-    return timedelta(seconds=s)
 
 
 @dataclass
@@ -216,7 +210,7 @@ class ImageFolderSource:
         return self._problems
 
     def __iter__(self) -> Iterator[Frame]:
-        start = _now()
+        start = now_utc()
         for index, path in enumerate(self.files):
             try:
                 image = load_image(path)
@@ -224,7 +218,7 @@ class ImageFolderSource:
                 self._problems.append(str(exc))
                 continue
             pos = index / self.fps
-            yield Frame(self.name, index, image.bgr, start + _seconds(pos), time.monotonic(), pos)
+            yield Frame(self.name, index, image.bgr, start + timedelta(seconds=pos), time.monotonic(), pos)
 
     def close(self) -> None:
         pass
@@ -301,10 +295,10 @@ class LiveSource:
                         self._connected.set()
                         if reconnects:
                             self._push_status(
-                                SourceStatus(self.name, "online", _now(), reconnects=reconnects)
+                                SourceStatus(self.name, "online", now_utc(), reconnects=reconnects)
                             )
                     now = time.monotonic()
-                    frame = Frame(self.name, index, bgr, _now(), now, now - opened_at)
+                    frame = Frame(self.name, index, bgr, now_utc(), now, now - opened_at)
                     index += 1
                     with self._cond:
                         if self._latest is not None:
@@ -321,7 +315,7 @@ class LiveSource:
                 return
             if online or reconnects == 0:
                 self._push_status(
-                    SourceStatus(self.name, "offline", _now(), reason=reason, retry_in_s=backoff)
+                    SourceStatus(self.name, "offline", now_utc(), reason=reason, retry_in_s=backoff)
                 )
             online = False
             reconnects += 1

@@ -15,19 +15,14 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from vigil.core.errors import ModelError
 from vigil.core.modelcard import ModelCard, bundled_card
 from vigil.core.types import FaceDetections
 from vigil.vision.dlib import model_path, shape_predictor_5, shape_predictor_68
 from vigil.vision.dlib.embedder import MODEL_ID
 from vigil.vision.dlib_onnx.chips import extract_chip
 from vigil.vision.dlib_onnx.convert import converted_resnet
+from vigil.vision.dlib_onnx.runtime import open_session
 from vigil.vision.protocols import l2_normalise
-
-
-def pick_providers(available: list[str]) -> list[str]:
-    """CUDA first when onnxruntime-gpu offers it, the CPU always."""
-    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
 
 
 @dataclass
@@ -49,21 +44,8 @@ class OnnxDlibEmbedder:
     _session: Any = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        import onnxruntime as ort
-
         graph = converted_resnet(model_path("dlib_face_recognition_resnet_model_v1.dat"), self.cache_dir)
-        options = ort.SessionOptions()
-        if self.threads:
-            options.intra_op_num_threads = self.threads
-        options.log_severity_level = 3
-        try:
-            self._session = ort.InferenceSession(
-                str(graph), options, providers=pick_providers(ort.get_available_providers())
-            )
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise ModelError(
-                f"onnxruntime cannot load {graph}: {exc}", hint="delete the file to convert again"
-            ) from exc
+        self._session = open_session(graph, self.threads)
 
     @property
     def providers(self) -> list[str]:

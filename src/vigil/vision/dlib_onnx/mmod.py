@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from vigil.core.errors import ModelError
 from vigil.vision.dlib import model_path
 from vigil.vision.dlib_onnx.convert import MmodOptions, converted_mmod
+from vigil.vision.dlib_onnx.runtime import open_session
 
 F32 = npt.NDArray[np.float32]
 PADDING = 10
@@ -149,23 +149,8 @@ class OnnxMmod:
     options: MmodOptions = field(init=False)
 
     def __post_init__(self) -> None:
-        import onnxruntime as ort
-
-        from vigil.vision.dlib_onnx.embedder import pick_providers
-
         graph, self.options = converted_mmod(model_path("mmod_human_face_detector.dat"), self.cache_dir)
-        opts = ort.SessionOptions()
-        if self.threads:
-            opts.intra_op_num_threads = self.threads
-        opts.log_severity_level = 3
-        try:
-            self._session = ort.InferenceSession(
-                str(graph), opts, providers=pick_providers(ort.get_available_providers())
-            )
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise ModelError(
-                f"onnxruntime cannot load {graph}: {exc}", hint="delete the file to convert again"
-            ) from exc
+        self._session = open_session(graph, self.threads)
 
     def __call__(
         self, rgb: npt.NDArray[np.uint8], upsample: int = 0

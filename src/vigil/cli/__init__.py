@@ -14,6 +14,7 @@ from vigil.cli.doctor import doctor
 from vigil.cli.evaluation import calibrate, eval_cli
 from vigil.cli.faces import enroll, enroll_dir, identify, verify
 from vigil.cli.galleries import gallery_cli, people_cli
+from vigil.cli.server import keys_cli, serve, users_cli
 from vigil.cli.video import camera_cli, watch
 
 cli = typer.Typer(
@@ -48,6 +49,9 @@ cli.add_typer(gallery_cli, name="gallery")
 cli.add_typer(people_cli, name="people")
 cli.add_typer(eval_cli, name="eval")
 cli.add_typer(camera_cli, name="camera")
+cli.add_typer(users_cli, name="users")
+cli.add_typer(keys_cli, name="keys")
+cli.command("serve")(serve)
 cli.command("enroll")(common.handle_errors(enroll))
 cli.command("enroll-dir")(common.handle_errors(enroll_dir))
 cli.command("verify")(common.handle_errors(verify))

@@ -42,6 +42,9 @@ def create(
     expires: Annotated[
         str | None, typer.Option(help="expiry date, YYYY-MM-DD (required for watchlists)")
     ] = None,
+    confirmations: Annotated[
+        int, typer.Option(help="people who must each confirm an alarm (2: two-person rule)")
+    ] = 1,
     as_json: bool = JsonOpt,
 ) -> None:
     """Create a gallery. Watchlists need --purpose, --legal-basis, --authorized-by and --expires."""
@@ -52,6 +55,7 @@ def create(
         legal_basis=legal_basis,
         authorized_by=authorized_by,
         expires_on=_parse_date(expires),
+        confirmations_required=confirmations,
     )
     info = svc.create_gallery(app(), spec)
     emit(info, as_json, lambda: out.print(f"created {info.kind.value} gallery {info.name!r} (id {info.id})"))

@@ -5,12 +5,20 @@ Data directories are settings, never constants.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
 from platformdirs import user_data_dir
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from vigil.core.errors import ConfigError
 
 DetectorName = Literal["hog", "mmod", "mmod-dlib", "yunet"]
 EmbedderName = Literal["dlib-onnx", "dlib-resnet", "onnx"]
@@ -89,6 +97,47 @@ class Settings(BaseSettings):
         le=1,
         description="a later shot is embedded when its quality beats the last by this",
     )
+
+    # Server (`vigil serve`)
+    host: str = Field(default="127.0.0.1", description="address `vigil serve` listens on")
+    port: int = Field(default=8080, ge=1, le=65535)
+    session_hours: float = Field(default=12.0, gt=0, description="browser sessions last this long")
+    secure_cookies: bool = Field(
+        default=False, description="mark session cookies Secure (set when served over HTTPS)"
+    )
+    start_cameras: bool = Field(default=True, description="`vigil serve` starts every enabled camera")
+    worker_max_backoff_s: float = Field(
+        default=60.0, gt=0, description="a dead camera worker is restarted after 1, 2, 4 ... up to this"
+    )
+    preview_fps: float = Field(default=5.0, gt=0, le=30, description="live preview frames per second")
+    mqtt_url: str | None = Field(
+        default=None, description="MQTT broker for notifications, e.g. mqtt://localhost:1883 (none: off)"
+    )
+    mqtt_topic_prefix: str = Field(
+        default="vigil", description="topics: <prefix>/alarms, <prefix>/<camera>/..."
+    )
+    webhook_attempts: int = Field(default=5, ge=1, description="tries before a webhook goes to dead letters")
+    webhook_backoff_s: float = Field(default=1.0, gt=0, description="first retry delay; doubles each time")
+    webhook_timeout_s: float = Field(default=5.0, gt=0)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments, then ``VIGIL_*`` variables, then the TOML file ``VIGIL_CONFIG`` names (if any)."""
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config = os.environ.get("VIGIL_CONFIG")
+        if config:
+            path = Path(config).expanduser()
+            if not path.is_file():
+                raise ConfigError(f"VIGIL_CONFIG names {path}, which is not a file", hint="fix or unset it")
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
 
     @property
     def database(self) -> str:

@@ -24,6 +24,9 @@ class GallerySpec(BaseModel):
     legal_basis: str | None = None
     authorized_by: str | None = None
     expires_on: date | None = None
+    confirmations_required: int = Field(
+        default=1, ge=1, le=3, description="different people who must confirm an alarm before it counts"
+    )
 
     @field_validator("purpose", "legal_basis", "authorized_by")
     @classmethod
@@ -62,6 +65,7 @@ class GalleryInfo(BaseModel):
     authorized_by: str | None
     expires_on: date | None
     expired: bool
+    confirmations_required: int
     created_at: datetime
     identities: int
     templates: int
@@ -116,6 +120,7 @@ def _info(s: Session, g: Gallery) -> GalleryInfo:
         authorized_by=g.authorized_by,
         expires_on=g.expires_on,
         expired=g.is_expired(),
+        confirmations_required=g.confirmations_required,
         created_at=g.created_at,
         identities=identities,
         templates=templates,

@@ -49,6 +49,8 @@ class Gallery(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     generation: Mapped[int] = mapped_column(Integer, default=0)
     """Bumped by every change to the gallery's templates; indexes record the generation they hold."""
+    confirmations_required: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    """People who must confirm an alarm of this gallery, each a different person (EU AI Act Art. 14(5))."""
 
     identities: Mapped[list[Identity]] = relationship(
         back_populates="gallery", cascade="all, delete-orphan", passive_deletes=True
@@ -170,4 +172,114 @@ class AlarmRecord(Base):
     state: Mapped[AlarmState] = mapped_column(
         Enum(AlarmState, native_enum=False, length=20), default=AlarmState.pending, index=True
     )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Bumped by every review step; a review that names an older version is refused (409)."""
+    confirmations: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    dismiss_reason: Mapped[str | None] = mapped_column(Text)
+
+    reviews: Mapped[list[AlarmReview]] = relationship(
+        back_populates="alarm", cascade="all, delete-orphan", passive_deletes=True, order_by="AlarmReview.id"
+    )
+
+
+class ReviewAction(enum.StrEnum):
+    confirm = "confirm"
+    dismiss = "dismiss"
+    close = "close"
+
+
+class AlarmReview(Base):
+    """One person's review step on an alarm."""
+
+    __tablename__ = "alarm_reviews"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    alarm_id: Mapped[int] = mapped_column(ForeignKey("alarms.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    actor: Mapped[str] = mapped_column(String(200))
+    """``user:<name>`` or ``key:<name>``, kept when the account is deleted."""
+    action: Mapped[ReviewAction] = mapped_column(Enum(ReviewAction, native_enum=False, length=20))
+    reason: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    alarm: Mapped[AlarmRecord] = relationship(back_populates="reviews")
+
+
+class Role(enum.StrEnum):
+    admin = "admin"
+    supervisor = "supervisor"
+    operator = "operator"
+    auditor = "auditor"
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(100), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role: Mapped[Role] = mapped_column(Enum(Role, native_enum=False, length=20))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class WebSession(Base):
+    """A browser session: the cookie holds the token, the catalog only its hash."""
+
+    __tablename__ = "web_sessions"
+
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ApiKey(Base):
+    """A key for an integration, with a role; optionally bound to a gallery (CompreFace's face collection)."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    key_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[Role] = mapped_column(Enum(Role, native_enum=False, length=20))
+    gallery_id: Mapped[int | None] = mapped_column(ForeignKey("galleries.id", ondelete="SET NULL"))
+    created_by: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Webhook(Base):
+    """Where events are POSTed, signed with HMAC-SHA256 under ``secret``."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    secret: Mapped[str] = mapped_column(String(200))
+    event_types: Mapped[str] = mapped_column(String(500), default="alarm")
+    """Comma-separated event types, or ``*`` for all."""
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class DeadLetter(Base):
+    """A notification that could not be delivered after every retry."""
+
+    __tablename__ = "dead_letters"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(50))
+    """``webhook:<id>`` or ``mqtt``."""
+    target: Mapped[str] = mapped_column(Text)
+    event_type: Mapped[str] = mapped_column(String(50))
+    payload: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer)
+    last_error: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

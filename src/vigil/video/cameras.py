@@ -122,3 +122,24 @@ def get_camera(app: App, name: str) -> tuple[CameraInfo, str]:
         if cam is None:
             raise NotFoundError(f"no camera named {name!r}", hint="see `vigil camera list`")
         return _info(cam), cam.url
+
+
+def set_enabled(app: App, name: str, enabled: bool) -> CameraInfo:
+    """Whether the server runs this camera (it starts the enabled ones at start-up)."""
+    with app.db.session() as s:
+        cam = s.scalar(select(Camera).where(Camera.name == name))
+        if cam is None:
+            raise NotFoundError(f"no camera named {name!r}", hint="see `vigil camera list`")
+        cam.enabled = enabled
+        return _info(cam)
+
+
+def delete_camera(app: App, name: str) -> CameraInfo:
+    """Forget a camera; its alarms stay (they keep the camera's name)."""
+    with app.db.session() as s:
+        cam = s.scalar(select(Camera).where(Camera.name == name))
+        if cam is None:
+            raise NotFoundError(f"no camera named {name!r}", hint="see `vigil camera list`")
+        info = _info(cam)
+        s.delete(cam)
+        return info

@@ -109,11 +109,15 @@ def _capture(target: str | int, timeout_s: float) -> Any:
 
 @dataclass
 class FileSource:
-    """A video file, decoded frame by frame; ``fps`` samples it (None: every frame)."""
+    """A video file, decoded frame by frame; ``fps`` samples it (None: every frame).
+
+    ``realtime`` plays it at its own frame rate, as a camera would deliver it (the server's file cameras).
+    """
 
     path: Path
     name: str
     fps: float | None = None
+    realtime: bool = False
     live: bool = field(default=False, init=False)
     _problems: list[str] = field(default_factory=list, init=False)
     _cap: Any = field(default=None, init=False, repr=False)
@@ -147,6 +151,7 @@ class FileSource:
         next_keep = 0.0
         decoded = 0
         start = now_utc()
+        start_mono = time.monotonic()
         while True:
             keep = index >= next_keep - 1e-9
             ok = self._cap.grab()
@@ -159,6 +164,10 @@ class FileSource:
                 decoded += 1
                 next_keep += step
                 pos = index / self.source_fps
+                if self.realtime:
+                    ahead = start_mono + pos - time.monotonic()
+                    if ahead > 0:
+                        time.sleep(ahead)
                 yield Frame(
                     self.name,
                     index,
@@ -379,8 +388,11 @@ def open_source(
     fail_fast: bool = True,
     max_frames: int | None = None,
     max_seconds: float | None = None,
+    realtime: bool = False,
 ) -> Source:
-    """The source ``spec`` names (a file, a folder, a stream URL or ``webcam:N``); see the module doc."""
+    """The source ``spec`` names (a file, a folder, a stream URL or ``webcam:N``); see the module doc.
+
+    ``realtime`` paces a video file at its own frame rate (live sources are paced by the camera)."""
     scheme = urlsplit(spec).scheme.lower() if "://" in spec else ""
     if spec.startswith("webcam:") or spec.startswith("/dev/video"):
         digits = spec.removeprefix("webcam:").removeprefix("/dev/video")
@@ -418,7 +430,7 @@ def open_source(
     if path.is_dir():
         return ImageFolderSource(path, name or path.name, fps=fps or 1.0)
     if path.is_file():
-        return FileSource(path, name or path.stem, fps=fps)
+        return FileSource(path, name or path.stem, fps=fps, realtime=realtime)
     raise InputError(
         f"{spec}: no such file or folder",
         hint="give a video file, a folder of images, webcam:N or a stream URL (rtsp://, http://, ...)",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,12 +35,19 @@ def watch(
     fail_fast: bool = True,
     stop: threading.Event | None = None,
     on_progress: Callable[[int, int | None], None] | None = None,
+    realtime: bool = False,
+    annotator: Any = None,
+    on_metrics: Callable[[dict[str, Any]], None] | None = None,
+    metrics_every_s: float = 1.0,
 ) -> dict[str, Any]:
     """Watch ``spec`` (or the registered ``camera``'s address); returns the run's summary.
 
     Alarms are written to the catalog as they happen, so a run stopped half-way (Ctrl-C, a cut stream)
     keeps every alarm it raised. Setting ``stop`` ends the run after the frame in hand.
     ``on_progress(frames_done, total)`` is called after each frame (total: a file's frame count, else None).
+    ``realtime`` plays a file at its own rate (as a camera); ``annotator`` is any object with the
+    :class:`~vigil.video.annotate.Annotator` methods ``draw`` and ``close`` (the server's live preview).
+    ``on_metrics(summary)`` gets the running summary (with ``dropped``) every ``metrics_every_s``.
     """
     camera_id = None
     name = None
@@ -57,8 +65,8 @@ def watch(
         fail_fast=fail_fast,
         max_frames=max_frames,
         max_seconds=max_seconds,
+        realtime=realtime,
     )
-    annotator = None
     if annotate is not None:
         out_fps = fps or (source.source_fps if isinstance(source, FileSource) else 25.0)
         annotator = Annotator(annotate, fps=out_fps)
@@ -68,6 +76,7 @@ def watch(
     if not pipeline.watchlists.names:
         on_warning("no active watchlist: faces are tracked but no alarm can be raised")
     interrupted = False
+    next_metrics = time.monotonic() + metrics_every_s
     try:
         for item in source:
             if (max_frames is not None and pipeline.metrics.frames >= max_frames) or (stop and stop.is_set()):
@@ -80,6 +89,9 @@ def watch(
                     source.frame_count if isinstance(source, FileSource) and source.frame_count > 0 else None
                 )
                 on_progress(item.index + 1, total)
+            if on_metrics is not None and time.monotonic() >= next_metrics:
+                next_metrics = time.monotonic() + metrics_every_s
+                on_metrics({**pipeline.metrics.summary(), "dropped": source.dropped})
     except KeyboardInterrupt:
         interrupted = True
     finally:

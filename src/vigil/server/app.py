@@ -1,0 +1,108 @@
+"""The FastAPI application: routers, problem+json errors, the web UI, the bus and the camera supervisor."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import FileResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+
+from vigil import __version__
+from vigil.app import App
+from vigil.core.config import Settings
+from vigil.server import problems
+from vigil.server.bus import EventBus
+from vigil.server.deps import ServerState
+from vigil.server.routers import alarms, auth, cameras, events, galleries, health, metrics, recognition, users
+from vigil.server.supervisor import Supervisor
+from vigil.video.cameras import list_cameras
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+# Multipart overhead allowed beyond the upload limit before a request is refused unread.
+MULTIPART_SLACK = 1_000_000
+
+
+def create_app(settings: Settings, *, start_cameras: bool | None = None) -> FastAPI:
+    """The server. Cameras that are enabled start with it unless ``start_cameras`` is False."""
+    vigil_app = App(settings)
+    bus = EventBus()
+    supervisor = Supervisor(settings, bus)
+    st = ServerState(app=vigil_app, bus=bus, supervisor=supervisor)
+    run_cameras = settings.start_cameras if start_cameras is None else start_cameras
+
+    @asynccontextmanager
+    async def lifespan(api: FastAPI) -> AsyncIterator[None]:
+        vigil_app.db  # noqa: B018 - open and migrate the catalog before the first request
+        bus.start()
+        supervisor.start()
+        for hook in st.extras.get("on_start", []):
+            hook(st)
+        if run_cameras:
+            for cam in list_cameras(vigil_app):
+                if cam.enabled:
+                    supervisor.start_camera(cam.name)
+        try:
+            yield
+        finally:
+            supervisor.shutdown()
+            for hook in st.extras.get("on_stop", []):
+                hook(st)
+            bus.stop()
+            vigil_app.close()
+
+    api = FastAPI(
+        title="vigil",
+        version=__version__,
+        summary="Face recognition for video surveillance, with the safeguards built in.",
+        description="Every endpoint but /api/health needs a browser session (log in at /api/auth/login; "
+        "send the CSRF token in x-csrf-token on writes) or an API key (x-api-key header or "
+        "Authorization: Bearer). Errors are RFC 9457 problem+json.",
+        lifespan=lifespan,
+    )
+    api.state.vigil = st
+    problems.install(api)
+
+    limit = settings.max_upload_bytes + MULTIPART_SLACK
+
+    @api.middleware("http")
+    async def refuse_oversized(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            return problems.problem(
+                413,
+                "payload too large",
+                f"the request body of {int(length):,} bytes is over the "
+                f"{settings.max_upload_bytes:,}-byte limit",
+                hint="resize the photo or raise VIGIL_MAX_UPLOAD_BYTES",
+                instance=request.url.path,
+            )
+        response = await call_next(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        return response
+
+    for module in (health, auth, users, galleries, cameras, alarms, events, recognition, metrics):
+        api.include_router(module.router)
+
+    if STATIC.is_dir():
+        api.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+        @api.get("/", include_in_schema=False)
+        def index() -> FileResponse:
+            return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
+
+    else:  # pragma: no cover - a broken install
+
+        @api.get("/", include_in_schema=False)
+        def no_ui() -> RedirectResponse:
+            return RedirectResponse("/docs")
+
+    return api

@@ -1,0 +1,73 @@
+"""Alarms: list with filters, detail (crop, frame, enrolled photos, score, threshold, FPIR), review."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel
+
+from vigil.gallery.models import AlarmState, ReviewAction
+from vigil.server.deps import AnyRole, Live, State
+from vigil.video import alarms as svc
+
+router = APIRouter(prefix="/api/alarms", tags=["alarms"])
+
+
+class Review(BaseModel):
+    action: ReviewAction
+    version: int
+    """The alarm version you reviewed; a newer state answers 409 (reload and look again)."""
+    reason: str | None = None
+    """Required to dismiss."""
+
+
+@router.get("", summary="Alarms, newest first")
+def list_alarms(
+    st: State,
+    _: AnyRole,
+    camera: str | None = None,
+    gallery: str | None = None,
+    state: AlarmState | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[svc.AlarmInfo]:
+    return svc.list_alarms(
+        st.app,
+        camera=camera,
+        gallery=gallery,
+        state=state,
+        since=since,
+        until=until,
+        limit=limit,
+        offset=offset,
+    )
+
+
+@router.get("/{alarm_id}", summary="One alarm with its evidence and its reviews")
+def show_alarm(alarm_id: int, st: State, _: Live) -> svc.AlarmDetail:
+    return svc.alarm_detail(st.app, alarm_id)
+
+
+@router.post("/{alarm_id}/review", summary="Confirm, dismiss (with a reason) or close an alarm")
+def review(alarm_id: int, body: Review, st: State, me: Live) -> svc.AlarmDetail:
+    detail = svc.review_alarm(
+        st.app, alarm_id, body.action, me, expected_version=body.version, reason=body.reason
+    )
+    st.bus.publish(
+        {
+            "type": "alarm_reviewed",
+            "alarm_id": alarm_id,
+            "action": body.action.value,
+            "state": detail.state.value,
+            "confirmations": detail.confirmations,
+            "confirmations_required": detail.confirmations_required,
+            "by": me.actor,
+            "camera": detail.camera,
+            "ts": datetime.now().astimezone().isoformat(),
+        }
+    )
+    return detail

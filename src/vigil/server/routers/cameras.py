@@ -1,0 +1,123 @@
+"""Cameras: add, start, stop, health, and a live MJPEG preview with boxes and names drawn."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response, StreamingResponse
+from pydantic import BaseModel
+
+from vigil.core.errors import NotFoundError
+from vigil.server.deps import Live, Manage, ServerState, State
+from vigil.server.supervisor import CameraHealth
+from vigil.video import cameras as svc
+
+router = APIRouter(prefix="/api/cameras", tags=["cameras"])
+
+BOUNDARY = "vigilframe"
+
+
+class NewCamera(BaseModel):
+    name: str
+    url: str
+    """rtsp://, rtmp://, http(s):// (MJPEG too), webcam:N, or a video file or image folder on the server."""
+    site: str | None = None
+    location: str | None = None
+    """LAT,LON in decimal degrees."""
+    kind: str = "fixed"
+    start: bool = True
+
+
+class CameraStatus(svc.CameraInfo):
+    health: CameraHealth
+
+
+def _status(st: ServerState, info: svc.CameraInfo) -> CameraStatus:
+    return CameraStatus(**info.model_dump(), health=st.supervisor.health(info.name))
+
+
+@router.get("", summary="Cameras with their health")
+def list_cameras(st: State, _: Live) -> list[CameraStatus]:
+    return [_status(st, c) for c in svc.list_cameras(st.app)]
+
+
+@router.post("", status_code=201, summary="Add a camera (and start it)")
+def add_camera(body: NewCamera, st: State, _: Manage) -> CameraStatus:
+    info = svc.add_camera(st.app, body.name, body.url, site=body.site, location=body.location, kind=body.kind)
+    if not body.start:
+        info = svc.set_enabled(st.app, info.name, False)
+    else:
+        st.supervisor.start_camera(info.name)
+    return _status(st, info)
+
+
+@router.get("/{name}", summary="One camera and its health")
+def show_camera(name: str, st: State, _: Live) -> CameraStatus:
+    return _status(st, svc.get_camera(st.app, name)[0])
+
+
+@router.post("/{name}/start", summary="Start (or restart) the camera's worker")
+def start_camera(name: str, st: State, _: Manage) -> CameraStatus:
+    info = svc.set_enabled(st.app, name, True)
+    st.supervisor.stop_camera(name)
+    st.supervisor.start_camera(name)
+    return _status(st, info)
+
+
+@router.post("/{name}/stop", summary="Stop the camera's worker (it stays stopped after a restart)")
+def stop_camera(name: str, st: State, _: Manage) -> CameraStatus:
+    info = svc.set_enabled(st.app, name, False)
+    st.supervisor.stop_camera(name)
+    return _status(st, info)
+
+
+@router.delete("/{name}", summary="Stop and remove a camera (its alarms are kept)")
+def delete_camera(name: str, st: State, _: Manage) -> svc.CameraInfo:
+    svc.get_camera(st.app, name)
+    st.supervisor.forget(name)
+    return svc.delete_camera(st.app, name)
+
+
+@router.get(
+    "/{name}/snapshot.jpg",
+    summary="The latest preview frame",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}}},
+)
+def snapshot(name: str, st: State, _: Live) -> Response:
+    svc.get_camera(st.app, name)
+    p = st.supervisor.preview(name)
+    if p is None:
+        raise NotFoundError(f"camera {name!r} has no frame yet", hint="start it, or wait a few seconds")
+    return Response(p[1], media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+
+@router.get(
+    "/{name}/preview.mjpg",
+    summary="Live MJPEG preview with boxes, track ids and decisions drawn",
+    response_class=StreamingResponse,
+    responses={200: {"content": {f"multipart/x-mixed-replace; boundary={BOUNDARY}": {}}}},
+)
+async def preview(name: str, request: Request, st: State, _: Live) -> StreamingResponse:
+    await asyncio.to_thread(svc.get_camera, st.app, name)
+
+    async def frames() -> AsyncIterator[bytes]:
+        seq = 0
+        while not await request.is_disconnected():
+            p = await asyncio.to_thread(st.supervisor.wait_preview, name, seq, 2.0)
+            if p is None:
+                continue
+            seq, jpeg = p
+            yield (
+                f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n".encode()
+                + jpeg
+                + b"\r\n"
+            )
+
+    return StreamingResponse(
+        frames(),
+        media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
+        headers={"Cache-Control": "no-store"},
+    )

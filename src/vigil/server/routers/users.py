@@ -1,0 +1,74 @@
+"""Users and API keys (admin only)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+
+from vigil import accounts
+from vigil.gallery.models import Role
+from vigil.server.deps import Admin, State
+
+router = APIRouter(prefix="/api", tags=["users"])
+
+
+class NewUser(BaseModel):
+    username: str
+    role: Role
+    password: str | None = None
+    """Omit to get a one-time password the user must change at the first log-in."""
+
+
+class UserChange(BaseModel):
+    role: Role | None = None
+    active: bool | None = None
+
+
+class CreatedUser(accounts.UserInfo):
+    one_time_password: str | None
+
+
+class NewKey(BaseModel):
+    name: str
+    role: Role
+    gallery: str | None = None
+    """Bind the key to one gallery (the face collection of the CompreFace-compatible endpoints)."""
+
+
+@router.get("/users", summary="List users")
+def list_users(st: State, _: Admin) -> list[accounts.UserInfo]:
+    return accounts.list_users(st.app)
+
+
+@router.post("/users", status_code=201, summary="Create a user")
+def create_user(body: NewUser, st: State, _: Admin) -> CreatedUser:
+    otp = None if body.password else accounts.generate_password()
+    info = accounts.create_user(
+        st.app, body.username, body.role, body.password or otp or "", must_change_password=otp is not None
+    )
+    return CreatedUser(**info.model_dump(), one_time_password=otp)
+
+
+@router.patch("/users/{user_id}", summary="Change a user's role or disable the account")
+def update_user(user_id: int, body: UserChange, st: State, me: Admin) -> accounts.UserInfo:
+    return accounts.update_user(st.app, user_id, role=body.role, active=body.active, by=me)
+
+
+@router.post("/users/{user_id}/reset-password", summary="Give a user a new one-time password")
+def reset_password(user_id: int, st: State, _: Admin) -> dict[str, str]:
+    return {"one_time_password": accounts.reset_password(st.app, user_id)}
+
+
+@router.get("/keys", summary="List API keys (never the keys themselves)")
+def list_keys(st: State, _: Admin) -> list[accounts.ApiKeyInfo]:
+    return accounts.list_api_keys(st.app)
+
+
+@router.post("/keys", status_code=201, summary="Create an API key (shown once)")
+def create_key(body: NewKey, st: State, me: Admin) -> accounts.NewApiKey:
+    return accounts.create_api_key(st.app, body.name, body.role, gallery=body.gallery, created_by=me.actor)
+
+
+@router.delete("/keys/{key_id}", summary="Revoke an API key")
+def revoke_key(key_id: int, st: State, _: Admin) -> accounts.ApiKeyInfo:
+    return accounts.revoke_api_key(st.app, key_id)

@@ -1,0 +1,357 @@
+"""The camera supervisor: one worker process per running camera, restarted with backoff when it dies.
+
+A worker runs :func:`vigil.video.watch.watch` on its camera (live sources reconnect by themselves;
+video files play at their own frame rate, once per start) and sends back, over one queue:
+events (to the bus), preview JPEGs with boxes and names drawn, and running metrics.
+A worker that exits with an error, or is killed, is started again after 1, 2, 4 ... seconds
+(at most ``worker_max_backoff_s``); the backoff resets once a worker has run for a minute.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from pydantic import BaseModel
+
+from vigil.core.config import Settings
+from vigil.server.bus import EventBus
+
+log = logging.getLogger(__name__)
+
+STABLE_AFTER_S = 60.0
+_ctx = mp.get_context("spawn")
+
+
+class CameraHealth(BaseModel):
+    camera: str
+    state: str
+    """stopped, starting, running, offline, finished, restarting or failed."""
+    pid: int | None
+    restarts: int
+    last_error: str | None
+    started_at: datetime | None
+    fps: float
+    frames: int
+    dropped: int
+    alarms: int
+    stage_ms_per_frame: dict[str, float]
+    alarm_latency_ms: dict[str, float] | None
+
+
+@dataclass
+class _Worker:
+    camera: str
+    process: BaseProcess | None = None
+    stop: Any = None
+    state: str = "stopped"
+    wanted: bool = False
+    restarts: int = 0
+    backoff_s: float = 1.0
+    restart_at: float | None = None
+    last_error: str | None = None
+    started_mono: float = 0.0
+    started_at: datetime | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    rate: tuple[float, int, float] = (0.0, 0, 0.0)  # (time, frames, fps) of the last metrics
+    finished: bool = False
+
+
+def _worker_main(settings_data: dict[str, Any], camera: str, out: Any, stop: Any) -> None:
+    """The body of a worker process (spawned: imports are done here)."""
+    import cv2
+    import numpy as np
+
+    from vigil.app import App
+    from vigil.core.errors import VigilError
+    from vigil.video.annotate import render
+    from vigil.video.watch import watch
+
+    settings = Settings(**settings_data)
+    app = App(settings)
+    period = 1.0 / settings.preview_fps
+
+    class Preview:
+        last = 0.0
+
+        def draw(self, frame: Any, tracked: Any, pipeline: Any) -> None:
+            now = time.monotonic()
+            if now - self.last < period:
+                return
+            self.last = now
+            img = render(frame, tracked, pipeline)
+            h, w = img.shape[:2]
+            if w > 800:
+                img = np.asarray(
+                    cv2.resize(img, (800, round(h * 800 / w)), interpolation=cv2.INTER_AREA), np.uint8
+                )
+            ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 75])
+            if ok:
+                out.put(("preview", camera, buf.tobytes()))
+
+        def close(self) -> None:
+            pass
+
+    def on_event(event: Any) -> None:
+        out.put(("event", camera, event.model_dump(mode="json")))
+
+    try:
+        out.put(("running", camera, None))
+        summary = watch(
+            app,
+            None,
+            camera=camera,
+            fail_fast=False,
+            realtime=True,
+            stop=stop,
+            annotator=Preview(),
+            on_event=on_event,
+            on_warning=lambda m: out.put(("warning", camera, m)),
+            on_metrics=lambda m: out.put(("metrics", camera, m)),
+        )
+        out.put(("metrics", camera, summary))
+        out.put(("finished", camera, summary))
+    except VigilError as exc:
+        out.put(("error", camera, str(exc)))
+        raise SystemExit(3) from None
+    except Exception as exc:
+        out.put(("error", camera, f"{type(exc).__name__}: {exc}"))
+        raise
+    finally:
+        app.close()
+
+
+class Supervisor:
+    """Starts, stops and watches camera workers; keeps each camera's health and latest preview."""
+
+    def __init__(self, settings: Settings, bus: EventBus) -> None:
+        self.settings = settings
+        self.bus = bus
+        self._workers: dict[str, _Worker] = {}
+        self._previews: dict[str, tuple[int, bytes]] = {}
+        self._preview_cond = threading.Condition()
+        self._lock = threading.Lock()
+        self._queue: Any = _ctx.Queue()
+        self._running = False
+        self._threads: list[threading.Thread] = []
+
+    # lifecycle ---------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._running = True
+        for target, name in ((self._read, "vigil-supervisor-read"), (self._watch, "vigil-supervisor")):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def shutdown(self) -> None:
+        with self._lock:
+            workers = list(self._workers.values())
+            for w in workers:
+                w.wanted = False
+                if w.stop is not None:
+                    w.stop.set()
+        deadline = time.monotonic() + 5
+        for w in workers:
+            if w.process is not None:
+                w.process.join(timeout=max(0.1, deadline - time.monotonic()))
+                if w.process.is_alive():
+                    w.process.kill()
+                    w.process.join(timeout=2)
+        self._running = False
+        self._queue.put(("quit", "", None))
+        for t in self._threads:
+            t.join(timeout=3)
+        self._queue.close()
+        self._queue.join_thread()
+
+    # control -----------------------------------------------------------------------------------
+    def start_camera(self, camera: str) -> None:
+        with self._lock:
+            w = self._workers.setdefault(camera, _Worker(camera))
+            w.wanted = True
+            w.backoff_s = 1.0
+            if w.process is None or not w.process.is_alive():
+                self._spawn(w)
+
+    def stop_camera(self, camera: str) -> None:
+        with self._lock:
+            w = self._workers.get(camera)
+            if w is None:
+                return
+            w.wanted = False
+            w.restart_at = None
+            proc = w.process
+            if w.stop is not None:
+                w.stop.set()
+        if proc is not None:
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(timeout=2)
+        with self._lock:
+            w.state = "stopped"
+            w.process = None
+
+    def forget(self, camera: str) -> None:
+        self.stop_camera(camera)
+        with self._lock:
+            self._workers.pop(camera, None)
+            self._previews.pop(camera, None)
+
+    def _spawn(self, w: _Worker) -> None:
+        w.stop = _ctx.Event()
+        w.process = _ctx.Process(
+            target=_worker_main,
+            args=(self.settings.model_dump(), w.camera, self._queue, w.stop),
+            name=f"vigil-camera-{w.camera}",
+            daemon=True,
+        )
+        w.process.start()
+        w.state = "starting"
+        w.finished = False
+        w.restart_at = None
+        w.started_mono = time.monotonic()
+        w.started_at = datetime.now(UTC)
+        w.metrics = {}
+        w.rate = (time.monotonic(), 0, 0.0)
+        log.info("camera %s: worker %s started", w.camera, w.process.pid)
+
+    # status ------------------------------------------------------------------------------------
+    def health(self, camera: str) -> CameraHealth:
+        with self._lock:
+            w = self._workers.get(camera) or _Worker(camera)
+            m = w.metrics
+            return CameraHealth(
+                camera=camera,
+                state=w.state,
+                pid=w.process.pid if w.process is not None and w.process.is_alive() else None,
+                restarts=w.restarts,
+                last_error=w.last_error,
+                started_at=w.started_at,
+                fps=w.rate[2],
+                frames=int(m.get("frames", 0)),
+                dropped=int(m.get("dropped", 0)),
+                alarms=int(m.get("alarms", 0)),
+                stage_ms_per_frame=dict(m.get("stage_ms_per_frame") or {}),
+                alarm_latency_ms=m.get("alarm_latency_ms"),
+            )
+
+    def cameras(self) -> list[str]:
+        with self._lock:
+            return list(self._workers)
+
+    def preview(self, camera: str) -> tuple[int, bytes] | None:
+        with self._preview_cond:
+            return self._previews.get(camera)
+
+    def wait_preview(self, camera: str, after: int, timeout: float) -> tuple[int, bytes] | None:
+        """The next preview of ``camera`` newer than sequence number ``after`` (None on timeout)."""
+        with self._preview_cond:
+            self._preview_cond.wait_for(
+                lambda: (p := self._previews.get(camera)) is not None and p[0] > after, timeout=timeout
+            )
+            p = self._previews.get(camera)
+            return p if p is not None and p[0] > after else None
+
+    # threads -----------------------------------------------------------------------------------
+    def _status_event(self, w: _Worker) -> None:
+        self.bus.publish(
+            {
+                "type": "camera_status",
+                "camera": w.camera,
+                "state": w.state,
+                "restarts": w.restarts,
+                "error": w.last_error,
+                "ts": datetime.now(UTC).isoformat(),
+            }
+        )
+
+    def _read(self) -> None:
+        while True:
+            try:
+                kind, camera, payload = self._queue.get(timeout=0.5)
+            except queue.Empty:
+                if not self._running:
+                    return
+                continue
+            except (EOFError, OSError):
+                return
+            if kind == "quit":
+                return
+            if kind == "preview":
+                with self._preview_cond:
+                    seq = (self._previews.get(camera) or (0, b""))[0] + 1
+                    self._previews[camera] = (seq, payload)
+                    self._preview_cond.notify_all()
+                continue
+            with self._lock:
+                w = self._workers.get(camera)
+                if w is None:
+                    continue
+                changed = False
+                if kind == "event":
+                    self.bus.publish(payload)
+                    etype = payload.get("type")
+                    if etype == "camera_offline" and w.state != "offline":
+                        w.state, changed = "offline", True
+                    elif etype == "camera_online" and w.state != "running":
+                        w.state, changed = "running", True
+                elif kind == "metrics":
+                    now, frames = time.monotonic(), int(payload.get("frames", 0))
+                    t0, f0, _ = w.rate
+                    fps = (frames - f0) / (now - t0) if now > t0 and frames >= f0 else 0.0
+                    w.rate = (now, frames, round(fps, 2))
+                    w.metrics = payload
+                elif kind == "running":
+                    w.state, changed = "running", True
+                elif kind == "finished":
+                    w.state, w.finished, changed = "finished", True, True
+                    w.rate = (time.monotonic(), w.rate[1], 0.0)
+                elif kind == "error":
+                    w.last_error = str(payload)
+                elif kind == "warning":
+                    log.warning("camera %s: %s", camera, payload)
+                if changed:
+                    self._status_event(w)
+
+    def _watch(self) -> None:
+        while self._running:
+            time.sleep(0.25)
+            with self._lock:
+                for w in self._workers.values():
+                    proc = w.process
+                    if proc is None:
+                        if w.wanted and w.restart_at is not None and time.monotonic() >= w.restart_at:
+                            w.restarts += 1
+                            self._spawn(w)
+                            self._status_event(w)
+                        continue
+                    if proc.is_alive():
+                        if time.monotonic() - w.started_mono > STABLE_AFTER_S:
+                            w.backoff_s = 1.0
+                        continue
+                    proc.join(timeout=0)
+                    w.process = None
+                    code = proc.exitcode
+                    if w.finished or not w.wanted:
+                        w.state = "finished" if w.finished else "stopped"
+                        continue
+                    w.last_error = w.last_error or f"worker exited with code {code}"
+                    w.state = "restarting"
+                    w.restart_at = time.monotonic() + w.backoff_s
+                    log.warning(
+                        "camera %s: worker died (exit %s: %s); restart in %.0f s",
+                        w.camera,
+                        code,
+                        w.last_error,
+                        w.backoff_s,
+                    )
+                    w.backoff_s = min(w.backoff_s * 2, self.settings.worker_max_backoff_s)
+                    self._status_event(w)

@@ -1,0 +1,230 @@
+"""Alarms as people see and review them: listing, detail, and the review workflow.
+
+States: ``pending -> confirmed | dismissed (with a reason) -> closed``. A watchlist may require
+several confirmations, each by a different person (EU AI Act Art. 14(5)): the alarm stays
+``pending`` until enough people have confirmed it. Each step names the alarm version it saw; a step
+on a newer state is refused with :class:`StaleStateError`, so two reviewers cannot overwrite each other.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from pydantic import BaseModel
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from vigil.accounts import Principal
+from vigil.app import App
+from vigil.core.errors import ConflictError, InputError, NotFoundError
+from vigil.gallery.models import AlarmRecord, AlarmReview, AlarmState, Gallery, Photo, ReviewAction
+
+
+class StaleStateError(ConflictError):
+    title = "stale alarm state"
+
+
+class ReviewInfo(BaseModel):
+    actor: str
+    action: ReviewAction
+    reason: str | None
+    at: datetime
+
+
+class AlarmInfo(BaseModel):
+    id: int
+    camera: str
+    camera_id: int | None
+    gallery: str | None
+    gallery_id: int | None
+    identity: str
+    identity_id: int | None
+    track_id: int
+    frame: int
+    captured_at: datetime
+    score: float
+    threshold: float
+    fpir: float
+    model: str
+    box_xyxy: list[float]
+    quality: float
+    state: AlarmState
+    version: int
+    confirmations: int
+    confirmations_required: int
+    dismiss_reason: str | None
+    crop_sha256: str | None
+    thumbnail_sha256: str | None
+
+
+class AlarmDetail(AlarmInfo):
+    enrolled_photos: list[str]
+    """SHA-256 of the identity's enrolment photos (fetch them from the photos endpoint)."""
+    reviews: list[ReviewInfo]
+
+
+def _utc(t: datetime) -> datetime:
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
+
+
+def _info(a: AlarmRecord, gallery: Gallery | None) -> AlarmInfo:
+    return AlarmInfo(
+        id=a.id,
+        camera=a.camera_name,
+        camera_id=a.camera_id,
+        gallery=gallery.name if gallery else None,
+        gallery_id=a.gallery_id,
+        identity=a.identity_name,
+        identity_id=a.identity_id,
+        track_id=a.track_id,
+        frame=a.frame_index,
+        captured_at=_utc(a.captured_at),
+        score=a.score,
+        threshold=a.threshold,
+        fpir=a.fpir,
+        model=a.model_id,
+        box_xyxy=[float(v) for v in a.box_xyxy.split(",")] if a.box_xyxy else [],
+        quality=a.quality,
+        state=a.state,
+        version=a.version,
+        confirmations=a.confirmations,
+        confirmations_required=gallery.confirmations_required if gallery else 1,
+        dismiss_reason=a.dismiss_reason,
+        crop_sha256=a.crop_sha256,
+        thumbnail_sha256=a.thumbnail_sha256,
+    )
+
+
+def list_alarms(
+    app: App,
+    *,
+    camera: str | None = None,
+    gallery: str | None = None,
+    state: AlarmState | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[AlarmInfo]:
+    """Newest first."""
+    q = select(AlarmRecord, Gallery).outerjoin(Gallery, Gallery.id == AlarmRecord.gallery_id)
+    if camera is not None:
+        q = q.where(AlarmRecord.camera_name == camera)
+    if gallery is not None:
+        q = q.where(Gallery.name == gallery)
+    if state is not None:
+        q = q.where(AlarmRecord.state == state)
+    if since is not None:
+        q = q.where(AlarmRecord.captured_at >= since)
+    if until is not None:
+        q = q.where(AlarmRecord.captured_at < until)
+    q = q.order_by(AlarmRecord.captured_at.desc(), AlarmRecord.id.desc()).limit(limit).offset(offset)
+    with app.db.session() as s:
+        return [_info(a, g) for a, g in s.execute(q).tuples()]
+
+
+def _get(s: Session, alarm_id: int) -> tuple[AlarmRecord, Gallery | None]:
+    alarm = s.get(AlarmRecord, alarm_id)
+    if alarm is None:
+        raise NotFoundError(f"no alarm with id {alarm_id}")
+    gallery = s.get(Gallery, alarm.gallery_id) if alarm.gallery_id is not None else None
+    return alarm, gallery
+
+
+def alarm_detail(app: App, alarm_id: int) -> AlarmDetail:
+    with app.db.session() as s:
+        alarm, gallery = _get(s, alarm_id)
+        photos: list[str] = []
+        if alarm.identity_id is not None:
+            photos = list(
+                s.scalars(
+                    select(Photo.sha256).where(Photo.identity_id == alarm.identity_id).order_by(Photo.id)
+                )
+            )
+        reviews = [
+            ReviewInfo(actor=r.actor, action=r.action, reason=r.reason, at=_utc(r.at)) for r in alarm.reviews
+        ]
+        return AlarmDetail(**_info(alarm, gallery).model_dump(), enrolled_photos=photos, reviews=reviews)
+
+
+def review_alarm(
+    app: App,
+    alarm_id: int,
+    action: ReviewAction,
+    by: Principal,
+    *,
+    expected_version: int,
+    reason: str | None = None,
+) -> AlarmDetail:
+    """Apply one review step by ``by``; see the module doc for the rules."""
+    reason = (reason or "").strip() or None
+    if action is ReviewAction.dismiss and reason is None:
+        raise InputError("dismissing an alarm needs a reason", hint="say why it is not this person")
+    with app.db.session() as s:
+        alarm, gallery = _get(s, alarm_id)
+        required = gallery.confirmations_required if gallery else 1
+        if alarm.version != expected_version:
+            raise StaleStateError(
+                f"alarm {alarm_id} changed since you loaded it (version {alarm.version}, "
+                f"you saw {expected_version}); it is now {alarm.state.value}",
+                hint="reload the alarm and review it again",
+            )
+        confirmations = alarm.confirmations
+        dismiss_reason = alarm.dismiss_reason
+        if action is ReviewAction.confirm:
+            if alarm.state is not AlarmState.pending:
+                raise ConflictError(
+                    f"alarm {alarm_id} is {alarm.state.value}; only a pending alarm is confirmed"
+                )
+            already = s.scalar(
+                select(AlarmReview.id).where(
+                    AlarmReview.alarm_id == alarm_id,
+                    AlarmReview.actor == by.actor,
+                    AlarmReview.action == ReviewAction.confirm,
+                )
+            )
+            if already is not None:
+                raise ConflictError(
+                    f"you have already confirmed alarm {alarm_id}",
+                    hint=f"this watchlist needs {required} confirmations by different people",
+                )
+            confirmations += 1
+            new_state = AlarmState.confirmed if confirmations >= required else AlarmState.pending
+        elif action is ReviewAction.dismiss:
+            if alarm.state is not AlarmState.pending:
+                raise ConflictError(
+                    f"alarm {alarm_id} is {alarm.state.value}; only a pending alarm is dismissed"
+                )
+            new_state, dismiss_reason = AlarmState.dismissed, reason
+        else:
+            if alarm.state not in (AlarmState.confirmed, AlarmState.dismissed):
+                raise ConflictError(
+                    f"alarm {alarm_id} is {alarm.state.value}; only a confirmed or dismissed alarm is closed"
+                )
+            new_state = AlarmState.closed
+        # Compare-and-set on the version: of two concurrent reviews exactly one wins.
+        done = s.execute(
+            update(AlarmRecord)
+            .where(AlarmRecord.id == alarm_id, AlarmRecord.version == expected_version)
+            .values(
+                state=new_state,
+                version=expected_version + 1,
+                confirmations=confirmations,
+                dismiss_reason=dismiss_reason,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if done.rowcount != 1:  # type: ignore[attr-defined]
+            raise StaleStateError(
+                f"alarm {alarm_id} was reviewed by someone else a moment ago", hint="reload it"
+            )
+        s.add(
+            AlarmReview(
+                alarm_id=alarm_id,
+                user_id=by.id if by.kind == "user" else None,
+                actor=by.actor,
+                action=action,
+                reason=reason,
+            )
+        )
+    return alarm_detail(app, alarm_id)

@@ -39,7 +39,8 @@ class Server:
     def client(self, who: str | None = "admin", **kw: object) -> httpx.Client:
         """An API client authenticated with ``who``'s API key (None: anonymous)."""
         headers = {"x-api-key": self.keys[who]} if who else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=30, **kw)  # type: ignore[arg-type]
+        kw.setdefault("timeout", 30)
+        return httpx.Client(base_url=self.url, headers=headers, **kw)  # type: ignore[arg-type]
 
     def login(self, username: str, password: str = PASSWORD) -> tuple[httpx.Client, str]:
         """A browser-like client logged in as ``username`` and its CSRF token."""

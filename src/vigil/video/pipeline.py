@@ -29,7 +29,7 @@ from vigil.core.config import Settings
 from vigil.core.errors import ForbiddenError, NotFoundError
 from vigil.core.types import FaceDetections
 from vigil.events.schemas import Alarm, CameraOffline, CameraOnline, SightingEnded, SightingStarted
-from vigil.gallery.matching import identify_faces
+from vigil.gallery.matching import Match, identify_faces
 from vigil.gallery.models import AlarmRecord, Gallery, GalleryKind
 from vigil.video.sources import Frame, SourceStatus, now_utc
 from vigil.video.tracker import IouTracker, Track
@@ -238,38 +238,49 @@ class Pipeline:
         if not self.watchlists.names:
             return []
         try:
-            result = identify_faces(self.app, faces, self.watchlists.names, top_k=3)
+            result = identify_faces(
+                self.app, faces, self.watchlists.names, top_k=3 * len(self.watchlists.names)
+            )
         except ForbiddenError:  # a watchlist expired since the last look-up
             self._refreshed = 0.0
             self._refresh_watchlists()
             if not self.watchlists.names:
                 return []
-            result = identify_faces(self.app, faces, self.watchlists.names, top_k=3)
+            result = identify_faces(
+                self.app, faces, self.watchlists.names, top_k=3 * len(self.watchlists.names)
+            )
         alarms = []
         assert faces.track_id is not None and faces.quality is not None
         for i, face in enumerate(result.faces):
             st = self.states[int(faces.track_id[i])]
-            if face.decision is None:
+            # Each watchlist is its own decision (its own purpose, legal basis and reviewers): the best
+            # match above threshold in every watchlist raises that watchlist's alarm.
+            hits: dict[str, Match] = {}
+            for m in face.matches:  # best first
+                if m.above_threshold and m.gallery not in hits:
+                    hits[m.gallery] = m
+            if not hits:
                 continue
-            match = next(m for m in face.matches if m.identity == face.decision and m.above_threshold)
-            st.last_label = f"{match.identity} {match.score:.3f}"
-            if match.identity_id in st.alarmed:
-                continue
-            st.alarmed[match.identity_id] = match.identity
-            t0 = time.monotonic()
-            alarm = self._store_alarm(
-                frame,
-                faces[i],
-                match.identity_id,
-                match.identity,
-                match.gallery,
-                match.score,
-                match.threshold,
-                result.fpir,
-                result.model,
-            )
-            self.metrics.add("store", time.monotonic() - t0)
-            alarms.append(alarm)
+            top = max(hits.values(), key=lambda m: m.score)
+            st.last_label = f"{top.identity} {top.score:.3f}"
+            for match in hits.values():
+                if match.identity_id in st.alarmed:
+                    continue
+                st.alarmed[match.identity_id] = match.identity
+                t0 = time.monotonic()
+                alarm = self._store_alarm(
+                    frame,
+                    faces[i],
+                    match.identity_id,
+                    match.identity,
+                    match.gallery,
+                    match.score,
+                    match.threshold,
+                    result.fpir,
+                    result.model,
+                )
+                self.metrics.add("store", time.monotonic() - t0)
+                alarms.append(alarm)
         return alarms
 
     def _store_alarm(

@@ -11,9 +11,9 @@ $(BIN)/vigil: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-## Set up and run the main job on the embedded defaults (SQLite, bundled models, no downloads).
+## Set up and run the main job on the embedded defaults: the server with a demo camera (SQLite, bundled models, no downloads).
 demo: $(BIN)/vigil
-	$(BIN)/vigil demo
+	$(BIN)/vigil serve --demo
 
 ## Set up and run the linters, the type checker and the whole test suite (slow tests included).
 test: $(BIN)/vigil lint

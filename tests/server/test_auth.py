@@ -114,3 +114,15 @@ def test_revoked_key_stops_working(server: Server) -> None:
             assert c.get("/api/alarms").status_code == 401
         listed = admin.get("/api/keys").json()
         assert all("key" not in k for k in listed)
+
+
+def test_api_docs_need_a_login_and_work_offline(server: Server) -> None:
+    with server.client(None) as anon:
+        assert anon.get("/openapi.json").status_code == 401
+        assert anon.get("/docs").status_code == 401
+    with server.client("operator") as c:
+        page = c.get("/docs")
+        assert page.status_code == 200 and "/docs-assets/swagger-ui-bundle.js" in page.text
+        assert "cdn" not in page.text.lower()
+        assert c.get("/docs-assets/swagger-ui-bundle.js").status_code == 200
+        assert c.get("/openapi.json").json()["info"]["title"] == "vigil"

@@ -6,9 +6,10 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import FileResponse, RedirectResponse
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from vigil import __version__
@@ -16,7 +17,7 @@ from vigil.app import App
 from vigil.core.config import Settings
 from vigil.server import problems
 from vigil.server.bus import EventBus
-from vigil.server.deps import ServerState
+from vigil.server.deps import AnyRole, ServerState
 from vigil.server.routers import alarms, auth, cameras, events, galleries, health, metrics, recognition, users
 from vigil.server.supervisor import Supervisor
 from vigil.video.cameras import list_cameras
@@ -64,6 +65,9 @@ def create_app(settings: Settings, *, start_cameras: bool | None = None) -> Fast
         "send the CSRF token in x-csrf-token on writes) or an API key (x-api-key header or "
         "Authorization: Bearer). Errors are RFC 9457 problem+json.",
         lifespan=lifespan,
+        openapi_url=None,  # served below, behind a login like everything but the health check
+        docs_url=None,
+        redoc_url=None,
     )
     api.state.vigil = st
     problems.install(api)
@@ -92,6 +96,8 @@ def create_app(settings: Settings, *, start_cameras: bool | None = None) -> Fast
     for module in (health, auth, users, galleries, cameras, alarms, events, recognition, metrics):
         api.include_router(module.router)
 
+    _install_docs(api)
+
     if STATIC.is_dir():
         api.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -106,3 +112,26 @@ def create_app(settings: Settings, *, start_cameras: bool | None = None) -> Fast
             return RedirectResponse("/docs")
 
     return api
+
+
+def _install_docs(api: FastAPI) -> None:
+    """The OpenAPI schema and Swagger UI, for logged-in users; the UI's assets come from the
+    ``swagger-ui-bundle`` package (nothing is fetched from a CDN)."""
+    import swagger_ui_bundle
+    from fastapi.openapi.docs import get_swagger_ui_html
+
+    api.mount("/docs-assets", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-assets")
+
+    @api.get("/openapi.json", include_in_schema=False)
+    def openapi(_: AnyRole) -> dict[str, Any]:
+        return api.openapi()
+
+    @api.get("/docs", include_in_schema=False)
+    def docs(_: AnyRole) -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="vigil API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon-32x32.png",
+        )

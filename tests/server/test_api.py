@@ -194,13 +194,28 @@ def hamilton_alarms(server: Server, shared_data: Path) -> dict[str, Any]:
         clip = shared_data / "video" / "short_hamilton_clip.mp4"
         r = c.post("/api/cameras", json={"name": "hamilton", "url": str(clip), "site": "theatre"})
         assert r.status_code == 201, r.text
+        preview = _first_preview_frame(server)
         health = wait_for(
             lambda: (h := c.get("/api/cameras/hamilton").json()["health"])["state"] == "finished" and h,
             timeout_s=120,
         )
         stop.set()
         alarms = c.get("/api/alarms", params={"camera": "hamilton"}).json()
-    return {"alarms": alarms, "events": events, "health": health}
+    return {"alarms": alarms, "events": events, "health": health, "preview": preview}
+
+
+def _first_preview_frame(server: Server) -> bytes:
+    """The first JPEG part of the camera's live MJPEG stream."""
+    buf = b""
+    with server.client("operator") as c, c.stream("GET", "/api/cameras/hamilton/preview.mjpg") as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("multipart/x-mixed-replace")
+        for chunk in r.iter_bytes():
+            buf += chunk
+            start, end = buf.find(b"\xff\xd8"), buf.find(b"\xff\xd9")
+            if start >= 0 and end > start:
+                return buf[start : end + 2]
+    raise AssertionError("no frame in the preview stream")
 
 
 @pytest.mark.slow
@@ -215,6 +230,20 @@ def test_camera_raises_real_alarms_live(server: Server, hamilton_alarms: dict[st
     streamed = [e for e in hamilton_alarms["events"] if e["type"] == "alarm"]
     assert {e["alarm_id"] for e in streamed} == {a["id"] for a in alarms}
     assert any(e["type"] == "camera_status" and e["state"] == "running" for e in hamilton_alarms["events"])
+
+
+@pytest.mark.slow
+def test_live_preview_and_snapshot(server: Server, hamilton_alarms: dict[str, Any]) -> None:
+    import cv2
+    import numpy as np
+
+    frame = cv2.imdecode(np.frombuffer(hamilton_alarms["preview"], np.uint8), cv2.IMREAD_COLOR)
+    assert frame is not None and frame.shape == (360, 640, 3)
+    with server.client("operator") as c:
+        snap = c.get("/api/cameras/hamilton/snapshot.jpg")
+        assert snap.status_code == 200 and snap.content[:2] == b"\xff\xd8"
+    with server.client("auditor") as c:
+        assert_problem(c.get("/api/cameras/hamilton/snapshot.jpg"), 403)
 
 
 @pytest.mark.slow

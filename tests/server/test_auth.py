@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -126,3 +130,22 @@ def test_api_docs_need_a_login_and_work_offline(server: Server) -> None:
         assert "cdn" not in page.text.lower()
         assert c.get("/docs-assets/swagger-ui-bundle.js").status_code == 200
         assert c.get("/openapi.json").json()["info"]["title"] == "vigil"
+
+
+def test_config_file_rejects_unknown_keys(tmp_path: Path) -> None:
+    good = tmp_path / "vigil.toml"
+    good.write_text(f'data_dir = "{tmp_path / "data"}"\nport = 9123\n')
+    bad = tmp_path / "bad.toml"
+    bad.write_text("port = 9123\nrace_field = true\n")
+    run = [sys.executable, "-m", "vigil", "gallery", "list", "--json"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
+    ok = subprocess.run(run, env={**env, "VIGIL_CONFIG": str(good)}, capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert (tmp_path / "data" / "vigil.db").is_file()
+    refused = subprocess.run(run, env={**env, "VIGIL_CONFIG": str(bad)}, capture_output=True, text=True)
+    assert refused.returncode == 2
+    assert "race_field" in refused.stderr and "Extra inputs are not permitted" in refused.stderr
+    missing = subprocess.run(
+        run, env={**env, "VIGIL_CONFIG": str(tmp_path / "nope.toml")}, capture_output=True, text=True
+    )
+    assert missing.returncode == 2 and "not a file" in missing.stderr

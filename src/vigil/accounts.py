@@ -323,7 +323,7 @@ def create_api_key(
 
 def list_api_keys(app: App) -> list[ApiKeyInfo]:
     with app.db.session() as s:
-        names = dict(s.execute(select(Gallery.id, Gallery.name)).tuples().all())
+        names = dict(s.execute(select(Gallery.id, Gallery.name)).all())
         return [
             _key_info(k, names.get(k.gallery_id) if k.gallery_id else None)
             for k in s.scalars(select(ApiKey).order_by(ApiKey.name))

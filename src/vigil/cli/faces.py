@@ -10,17 +10,32 @@ from pydantic import BaseModel
 from rich.markup import escape
 from rich.table import Table
 
-from vigil.cli.common import JsonOpt, app, emit, err, out, progress_bar
+from vigil.cli.common import JsonOpt, app, audited, emit, err, out, progress_bar
 from vigil.core.errors import InputError, VigilError
 from vigil.gallery import enroll as enrolment
 from vigil.gallery import matching
 from vigil.gallery.matching import IdentifyResult
+from vigil.governance.refusals import check_metadata
 from vigil.vision.image import IMAGE_SUFFIXES, LoadedImage, load_image
 
 
 def _load(path: Path) -> LoadedImage:
     s = app().settings
     return load_image(path, max_pixels=s.max_image_pixels, max_bytes=s.max_upload_bytes)
+
+
+def parse_meta(items: list[str] | None) -> dict[str, str] | None:
+    """``--meta KEY=VALUE`` options as a dict; keys naming sensitive traits are refused."""
+    if not items:
+        return None
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--meta {item!r} is not KEY=VALUE", hint="e.g. --meta employee_no=4711")
+        out[key.strip()] = value.strip()
+    check_metadata(out, "--meta")
+    return out
 
 
 def enroll(
@@ -32,9 +47,13 @@ def enroll(
     ] = False,
     external_id: Annotated[str | None, typer.Option("--external-id")] = None,
     notes: Annotated[str | None, typer.Option("--notes")] = None,
+    meta: Annotated[
+        list[str] | None, typer.Option("--meta", help="operator metadata KEY=VALUE (repeatable)")
+    ] = None,
     as_json: bool = JsonOpt,
 ) -> None:
     """Enrol a person from photos (one transaction: every photo or none)."""
+    attributes = parse_meta(meta)
     result = enrolment.enroll(
         app(),
         gallery,
@@ -43,6 +62,15 @@ def enroll(
         largest=largest,
         external_id=external_id,
         notes=notes,
+        attributes=attributes,
+    )
+    audited(
+        "enrol",
+        target_type="identity",
+        target_id=result.identity_id,
+        target_name=result.identity,
+        gallery=result.gallery,
+        photos=[{"sha256": p.sha256, "status": p.status, "quality": p.quality} for p in result.photos],
     )
 
     def render() -> None:
@@ -109,7 +137,16 @@ def enroll_dir(
                 done += 1
                 update(done, total)
             if prepared:
-                results.append(enrolment.enroll_prepared(a, gallery, person, prepared))
+                r = enrolment.enroll_prepared(a, gallery, person, prepared)
+                results.append(r)
+                audited(
+                    "enrol",
+                    target_type="identity",
+                    target_id=r.identity_id,
+                    target_name=r.identity,
+                    gallery=gallery,
+                    photos=[{"sha256": p.sha256, "status": p.status} for p in r.photos],
+                )
     summary = EnrolDirResult(
         gallery=gallery,
         people=results,
@@ -140,7 +177,18 @@ def verify(
     as_json: bool = JsonOpt,
 ) -> None:
     """Compare the faces in two photos (1:1) at the target false-match rate."""
-    result = matching.verify(app(), _load(image_a), _load(image_b), largest=largest)
+    a, b = _load(image_a), _load(image_b)
+    result = matching.verify(app(), a, b, largest=largest)
+    audited(
+        "verify",
+        target_type="photo",
+        target_id=a.sha256,
+        other_photo=b.sha256,
+        same_person=result.same_person,
+        score=result.score,
+        threshold=result.threshold,
+        fmr=result.fmr,
+    )
 
     def render() -> None:
         verdict = "[green]same person[/]" if result.same_person else "[red]different people[/]"
@@ -182,5 +230,7 @@ def identify(
     as_json: bool = JsonOpt,
 ) -> None:
     """Identify every face in a photo (1:N, open set: unknown faces get no decision)."""
-    result = matching.identify(app(), _load(image), gallery or None, top_k)
+    loaded = _load(image)
+    result = matching.identify(app(), loaded, gallery or None, top_k)
+    audited("identify", target_type="photo", target_id=loaded.sha256, **matching.audit_summary(result))
     emit(result, as_json, lambda: render_identify(result))

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from vigil.cli.common import JsonOpt, app, emit, handle_errors, out
+from vigil.cli.common import JsonOpt, app, audited, emit, handle_errors, out
 from vigil.core.errors import InputError
 from vigil.gallery import enroll as enrolment
 from vigil.gallery import galleries as svc
@@ -58,7 +58,67 @@ def create(
         confirmations_required=confirmations,
     )
     info = svc.create_gallery(app(), spec)
+    audited(
+        "gallery_create",
+        target_type="gallery",
+        target_id=info.id,
+        target_name=info.name,
+        terms=info.model_dump(mode="json", exclude={"id", "created_at", "identities", "templates", "photos"}),
+    )
     emit(info, as_json, lambda: out.print(f"created {info.kind.value} gallery {info.name!r} (id {info.id})"))
+
+
+@gallery_cli.command("update")
+@handle_errors
+def update(
+    name: str,
+    purpose: Annotated[str | None, typer.Option()] = None,
+    legal_basis: Annotated[str | None, typer.Option("--legal-basis")] = None,
+    authorized_by: Annotated[str | None, typer.Option("--authorized-by")] = None,
+    expires: Annotated[
+        str | None, typer.Option(help="new expiry date, YYYY-MM-DD (renews a watchlist)")
+    ] = None,
+    confirmations: Annotated[int | None, typer.Option(help="people who must confirm an alarm")] = None,
+    sites: Annotated[
+        str | None, typer.Option(help="alarm only at these sites (comma-separated; '' = all)")
+    ] = None,
+    cameras: Annotated[
+        str | None, typer.Option(help="alarm only on these cameras (comma-separated; '' = all)")
+    ] = None,
+    retention_days: Annotated[
+        int | None, typer.Option(help="purge this gallery's alarms after N days")
+    ] = None,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Change a gallery's terms; the change is audited with the terms before and after."""
+    changes: dict[str, object] = {}
+    for key, value in (
+        ("purpose", purpose),
+        ("legal_basis", legal_basis),
+        ("authorized_by", authorized_by),
+        ("confirmations_required", confirmations),
+        ("retention_days", retention_days),
+    ):
+        if value is not None:
+            changes[key] = value
+    if expires is not None:
+        changes["expires_on"] = _parse_date(expires)
+    for key, csv in (("sites", sites), ("cameras", cameras)):
+        if csv is not None:
+            changes[key] = [p for p in csv.split(",") if p.strip()] or None
+    if not changes:
+        raise InputError("nothing to change", hint="see `vigil gallery update --help`")
+    before, after = svc.update_gallery(app(), name, changes)
+    keep = set(svc.UPDATABLE) | {"kind"}
+    audited(
+        "gallery_update",
+        target_type="gallery",
+        target_id=after.id,
+        target_name=name,
+        before=before.model_dump(mode="json", include=keep),
+        after=after.model_dump(mode="json", include=keep),
+    )
+    emit(after, as_json, lambda: out.print(f"updated gallery {name!r}: {', '.join(sorted(changes))}"))
 
 
 @gallery_cli.command("list")
@@ -101,6 +161,15 @@ def delete(
     if not yes and not typer.confirm(f"Delete gallery {name!r} and everyone enrolled in it?"):
         raise typer.Exit(1)
     info = svc.delete_gallery(app(), name)
+    audited(
+        "gallery_delete",
+        target_type="gallery",
+        target_id=info.id,
+        target_name=name,
+        identities=info.identities,
+        templates=info.templates,
+        photos=info.photos,
+    )
     emit(info, as_json, lambda: out.print(f"deleted gallery {info.name!r} ({info.identities} identities)"))
 
 
@@ -131,6 +200,15 @@ def people_remove(
 ) -> None:
     """Remove a person with their templates, photos and index entries."""
     info = enrolment.remove_identity(app(), gallery, who)
+    audited(
+        "identity_remove",
+        target_type="identity",
+        target_id=info.id,
+        target_name=info.name,
+        gallery=gallery,
+        templates=info.templates,
+        photos=info.photos,
+    )
     emit(
         info,
         as_json,

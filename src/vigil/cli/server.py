@@ -25,11 +25,12 @@ def serve(
 ) -> None:
     """Run the server: API, web UI and one worker process per enabled camera. Ctrl-C stops it."""
     import uvicorn
+    from fastapi import FastAPI
 
     from vigil.server.app import create_app
 
     @handle_errors
-    def prepare() -> tuple[str | None, str]:
+    def prepare() -> tuple[str | None, str, FastAPI]:
         a = app()
         password = accounts.ensure_admin(a)
         note = ""
@@ -41,9 +42,10 @@ def serve(
                 f"demo: camera {d.camera!r} plays {d.video}; {d.person!r} is on watchlist {d.watchlist!r}, "
                 "so an alarm appears within seconds of the start (restart the camera to see it again)"
             )
-        return password, note
+        s = settings()
+        return password, note, create_app(s, start_cameras=not no_cameras and s.start_cameras)
 
-    password, note = prepare()
+    password, note, api = prepare()
     s = settings()
     h, p = host or s.host, port or s.port
     out.print(f"[bold]vigil[/] serving on [link]http://{h}:{p}[/link] (data in {s.data_dir})", markup=True)
@@ -57,7 +59,6 @@ def serve(
         out.print("log in with your account; `vigil users reset-password NAME` gives a new one-time password")
     if note:
         out.print(note)
-    api = create_app(s, start_cameras=not no_cameras and s.start_cameras)
     uvicorn.run(api, host=h, port=p, log_level="info", timeout_graceful_shutdown=5)
 
 

@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from vigil.cli.common import JsonOpt, app, emit, err, handle_errors, out, progress_bar
+from vigil.cli.common import JsonOpt, app, audited, emit, err, handle_errors, out, progress_bar
 from vigil.events.schemas import Alarm, CameraOffline, CameraOnline
 from vigil.video import cameras as svc
 from vigil.video.pipeline import PipelineEvent
@@ -28,10 +28,32 @@ def add(
     site: Annotated[str | None, typer.Option(help="the site the camera belongs to")] = None,
     location: Annotated[str | None, typer.Option(help="LAT,LON in decimal degrees")] = None,
     kind: Annotated[str, typer.Option(help=", ".join(svc.CAMERA_KINDS))] = "fixed",
+    retention_days: Annotated[
+        int | None, typer.Option(help="purge this camera's snapshots and sightings after N days")
+    ] = None,
+    keep_sightings: Annotated[
+        bool, typer.Option("--keep-sightings", help="opt in to keeping every track (investigations)")
+    ] = False,
     as_json: bool = JsonOpt,
 ) -> None:
     """Register a camera."""
-    info = svc.add_camera(app(), name, url, site=site, location=location, kind=kind)
+    info = svc.add_camera(
+        app(),
+        name,
+        url,
+        site=site,
+        location=location,
+        kind=kind,
+        retention_days=retention_days,
+        keep_sightings=keep_sightings,
+    )
+    audited(
+        "camera_add",
+        target_type="camera",
+        target_id=info.id,
+        target_name=info.name,
+        camera=info.model_dump(mode="json"),
+    )
     emit(info, as_json, lambda: out.print(f"added camera {info.name!r} (id {info.id}) {info.url}"))
 
 

@@ -119,6 +119,9 @@ class Settings(BaseSettings):
     webhook_attempts: int = Field(default=5, ge=1, description="tries before a webhook goes to dead letters")
     webhook_backoff_s: float = Field(default=1.0, gt=0, description="first retry delay; doubles each time")
     webhook_timeout_s: float = Field(default=5.0, gt=0)
+    purge_interval_s: float = Field(
+        default=3600.0, gt=0, description="`vigil serve` deletes what is past its retention this often"
+    )
 
     @classmethod
     def settings_customise_sources(

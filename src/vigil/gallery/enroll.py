@@ -6,6 +6,7 @@ and nothing is stored. Enrolling the same photo for the same identity again chan
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -28,6 +29,7 @@ from vigil.core.types import FaceDetections
 from vigil.gallery.galleries import get_gallery
 from vigil.gallery.index import IndexKey
 from vigil.gallery.models import AlarmRecord, Gallery, Identity, Photo, Template
+from vigil.governance.refusals import check_metadata
 from vigil.vision.image import LoadedImage
 
 
@@ -63,18 +65,25 @@ class IdentityInfo(BaseModel):
     name: str
     external_id: str | None
     notes: str | None
+    attributes: dict[str, str] | None = None
     photos: int
     templates: int
 
 
-def prepare_face(app: App, image: LoadedImage, *, largest: bool = False) -> PreparedFace:
+def prepare_face(
+    app: App, image: LoadedImage, *, largest: bool = False, min_score: float = 0.0
+) -> PreparedFace:
     """Detect the single face of an enrolment photo and embed it.
+
+    Faces whose detector score is below ``min_score`` are ignored.
 
     Raises:
         NoFaceError: no face found.
         MultipleFacesError: several faces and ``largest`` is False.
     """
     faces = app.engine.detect(image.bgr)
+    if min_score > 0 and len(faces):
+        faces = faces[faces.score >= min_score]
     if len(faces) == 0:
         raise NoFaceError(
             f"{image.name}: no face found", hint="use a sharp, frontal photo where the face is at least 80 px"
@@ -121,11 +130,21 @@ def enroll(
     largest: bool = False,
     external_id: str | None = None,
     notes: str | None = None,
+    attributes: dict[str, str] | None = None,
 ) -> EnrolResult:
     """Enrol ``images`` of one person into a gallery, all or nothing."""
+    check_metadata(attributes, "identity metadata")
     check_gallery_open(app, gallery_name)
     prepared = [prepare_face(app, image, largest=largest) for image in images]
-    return enroll_prepared(app, gallery_name, identity_name, prepared, external_id=external_id, notes=notes)
+    return enroll_prepared(
+        app,
+        gallery_name,
+        identity_name,
+        prepared,
+        external_id=external_id,
+        notes=notes,
+        attributes=attributes,
+    )
 
 
 def check_gallery_open(app: App, gallery_name: str) -> int:
@@ -148,8 +167,12 @@ def enroll_prepared(
     *,
     external_id: str | None = None,
     notes: str | None = None,
+    attributes: dict[str, str] | None = None,
 ) -> EnrolResult:
-    """Store already detected and embedded faces of one person, in one transaction."""
+    """Store already detected and embedded faces of one person, in one transaction.
+
+    ``attributes`` is operator-defined metadata; keys naming sensitive traits are refused."""
+    check_metadata(attributes, "identity metadata")
     identity_name = identity_name.strip()
     if not identity_name:
         raise InputError("an identity needs a name")
@@ -168,7 +191,11 @@ def enroll_prepared(
             created = identity is None
             if identity is None:
                 identity = Identity(
-                    gallery_id=gallery_id, name=identity_name, external_id=external_id, notes=notes
+                    gallery_id=gallery_id,
+                    name=identity_name,
+                    external_id=external_id,
+                    notes=notes,
+                    attributes=json.dumps(attributes) if attributes else None,
                 )
                 s.add(identity)
                 s.flush()
@@ -335,6 +362,7 @@ def _identity_info(s: Session, identity: Identity, gallery_name: str) -> Identit
         name=identity.name,
         external_id=identity.external_id,
         notes=identity.notes,
+        attributes=json.loads(identity.attributes) if identity.attributes else None,
         photos=photos,
         templates=templates,
     )
@@ -346,3 +374,158 @@ def list_identities(app: App, gallery_name: str | None = None) -> list[IdentityI
         if gallery_name is not None:
             query = query.where(Gallery.id == get_gallery(s, gallery_name).id)
         return [_identity_info(s, identity, gname) for identity, gname in s.execute(query)]
+
+
+def _unindex(app: App, gallery_id: int, change: tuple[int, int], removed: dict[str, list[int]]) -> None:
+    """Take removed template ids (by model) out of the gallery's indexes after a committed change."""
+    for model_id, ids in removed.items():
+        dim = app.engine.card.dimension if model_id == app.engine.card.id else 0
+        if dim:
+            app.indexes.apply(
+                IndexKey(gallery_id, model_id),
+                change,
+                dim,
+                (np.zeros(0, np.int64), np.zeros((0, dim), np.float32)),
+                np.asarray(ids, np.int64),
+                lambda m=model_id: load_templates(app, gallery_id, m),
+            )
+        else:
+            app.indexes.drop([IndexKey(gallery_id, model_id)])
+
+
+class RemovedPhoto(BaseModel):
+    photo_id: int
+    identity: str
+    sha256: str
+
+
+def remove_photos(app: App, gallery_name: str, photo_ids: Iterable[int]) -> list[RemovedPhoto]:
+    """Remove enrolment photos of a gallery with the templates made from them; ids not in the
+    gallery are skipped. The identities stay, even with no photo left."""
+    wanted = sorted(set(photo_ids))
+    removed: list[RemovedPhoto] = []
+    by_model: dict[str, list[int]] = {}
+    with app.db.session() as s:
+        gallery = get_gallery(s, gallery_name)
+        rows = s.execute(
+            select(Photo, Identity.name)
+            .join(Identity)
+            .where(Identity.gallery_id == gallery.id, Photo.id.in_(wanted))
+            .order_by(Photo.id)
+        )
+        for photo, identity_name in rows:
+            templates = s.scalars(
+                select(Template).where(
+                    Template.identity_id == photo.identity_id,
+                    (Template.photo_id == photo.id) | (Template.source_sha256 == photo.sha256),
+                )
+            )
+            for template in templates:
+                by_model.setdefault(template.model_id, []).append(template.id)
+                s.delete(template)
+            removed.append(RemovedPhoto(photo_id=photo.id, identity=identity_name, sha256=photo.sha256))
+            s.delete(photo)
+        s.flush()
+        change = _bump_generation(s, gallery.id) if by_model else None
+        gallery_id = gallery.id
+    if change is not None:
+        _unindex(app, gallery_id, change, by_model)
+    delete_unreferenced_blobs(app, {r.sha256 for r in removed})
+    return removed
+
+
+def rename_identity(app: App, gallery_name: str, who: str, new_name: str) -> IdentityInfo:
+    """Rename a person (by name or id). If ``new_name`` is taken in the gallery, the two are merged:
+    photos and templates move to that person (duplicates of what it already has are dropped)."""
+    new_name = new_name.strip()
+    if not new_name:
+        raise InputError("an identity needs a name")
+    with app.db.session() as s:
+        gallery = get_gallery(s, gallery_name)
+        identity = _find_identity(s, gallery, who)
+        target = s.scalar(
+            select(Identity).where(Identity.gallery_id == gallery.id, Identity.name == new_name)
+        )
+        if target is None or target.id == identity.id:
+            identity.name = new_name
+            s.flush()
+            return _identity_info(s, identity, gallery.name)
+        change, by_model = _merge_into(s, identity, target)
+        info = _identity_info(s, target, gallery.name)
+        gallery_id = gallery.id
+    _unindex(app, gallery_id, change, by_model)
+    return info
+
+
+def _merge_into(
+    s: Session, source: Identity, target: Identity
+) -> tuple[tuple[int, int], dict[str, list[int]]]:
+    """Move ``source``'s photos and templates to ``target`` and delete ``source``; the generation
+    change and the template ids (by model) dropped as duplicates."""
+    have = set(
+        s.execute(
+            select(Template.model_id, Template.source_sha256).where(Template.identity_id == target.id)
+        ).all()
+    )
+    target_photos = {p.sha256: p.id for p in s.scalars(select(Photo).where(Photo.identity_id == target.id))}
+    dropped: dict[str, list[int]] = {}
+    moved: list[Template] = []
+    for template in s.scalars(select(Template).where(Template.identity_id == source.id)).all():
+        if (template.model_id, template.source_sha256) in have:
+            dropped.setdefault(template.model_id, []).append(template.id)
+            s.delete(template)
+        else:
+            moved.append(template)
+    s.flush()
+    for photo in s.scalars(select(Photo).where(Photo.identity_id == source.id)).all():
+        if photo.sha256 in target_photos:
+            for template in moved:
+                if template.photo_id == photo.id:
+                    template.photo_id = target_photos[photo.sha256]
+            s.delete(photo)
+        else:
+            photo.identity_id = target.id
+    s.flush()
+    for template in moved:
+        template.identity_id = target.id
+    s.flush()
+    s.delete(source)
+    s.flush()
+    return _bump_generation(s, target.gallery_id), dropped
+
+
+def update_identity(
+    app: App,
+    identity_id: int,
+    *,
+    name: str | None = None,
+    external_id: str | None = None,
+    notes: str | None = None,
+    attributes: dict[str, str] | None = None,
+) -> tuple[IdentityInfo, IdentityInfo]:
+    """Change a person's name, external id, notes or metadata; returns (before, after)."""
+    check_metadata(attributes, "identity metadata")
+    with app.db.session() as s:
+        identity = s.get(Identity, identity_id)
+        if identity is None:
+            raise NotFoundError(f"no identity with id {identity_id}", hint="see `vigil people list`")
+        gallery = s.get(Gallery, identity.gallery_id)
+        assert gallery is not None
+        before = _identity_info(s, identity, gallery.name)
+        if name is not None and name.strip() != identity.name:
+            taken = s.scalar(
+                select(Identity.id).where(Identity.gallery_id == gallery.id, Identity.name == name.strip())
+            )
+            if taken is not None:
+                raise ConflictError(
+                    f"{name!r} is already in gallery {gallery.name!r}", hint="choose another name"
+                )
+            identity.name = name.strip()
+        if external_id is not None:
+            identity.external_id = external_id or None
+        if notes is not None:
+            identity.notes = notes or None
+        if attributes is not None:
+            identity.attributes = json.dumps(attributes) if attributes else None
+        s.flush()
+        return before, _identity_info(s, identity, gallery.name)

@@ -27,6 +27,23 @@ class GallerySpec(BaseModel):
     confirmations_required: int = Field(
         default=1, ge=1, le=3, description="different people who must confirm an alarm before it counts"
     )
+    sites: list[str] | None = Field(default=None, description="a watchlist alarms only at these sites")
+    cameras: list[str] | None = Field(default=None, description="a watchlist alarms only on these cameras")
+    retention_days: int | None = Field(
+        default=None,
+        ge=1,
+        description="alarms (rows, crops, snapshots) are purged this many days after capture",
+    )
+
+    @field_validator("sites", "cameras")
+    @classmethod
+    def _names(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return None
+        names = [n.strip() for n in v if n and n.strip()]
+        if any("," in n for n in names):
+            raise ValueError("a site or camera name cannot contain a comma")
+        return names or None
 
     @field_validator("purpose", "legal_basis", "authorized_by")
     @classmethod
@@ -66,6 +83,9 @@ class GalleryInfo(BaseModel):
     expires_on: date | None
     expired: bool
     confirmations_required: int
+    sites: list[str] | None
+    cameras: list[str] | None
+    retention_days: int | None
     created_at: datetime
     identities: int
     templates: int
@@ -90,7 +110,10 @@ def create_gallery(app: App, spec: GallerySpec) -> GalleryInfo:
     with app.db.session() as s:
         if s.scalar(select(Gallery.id).where(Gallery.name == spec.name)) is not None:
             raise ConflictError(f"a gallery named {spec.name!r} already exists", hint="choose another name")
-        gallery = Gallery(**spec.model_dump())
+        data = spec.model_dump()
+        data["sites"] = ",".join(spec.sites) if spec.sites else None
+        data["cameras"] = ",".join(spec.cameras) if spec.cameras else None
+        gallery = Gallery(**data)
         s.add(gallery)
         s.flush()
         return _info(s, gallery)
@@ -121,6 +144,9 @@ def _info(s: Session, g: Gallery) -> GalleryInfo:
         expires_on=g.expires_on,
         expired=g.is_expired(),
         confirmations_required=g.confirmations_required,
+        sites=g.sites.split(",") if g.sites else None,
+        cameras=g.cameras.split(",") if g.cameras else None,
+        retention_days=g.retention_days,
         created_at=g.created_at,
         identities=identities,
         templates=templates,
@@ -152,3 +178,39 @@ def delete_gallery(app: App, name: str) -> GalleryInfo:
     app.indexes.drop_gallery(info.id)
     delete_unreferenced_blobs(app, shas)
     return info
+
+
+UPDATABLE = (
+    "purpose",
+    "legal_basis",
+    "authorized_by",
+    "expires_on",
+    "confirmations_required",
+    "sites",
+    "cameras",
+    "retention_days",
+)
+
+
+def update_gallery(app: App, name: str, changes: dict[str, object]) -> tuple[GalleryInfo, GalleryInfo]:
+    """Change a gallery's terms (a watchlist keeps needing all of them); returns (before, after)."""
+    unknown = set(changes) - set(UPDATABLE)
+    if unknown:
+        raise InputError(
+            f"cannot change {', '.join(sorted(unknown))} of a gallery",
+            hint="changeable: " + ", ".join(UPDATABLE),
+        )
+    with app.db.session() as s:
+        gallery = get_gallery(s, name)
+        before = _info(s, gallery)
+        merged = {**before.model_dump(include={"name", "kind", *UPDATABLE}), **changes}
+        if "expires_on" not in changes:  # unchanged: not re-checked against today
+            merged["expires_on"] = date.max if before.expires_on else None
+        spec = validate_spec(**merged)
+        for key in changes:
+            value = getattr(spec, key)
+            if key in ("sites", "cameras"):
+                value = ",".join(value) if value else None
+            setattr(gallery, key, value)
+        s.flush()
+        return before, _info(s, gallery)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel
@@ -159,6 +161,25 @@ def identify_faces(
             )
         )
     return IdentifyResult(faces=results, model=card.id, fpir=fpir, galleries=[t[1] for t in targets])
+
+
+def audit_summary(result: IdentifyResult) -> dict[str, Any]:
+    """What the audit log keeps of a search: galleries, rate, each face's decision and top scores."""
+    return {
+        "galleries": result.galleries,
+        "fpir": result.fpir,
+        "model": result.model,
+        "faces": [
+            {
+                "decision": f.decision,
+                "gallery": f.decision_gallery,
+                "matches": [
+                    {"identity": m.identity, "gallery": m.gallery, "score": m.score} for m in f.matches[:3]
+                ],
+            }
+            for f in result.faces
+        ],
+    }
 
 
 def _identities_of(app: App, template_ids: npt.NDArray[np.int64]) -> dict[int, tuple[int, str]]:

@@ -51,6 +51,12 @@ class Gallery(Base):
     """Bumped by every change to the gallery's templates; indexes record the generation they hold."""
     confirmations_required: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     """People who must confirm an alarm of this gallery, each a different person (EU AI Act Art. 14(5))."""
+    sites: Mapped[str | None] = mapped_column(Text)
+    """Comma-separated sites where this watchlist may alarm (none: every site)."""
+    cameras: Mapped[str | None] = mapped_column(Text)
+    """Comma-separated cameras where this watchlist may alarm (none: every camera)."""
+    retention_days: Mapped[int | None] = mapped_column(Integer)
+    """Alarms of this gallery (rows, crops, thumbnails) are purged this many days after capture."""
 
     identities: Mapped[list[Identity]] = relationship(
         back_populates="gallery", cascade="all, delete-orphan", passive_deletes=True
@@ -69,6 +75,8 @@ class Identity(Base):
     name: Mapped[str] = mapped_column(String(200))
     external_id: Mapped[str | None] = mapped_column(String(200))
     notes: Mapped[str | None] = mapped_column(Text)
+    attributes: Mapped[str | None] = mapped_column(Text)
+    """Operator-defined metadata, a JSON object (keys naming sensitive traits are refused)."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     gallery: Mapped[Gallery] = relationship(back_populates="identities")
@@ -133,6 +141,10 @@ class Camera(Base):
     longitude: Mapped[float | None] = mapped_column(Float)
     kind: Mapped[str] = mapped_column(String(50), default="fixed")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    retention_days: Mapped[int | None] = mapped_column(Integer)
+    """Sightings and snapshots of this camera are purged this many days after capture."""
+    keep_sightings: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    """Opt-in: keep a record of every track, matched or not (for investigations)."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -283,3 +295,22 @@ class DeadLetter(Base):
     attempts: Mapped[int] = mapped_column(Integer)
     last_error: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AuditEntry(Base):
+    """One entry of the append-only, hash-chained audit log (see vigil.governance.audit)."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(50), index=True)
+    target_type: Mapped[str | None] = mapped_column(String(50))
+    target_id: Mapped[str | None] = mapped_column(String(100))
+    target_name: Mapped[str | None] = mapped_column(String(300))
+    detail: Mapped[str] = mapped_column(Text)
+    """JSON: the input that led to a match (photo hash, camera, frame), the result, the case reference."""
+    prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    """The previous entry's hash; unique, so two writers can never fork the chain."""
+    hash: Mapped[str] = mapped_column(String(64), unique=True)

@@ -15,10 +15,25 @@ from fastapi.staticfiles import StaticFiles
 from vigil import __version__
 from vigil.app import App
 from vigil.core.config import Settings
-from vigil.server import problems
+from vigil.notify import Notifiers
+from vigil.server import problems, refusal
 from vigil.server.bus import EventBus
 from vigil.server.deps import AnyRole, ServerState
-from vigil.server.routers import alarms, auth, cameras, events, galleries, health, metrics, recognition, users
+from vigil.server.routers import (
+    alarms,
+    auth,
+    cameras,
+    compreface,
+    events,
+    galleries,
+    governance,
+    health,
+    metrics,
+    recognition,
+    users,
+    webhooks,
+)
+from vigil.server.scheduler import PurgeScheduler
 from vigil.server.supervisor import Supervisor
 from vigil.video.cameras import list_cameras
 
@@ -35,13 +50,17 @@ def create_app(settings: Settings, *, start_cameras: bool | None = None) -> Fast
     bus = EventBus()
     supervisor = Supervisor(settings, bus)
     st = ServerState(app=vigil_app, bus=bus, supervisor=supervisor)
+    notifiers = st.extras["notifiers"] = Notifiers(vigil_app, bus)
     run_cameras = settings.start_cameras if start_cameras is None else start_cameras
+    purger = PurgeScheduler(vigil_app, settings.purge_interval_s)
 
     @asynccontextmanager
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
         vigil_app.db  # noqa: B018 - open and migrate the catalog before the first request
+        notifiers.start()
         bus.start()
         supervisor.start()
+        purger.start()
         for hook in st.extras.get("on_start", []):
             hook(st)
         if run_cameras:
@@ -51,10 +70,12 @@ def create_app(settings: Settings, *, start_cameras: bool | None = None) -> Fast
         try:
             yield
         finally:
+            purger.stop()
             supervisor.shutdown()
             for hook in st.extras.get("on_stop", []):
                 hook(st)
             bus.stop()
+            notifiers.stop()  # after the bus: its last events are sent or dead-lettered
             vigil_app.close()
 
     api = FastAPI(
@@ -71,6 +92,7 @@ def create_app(settings: Settings, *, start_cameras: bool | None = None) -> Fast
     )
     api.state.vigil = st
     problems.install(api)
+    refusal.install(api)
 
     limit = settings.max_upload_bytes + MULTIPART_SLACK
 
@@ -93,7 +115,20 @@ def create_app(settings: Settings, *, start_cameras: bool | None = None) -> Fast
         response.headers.setdefault("Referrer-Policy", "same-origin")
         return response
 
-    for module in (health, auth, users, galleries, cameras, alarms, events, recognition, metrics):
+    for module in (
+        health,
+        auth,
+        users,
+        galleries,
+        cameras,
+        alarms,
+        events,
+        recognition,
+        governance,
+        compreface,
+        webhooks,
+        metrics,
+    ):
         api.include_router(module.router)
 
     _install_docs(api)

@@ -98,6 +98,17 @@ Admin = Annotated[Principal, Depends(require(*ADMIN))]
 Me = Annotated[Principal, Depends(principal)]
 
 
+def audited(st: ServerState, who: Principal, action: str, **kw: Any) -> None:
+    """Append an audit entry for ``who`` (see vigil.governance.audit.record)."""
+    from vigil.governance import audit
+
+    audit.record(st.app, who.actor, action, **kw)
+
+
+AUDIT = (Role.admin, Role.auditor)
+Audit = Annotated[Principal, Depends(require(*AUDIT))]
+
+
 def read_upload(st: ServerState, upload: UploadFile | None, field_name: str = "file") -> LoadedImage:
     """Decode an uploaded image, refusing empty, oversized and non-image files."""
     if upload is None:

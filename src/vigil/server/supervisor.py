@@ -115,6 +115,7 @@ def _worker_main(settings_data: dict[str, Any], camera: str, out: Any, stop: Any
             on_event=on_event,
             on_warning=lambda m: out.put(("warning", camera, m)),
             on_metrics=lambda m: out.put(("metrics", camera, m)),
+            actor=f"camera:{camera}",
         )
         out.put(("metrics", camera, summary))
         out.put(("finished", camera, summary))

@@ -120,7 +120,7 @@ def list_alarms(
         q = q.where(AlarmRecord.captured_at < until)
     q = q.order_by(AlarmRecord.captured_at.desc(), AlarmRecord.id.desc()).limit(limit).offset(offset)
     with app.db.session() as s:
-        return [_info(a, g) for a, g in s.execute(q).tuples()]
+        return [_info(a, g) for a, g in s.execute(q)]
 
 
 def _get(s: Session, alarm_id: int) -> tuple[AlarmRecord, Gallery | None]:

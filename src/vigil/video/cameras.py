@@ -27,6 +27,8 @@ class CameraInfo(BaseModel):
     location: tuple[float, float] | None
     kind: str
     enabled: bool
+    retention_days: int | None = None
+    keep_sightings: bool = False
 
 
 def mask_url(url: str) -> str:
@@ -73,6 +75,8 @@ def _info(c: Camera) -> CameraInfo:
         location=location,
         kind=c.kind,
         enabled=c.enabled,
+        retention_days=c.retention_days,
+        keep_sightings=c.keep_sightings,
     )
 
 
@@ -84,6 +88,8 @@ def add_camera(
     site: str | None = None,
     location: str | None = None,
     kind: str = "fixed",
+    retention_days: int | None = None,
+    keep_sightings: bool = False,
 ) -> CameraInfo:
     name = name.strip()
     if not name:
@@ -91,6 +97,8 @@ def add_camera(
     if kind not in CAMERA_KINDS:
         raise InputError(f"unknown camera kind {kind!r}", hint="one of " + ", ".join(CAMERA_KINDS))
     _check_url(url)
+    if retention_days is not None and retention_days < 1:
+        raise InputError("retention_days must be at least 1")
     lat_lon = parse_location(location) if location else None
     try:
         with app.db.session() as s:
@@ -102,6 +110,8 @@ def add_camera(
                 longitude=lat_lon[1] if lat_lon else None,
                 kind=kind,
                 enabled=True,
+                retention_days=retention_days,
+                keep_sightings=keep_sightings,
             )
             s.add(cam)
             s.flush()
@@ -143,3 +153,38 @@ def delete_camera(app: App, name: str) -> CameraInfo:
         info = _info(cam)
         s.delete(cam)
         return info
+
+
+def update_camera(
+    app: App,
+    name: str,
+    *,
+    site: str | None = None,
+    kind: str | None = None,
+    location: str | None = None,
+    retention_days: int | None = None,
+    clear_retention: bool = False,
+    keep_sightings: bool | None = None,
+) -> tuple[CameraInfo, CameraInfo]:
+    """Change a camera's site, kind, location, retention or sightings opt-in; returns (before, after)."""
+    if kind is not None and kind not in CAMERA_KINDS:
+        raise InputError(f"unknown camera kind {kind!r}", hint="one of " + ", ".join(CAMERA_KINDS))
+    if retention_days is not None and retention_days < 1:
+        raise InputError("retention_days must be at least 1", hint="or clear it to keep until deleted")
+    lat_lon = parse_location(location) if location else None
+    with app.db.session() as s:
+        cam = s.scalar(select(Camera).where(Camera.name == name))
+        if cam is None:
+            raise NotFoundError(f"no camera named {name!r}", hint="see `vigil camera list`")
+        before = _info(cam)
+        if site is not None:
+            cam.site = site.strip() or None
+        if kind is not None:
+            cam.kind = kind
+        if lat_lon is not None:
+            cam.latitude, cam.longitude = lat_lon
+        if retention_days is not None or clear_retention:
+            cam.retention_days = retention_days
+        if keep_sightings is not None:
+            cam.keep_sightings = keep_sightings
+        return before, _info(cam)

@@ -30,7 +30,8 @@ from vigil.core.errors import ForbiddenError, NotFoundError
 from vigil.core.types import FaceDetections
 from vigil.events.schemas import Alarm, CameraOffline, CameraOnline, SightingEnded, SightingStarted
 from vigil.gallery.matching import Match, identify_faces
-from vigil.gallery.models import AlarmRecord, Gallery, GalleryKind
+from vigil.gallery.models import AlarmRecord, Camera, Gallery, GalleryKind
+from vigil.governance import audit
 from vigil.video.sources import Frame, SourceStatus, now_utc
 from vigil.video.tracker import IouTracker, Track
 from vigil.vision.engine import build_detector
@@ -107,9 +108,16 @@ class Watchlists:
     """Galleries asked for that cannot alarm (not a watchlist, or expired), with the reason."""
 
 
-def active_watchlists(app: App, names: list[str] | None, today: date | None = None) -> Watchlists:
-    """The watchlists that may raise alarms now, among ``names`` (all watchlists when None)."""
+def active_watchlists(
+    app: App, names: list[str] | None, today: date | None = None, camera_id: int | None = None
+) -> Watchlists:
+    """The watchlists that may raise alarms now, among ``names`` (all watchlists when None).
+
+    A watchlist limited to some sites or cameras alarms only on those: on an unregistered source
+    (a file given to `vigil watch`, ``camera_id`` None) a limited watchlist raises no alarm.
+    """
     with app.db.session() as s:
+        cam = s.get(Camera, camera_id) if camera_id is not None else None
         if names:
             galleries = []
             for n in names:
@@ -125,9 +133,17 @@ def active_watchlists(app: App, names: list[str] | None, today: date | None = No
                 ignored.append(f"{g.name}: a {g.kind.value} gallery, not a watchlist; it raises no alarms")
             elif g.is_expired(today):
                 ignored.append(f"{g.name}: watchlist expired on {g.expires_on}; it raises no alarms")
+            elif g.cameras and (cam is None or cam.name not in _split(g.cameras)):
+                ignored.append(f"{g.name}: limited to cameras {g.cameras}; it raises no alarms here")
+            elif g.sites and (cam is None or cam.site not in _split(g.sites)):
+                ignored.append(f"{g.name}: limited to sites {g.sites}; it raises no alarms here")
             else:
                 active.append(g.name)
         return Watchlists(active, ignored)
+
+
+def _split(csv: str) -> set[str]:
+    return {part.strip() for part in csv.split(",") if part.strip()}
 
 
 def _crop_jpeg(bgr: npt.NDArray[np.uint8], xyxy: npt.NDArray[np.float32], margin: float = 0.4) -> bytes:
@@ -181,7 +197,7 @@ class Pipeline:
         self.camera = camera
         self.camera_id = camera_id
         self.gallery_names = galleries
-        self.watchlists = active_watchlists(app, galleries)
+        self.watchlists = active_watchlists(app, galleries, camera_id=camera_id)
         self._refreshed = time.monotonic()
         self.detector = detector or video_detector(app.settings)
         self.embedder = app.engine.embedder
@@ -230,7 +246,7 @@ class Pipeline:
 
     def _refresh_watchlists(self) -> None:
         if time.monotonic() - self._refreshed >= REFRESH_S:
-            self.watchlists = active_watchlists(self.app, self.gallery_names)
+            self.watchlists = active_watchlists(self.app, self.gallery_names, camera_id=self.camera_id)
             self._refreshed = time.monotonic()
 
     def _match(self, frame: Frame, faces: FaceDetections) -> list[Alarm]:
@@ -326,6 +342,24 @@ class Pipeline:
             s.flush()
             alarm_id = row.id
         self.metrics.alarms += 1
+        audit.record(
+            self.app,
+            f"camera:{self.camera}",
+            "alarm",
+            target_type="alarm",
+            target_id=alarm_id,
+            target_name=identity,
+            camera=self.camera,
+            frame=frame.index,
+            captured_at=frame.ts.isoformat(),
+            gallery=gallery,
+            identity_id=identity_id,
+            score=round(score, 6),
+            threshold=round(threshold, 6),
+            fpir=fpir,
+            model=model,
+            crop_sha256=crop_sha,
+        )
         latency = 1000 * (time.monotonic() - frame.mono)
         self.metrics.alarm_latency_ms.append(latency)
         return Alarm(

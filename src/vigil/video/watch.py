@@ -11,10 +11,11 @@ from typing import Any
 
 from vigil.app import App
 from vigil.core.errors import InputError
+from vigil.governance import audit
 from vigil.video.annotate import Annotator
 from vigil.video.cameras import get_camera
 from vigil.video.pipeline import Pipeline, PipelineEvent
-from vigil.video.sources import FileSource, SourceStatus, open_source
+from vigil.video.sources import FileSource, SourceStatus, now_utc, open_source
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ def watch(
     annotator: Any = None,
     on_metrics: Callable[[dict[str, Any]], None] | None = None,
     metrics_every_s: float = 1.0,
+    actor: str | None = None,
 ) -> dict[str, Any]:
     """Watch ``spec`` (or the registered ``camera``'s address); returns the run's summary.
 
@@ -48,6 +50,7 @@ def watch(
     ``realtime`` plays a file at its own rate (as a camera); ``annotator`` is any object with the
     :class:`~vigil.video.annotate.Annotator` methods ``draw`` and ``close`` (the server's live preview).
     ``on_metrics(summary)`` gets the running summary (with ``dropped``) every ``metrics_every_s``.
+    The run is audited (``camera_run``: when, which watchlists were checked, frames and alarms).
     """
     camera_id = None
     name = None
@@ -76,6 +79,7 @@ def watch(
     if not pipeline.watchlists.names:
         on_warning("no active watchlist: faces are tracked but no alarm can be raised")
     interrupted = False
+    started = now_utc()
     next_metrics = time.monotonic() + metrics_every_s
     try:
         for item in source:
@@ -98,6 +102,20 @@ def watch(
         for event in pipeline.finish():
             on_event(event)
         source.close()
+        audit.record(
+            app,
+            actor or audit.cli_actor(),
+            "camera_run",
+            target_type="camera",
+            target_id=camera_id,
+            target_name=source.name,
+            camera=source.name,
+            started=started.isoformat(),
+            ended=now_utc().isoformat(),
+            watchlists=pipeline.watchlists.names,
+            frames=pipeline.metrics.frames,
+            alarms=pipeline.metrics.alarms,
+        )
     for problem in source.problems:
         on_warning(problem)
     summary: dict[str, Any] = {"type": "summary", "camera": source.name}

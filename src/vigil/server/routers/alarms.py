@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from vigil.gallery.models import AlarmState, ReviewAction
-from vigil.server.deps import AnyRole, Live, State
+from vigil.server.deps import AnyRole, Live, State, audited
 from vigil.video import alarms as svc
 
 router = APIRouter(prefix="/api/alarms", tags=["alarms"])
@@ -48,14 +48,44 @@ def list_alarms(
 
 
 @router.get("/{alarm_id}", summary="One alarm with its evidence and its reviews")
-def show_alarm(alarm_id: int, st: State, _: Live) -> svc.AlarmDetail:
-    return svc.alarm_detail(st.app, alarm_id)
+def show_alarm(alarm_id: int, st: State, me: Live) -> svc.AlarmDetail:
+    detail = svc.alarm_detail(st.app, alarm_id)
+    audited(
+        st,
+        me,
+        "alarm_view",
+        target_type="alarm",
+        target_id=alarm_id,
+        target_name=detail.identity,
+        gallery=detail.gallery,
+        camera=detail.camera,
+        state=detail.state.value,
+    )
+    return detail
 
 
 @router.post("/{alarm_id}/review", summary="Confirm, dismiss (with a reason) or close an alarm")
 def review(alarm_id: int, body: Review, st: State, me: Live) -> svc.AlarmDetail:
     detail = svc.review_alarm(
         st.app, alarm_id, body.action, me, expected_version=body.version, reason=body.reason
+    )
+    audited(
+        st,
+        me,
+        "alarm_review",
+        target_type="alarm",
+        target_id=alarm_id,
+        target_name=detail.identity,
+        review=body.action.value,
+        reason=body.reason,
+        state=detail.state.value,
+        confirmations=detail.confirmations,
+        confirmations_required=detail.confirmations_required,
+        gallery=detail.gallery,
+        camera=detail.camera,
+        score=detail.score,
+        threshold=detail.threshold,
+        fpir=detail.fpir,
     )
     st.bus.publish(
         {

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
 from vigil import accounts
+from vigil.governance import audit
 from vigil.server.deps import SESSION_COOKIE, Me, State
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
@@ -35,7 +36,12 @@ def _me(p: accounts.Principal) -> dict[str, Any]:
 
 @router.post("/login", summary="Open a browser session (sets an HttpOnly cookie; returns the CSRF token)")
 def login(body: Login, response: Response, st: State) -> dict[str, Any]:
-    user = accounts.authenticate(st.app, body.username, body.password)
+    try:
+        user = accounts.authenticate(st.app, body.username, body.password)
+    except accounts.AuthError:
+        audit.record(st.app, "anonymous", "login_failed", target_type="user", target_name=body.username[:100])
+        raise
+    audit.record(st.app, f"user:{user.username}", "login", target_type="user", target_id=user.id)
     token, csrf = accounts.open_session(st.app, user.id)
     response.set_cookie(
         SESSION_COOKIE,

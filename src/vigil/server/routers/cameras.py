@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from vigil.core.errors import NotFoundError
-from vigil.server.deps import Live, Manage, ServerState, State
+from vigil.server.deps import Live, Manage, ServerState, State, audited
 from vigil.server.supervisor import CameraHealth
 from vigil.video import cameras as svc
 
@@ -27,7 +27,19 @@ class NewCamera(BaseModel):
     location: str | None = None
     """LAT,LON in decimal degrees."""
     kind: str = "fixed"
+    retention_days: int | None = None
+    """Frame snapshots (and sightings) of this camera are purged this many days after capture."""
+    keep_sightings: bool = False
     start: bool = True
+
+
+class CameraChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    site: str | None = None
+    kind: str | None = None
+    location: str | None = None
+    retention_days: int | None = None
+    keep_sightings: bool | None = None
 
 
 class CameraStatus(svc.CameraInfo):
@@ -44,8 +56,26 @@ def list_cameras(st: State, _: Live) -> list[CameraStatus]:
 
 
 @router.post("", status_code=201, summary="Add a camera (and start it)")
-def add_camera(body: NewCamera, st: State, _: Manage) -> CameraStatus:
-    info = svc.add_camera(st.app, body.name, body.url, site=body.site, location=body.location, kind=body.kind)
+def add_camera(body: NewCamera, st: State, me: Manage) -> CameraStatus:
+    info = svc.add_camera(
+        st.app,
+        body.name,
+        body.url,
+        site=body.site,
+        location=body.location,
+        kind=body.kind,
+        retention_days=body.retention_days,
+        keep_sightings=body.keep_sightings,
+    )
+    audited(
+        st,
+        me,
+        "camera_add",
+        target_type="camera",
+        target_id=info.id,
+        target_name=info.name,
+        camera=info.model_dump(mode="json"),
+    )
     if not body.start:
         info = svc.set_enabled(st.app, info.name, False)
     else:
@@ -59,25 +89,55 @@ def show_camera(name: str, st: State, _: Live) -> CameraStatus:
 
 
 @router.post("/{name}/start", summary="Start (or restart) the camera's worker")
-def start_camera(name: str, st: State, _: Manage) -> CameraStatus:
+def start_camera(name: str, st: State, me: Manage) -> CameraStatus:
     info = svc.set_enabled(st.app, name, True)
+    audited(st, me, "camera_start", target_type="camera", target_id=info.id, target_name=name)
     st.supervisor.stop_camera(name)
     st.supervisor.start_camera(name)
     return _status(st, info)
 
 
 @router.post("/{name}/stop", summary="Stop the camera's worker (it stays stopped after a restart)")
-def stop_camera(name: str, st: State, _: Manage) -> CameraStatus:
+def stop_camera(name: str, st: State, me: Manage) -> CameraStatus:
     info = svc.set_enabled(st.app, name, False)
+    audited(st, me, "camera_stop", target_type="camera", target_id=info.id, target_name=name)
     st.supervisor.stop_camera(name)
     return _status(st, info)
 
 
 @router.delete("/{name}", summary="Stop and remove a camera (its alarms are kept)")
-def delete_camera(name: str, st: State, _: Manage) -> svc.CameraInfo:
+def delete_camera(name: str, st: State, me: Manage) -> svc.CameraInfo:
     svc.get_camera(st.app, name)
     st.supervisor.forget(name)
-    return svc.delete_camera(st.app, name)
+    info = svc.delete_camera(st.app, name)
+    audited(st, me, "camera_delete", target_type="camera", target_id=info.id, target_name=name)
+    return info
+
+
+@router.patch("/{name}", summary="Change a camera's site, kind, location, retention or sightings opt-in")
+def update_camera(name: str, body: CameraChange, st: State, me: Manage) -> CameraStatus:
+    changes = body.model_dump(exclude_unset=True)
+    before, after = svc.update_camera(
+        st.app,
+        name,
+        site=changes.get("site"),
+        kind=changes.get("kind"),
+        location=changes.get("location"),
+        retention_days=changes.get("retention_days"),
+        clear_retention="retention_days" in changes and changes["retention_days"] is None,
+        keep_sightings=changes.get("keep_sightings"),
+    )
+    audited(
+        st,
+        me,
+        "camera_update",
+        target_type="camera",
+        target_id=after.id,
+        target_name=name,
+        before=before.model_dump(mode="json"),
+        after=after.model_dump(mode="json"),
+    )
+    return _status(st, after)
 
 
 @router.get(

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.responses import Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 
-from vigil.core.errors import NotFoundError
+from vigil.accounts import Principal
+from vigil.core.errors import InputError, NotFoundError
 from vigil.gallery import enroll as enrolment
 from vigil.gallery import galleries as svc
 from vigil.gallery.models import Gallery, GalleryKind, Identity, Photo
-from vigil.server.deps import Live, Manage, State, read_upload
+from vigil.governance import erasure
+from vigil.governance.erasure import ErasureReport
+from vigil.server.deps import Live, Manage, State, audited, read_upload
 
 router = APIRouter(prefix="/api", tags=["galleries"])
 
@@ -27,6 +31,28 @@ class NewGallery(BaseModel):
     authorized_by: str | None = None
     expires_on: date | None = None
     confirmations_required: int = 1
+    sites: list[str] | None = None
+    cameras: list[str] | None = None
+    retention_days: int | None = None
+
+
+class GalleryChange(BaseModel):
+    """Only the fields sent are changed; each change is audited with the terms before and after."""
+
+    model_config = ConfigDict(extra="forbid")
+    purpose: str | None = None
+    legal_basis: str | None = None
+    authorized_by: str | None = None
+    expires_on: date | None = None
+    confirmations_required: int | None = None
+    sites: list[str] | None = None
+    cameras: list[str] | None = None
+    retention_days: int | None = None
+
+
+class Erasure(BaseModel):
+    reason: str | None = None
+    """Why (e.g. "GDPR Art. 17 request 2026-114"); kept in the audit log with the pseudonymous id."""
 
 
 class PhotoInfo(BaseModel):
@@ -48,8 +74,50 @@ def list_galleries(st: State, _: Live) -> list[svc.GalleryInfo]:
 
 
 @router.post("/galleries", status_code=201, summary="Create a gallery (watchlists need their legal basis)")
-def create_gallery(body: NewGallery, st: State, _: Manage) -> svc.GalleryInfo:
-    return svc.create_gallery(st.app, svc.validate_spec(**body.model_dump()))
+def create_gallery(body: NewGallery, st: State, me: Manage) -> svc.GalleryInfo:
+    info = svc.create_gallery(st.app, svc.validate_spec(**body.model_dump()))
+    audited(
+        st,
+        me,
+        "gallery_create",
+        target_type="gallery",
+        target_id=info.id,
+        target_name=info.name,
+        terms=info.model_dump(mode="json", include=TERMS),
+    )
+    return info
+
+
+TERMS = {
+    "kind",
+    "purpose",
+    "legal_basis",
+    "authorized_by",
+    "expires_on",
+    "confirmations_required",
+    "sites",
+    "cameras",
+    "retention_days",
+}
+
+
+@router.patch(
+    "/galleries/{name}", summary="Change a gallery's terms (renew a watchlist, limit it to sites...)"
+)
+def update_gallery(name: str, body: GalleryChange, st: State, me: Manage) -> svc.GalleryInfo:
+    changes = body.model_dump(exclude_unset=True)
+    before, after = svc.update_gallery(st.app, name, changes)
+    audited(
+        st,
+        me,
+        "gallery_update",
+        target_type="gallery",
+        target_id=after.id,
+        target_name=name,
+        before=before.model_dump(mode="json", include=TERMS),
+        after=after.model_dump(mode="json", include=TERMS),
+    )
+    return after
 
 
 @router.get("/galleries/{name}", summary="One gallery")
@@ -58,9 +126,21 @@ def show_gallery(name: str, st: State, _: Live) -> svc.GalleryInfo:
 
 
 @router.delete("/galleries/{name}", summary="Delete a gallery with its people, templates and photos")
-def delete_gallery(name: str, st: State, _: Manage) -> svc.GalleryInfo:
+def delete_gallery(name: str, st: State, me: Manage) -> svc.GalleryInfo:
     with st.face_lock:
-        return svc.delete_gallery(st.app, name)
+        info = svc.delete_gallery(st.app, name)
+    audited(
+        st,
+        me,
+        "gallery_delete",
+        target_type="gallery",
+        target_id=info.id,
+        target_name=name,
+        identities=info.identities,
+        templates=info.templates,
+        photos=info.photos,
+    )
+    return info
 
 
 @router.get("/galleries/{name}/identities", summary="People of a gallery")
@@ -76,28 +156,95 @@ def list_identities(name: str, st: State, _: Live) -> list[enrolment.IdentityInf
 def enrol(
     name: str,
     st: State,
-    _: Manage,
+    me: Manage,
     identity: Annotated[str, Form(description="the person's name")],
     files: Annotated[list[UploadFile] | None, File(description="one or more photos, one face each")] = None,
     external_id: Annotated[str | None, Form()] = None,
     notes: Annotated[str | None, Form()] = None,
     largest: Annotated[bool, Form(description="take the largest face of a group photo")] = False,
+    metadata: Annotated[
+        str | None, Form(description='operator metadata, a JSON object such as {"employee_no": "4711"}')
+    ] = None,
 ) -> enrolment.EnrolResult:
+    attributes = _metadata(metadata)
     enrolment.check_gallery_open(st.app, name)
     images = [read_upload(st, f, "files") for f in files or [None]]  # type: ignore[list-item]
     with st.face_lock:
-        return enrolment.enroll(
-            st.app, name, identity, images, largest=largest, external_id=external_id, notes=notes
+        result = enrolment.enroll(
+            st.app,
+            name,
+            identity,
+            images,
+            largest=largest,
+            external_id=external_id,
+            notes=notes,
+            attributes=attributes,
         )
+    _audit_enrol(st, me, result)
+    return result
+
+
+def _metadata(text: str | None) -> dict[str, str] | None:
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise InputError(
+            "metadata is not JSON", hint='send a JSON object, e.g. {"employee_no": "4711"}'
+        ) from None
+    if not isinstance(value, dict) or not all(isinstance(v, str | int | float) for v in value.values()):
+        raise InputError("metadata must be a JSON object of names to text or numbers")
+    return {str(k): str(v) for k, v in value.items()}
+
+
+class IdentityChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = None
+    external_id: str | None = None
+    notes: str | None = None
+    metadata: dict[str, str] | None = None
+
+
+@router.patch("/identities/{identity_id}", summary="Change a person's name, external id, notes or metadata")
+def update_identity(identity_id: int, body: IdentityChange, st: State, me: Manage) -> enrolment.IdentityInfo:
+    before, after = enrolment.update_identity(
+        st.app,
+        identity_id,
+        name=body.name,
+        external_id=body.external_id,
+        notes=body.notes,
+        attributes=body.metadata,
+    )
+    audited(
+        st,
+        me,
+        "identity_update",
+        target_type="identity",
+        target_id=identity_id,
+        target_name=after.name,
+        before=before.model_dump(mode="json"),
+        after=after.model_dump(mode="json"),
+    )
+    return after
+
+
+def _audit_enrol(st: State, me: Principal, result: enrolment.EnrolResult) -> None:
+    audited(
+        st,
+        me,
+        "enrol",
+        target_type="identity",
+        target_id=result.identity_id,
+        target_name=result.identity,
+        gallery=result.gallery,
+        photos=[{"sha256": p.sha256, "status": p.status, "quality": p.quality} for p in result.photos],
+    )
 
 
 def _identity(st: State, identity_id: int) -> tuple[Identity, Gallery]:
     with st.app.db.session() as s:
-        row = (
-            s.execute(select(Identity, Gallery).join(Gallery).where(Identity.id == identity_id))
-            .tuples()
-            .first()
-        )
+        row = s.execute(select(Identity, Gallery).join(Gallery).where(Identity.id == identity_id)).first()
         if row is None:
             raise NotFoundError(f"no identity with id {identity_id}")
         return row
@@ -125,7 +272,7 @@ def show_identity(identity_id: int, st: State, _: Live) -> IdentityDetail:
 def add_photos(
     identity_id: int,
     st: State,
-    _: Manage,
+    me: Manage,
     files: Annotated[list[UploadFile] | None, File()] = None,
     largest: Annotated[bool, Form()] = False,
 ) -> enrolment.EnrolResult:
@@ -133,14 +280,38 @@ def add_photos(
     enrolment.check_gallery_open(st.app, gallery.name)
     images = [read_upload(st, f, "files") for f in files or [None]]  # type: ignore[list-item]
     with st.face_lock:
-        return enrolment.enroll(st.app, gallery.name, identity.name, images, largest=largest)
+        result = enrolment.enroll(st.app, gallery.name, identity.name, images, largest=largest)
+    _audit_enrol(st, me, result)
+    return result
 
 
 @router.delete("/identities/{identity_id}", summary="Remove a person: templates, photos and index entries")
-def remove_identity(identity_id: int, st: State, _: Manage) -> enrolment.IdentityInfo:
+def remove_identity(identity_id: int, st: State, me: Manage) -> enrolment.IdentityInfo:
     gallery = _identity(st, identity_id)[1]
     with st.face_lock:
-        return enrolment.remove_identity(st.app, gallery.name, str(identity_id))
+        info = enrolment.remove_identity(st.app, gallery.name, str(identity_id))
+    audited(
+        st,
+        me,
+        "identity_remove",
+        target_type="identity",
+        target_id=identity_id,
+        target_name=info.name,
+        gallery=gallery.name,
+        templates=info.templates,
+        photos=info.photos,
+    )
+    return info
+
+
+@router.post(
+    "/identities/{identity_id}/erase",
+    summary="Erase a person (GDPR Art. 17): templates, photos, alarms with their crops and snapshots, index "
+    "entries; the audit keeps that it happened under a pseudonymous id",
+)
+def erase_identity(identity_id: int, body: Erasure, st: State, me: Manage) -> ErasureReport:
+    with st.face_lock:
+        return erasure.erase_identity(st.app, identity_id, me.actor, reason=body.reason)
 
 
 @router.get(

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Query, UploadFile
 
 from vigil.gallery import matching
-from vigil.server.deps import Live, State, read_upload
+from vigil.server.deps import Live, State, audited, read_upload
 
 router = APIRouter(prefix="/api", tags=["recognition"])
 
@@ -15,24 +15,39 @@ router = APIRouter(prefix="/api", tags=["recognition"])
 @router.post("/search", summary="Identify every face of a photo in the galleries (1:N, open set)")
 def search(
     st: State,
-    _: Live,
+    me: Live,
     file: Annotated[UploadFile | None, File(description="the probe photo")] = None,
     gallery: Annotated[list[str] | None, Query(description="galleries to search (default: all open)")] = None,
     top_k: Annotated[int, Query(ge=1, le=100)] = 5,
 ) -> matching.IdentifyResult:
     image = read_upload(st, file)
     with st.face_lock:
-        return matching.identify(st.app, image, gallery or None, top_k)
+        result = matching.identify(st.app, image, gallery or None, top_k)
+    audited(st, me, "search", target_type="photo", target_id=image.sha256, **matching.audit_summary(result))
+    return result
 
 
 @router.post("/verify", summary="Are the faces of two photos the same person? (1:1)")
 def verify(
     st: State,
-    _: Live,
+    me: Live,
     file_a: Annotated[UploadFile | None, File()] = None,
     file_b: Annotated[UploadFile | None, File()] = None,
     largest: Annotated[bool, Form()] = False,
 ) -> matching.VerifyResult:
     a, b = read_upload(st, file_a, "file_a"), read_upload(st, file_b, "file_b")
     with st.face_lock:
-        return matching.verify(st.app, a, b, largest=largest)
+        result = matching.verify(st.app, a, b, largest=largest)
+    audited(
+        st,
+        me,
+        "verify",
+        target_type="photo",
+        target_id=a.sha256,
+        other_photo=b.sha256,
+        same_person=result.same_person,
+        score=result.score,
+        threshold=result.threshold,
+        fmr=result.fmr,
+    )
+    return result

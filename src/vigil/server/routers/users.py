@@ -7,7 +7,7 @@ from pydantic import BaseModel
 
 from vigil import accounts
 from vigil.gallery.models import Role
-from vigil.server.deps import Admin, State
+from vigil.server.deps import Admin, State, audited
 
 router = APIRouter(prefix="/api", tags=["users"])
 
@@ -41,22 +41,43 @@ def list_users(st: State, _: Admin) -> list[accounts.UserInfo]:
 
 
 @router.post("/users", status_code=201, summary="Create a user")
-def create_user(body: NewUser, st: State, _: Admin) -> CreatedUser:
+def create_user(body: NewUser, st: State, me: Admin) -> CreatedUser:
     otp = None if body.password else accounts.generate_password()
     info = accounts.create_user(
         st.app, body.username, body.role, body.password or otp or "", must_change_password=otp is not None
+    )
+    audited(
+        st,
+        me,
+        "user_create",
+        target_type="user",
+        target_id=info.id,
+        target_name=info.username,
+        role=info.role.value,
     )
     return CreatedUser(**info.model_dump(), one_time_password=otp)
 
 
 @router.patch("/users/{user_id}", summary="Change a user's role or disable the account")
 def update_user(user_id: int, body: UserChange, st: State, me: Admin) -> accounts.UserInfo:
-    return accounts.update_user(st.app, user_id, role=body.role, active=body.active, by=me)
+    info = accounts.update_user(st.app, user_id, role=body.role, active=body.active, by=me)
+    audited(
+        st,
+        me,
+        "user_update",
+        target_type="user",
+        target_id=user_id,
+        target_name=info.username,
+        changes=body.model_dump(mode="json", exclude_unset=True),
+    )
+    return info
 
 
 @router.post("/users/{user_id}/reset-password", summary="Give a user a new one-time password")
-def reset_password(user_id: int, st: State, _: Admin) -> dict[str, str]:
-    return {"one_time_password": accounts.reset_password(st.app, user_id)}
+def reset_password(user_id: int, st: State, me: Admin) -> dict[str, str]:
+    otp = accounts.reset_password(st.app, user_id)
+    audited(st, me, "password_reset", target_type="user", target_id=user_id)
+    return {"one_time_password": otp}
 
 
 @router.get("/keys", summary="List API keys (never the keys themselves)")
@@ -66,9 +87,22 @@ def list_keys(st: State, _: Admin) -> list[accounts.ApiKeyInfo]:
 
 @router.post("/keys", status_code=201, summary="Create an API key (shown once)")
 def create_key(body: NewKey, st: State, me: Admin) -> accounts.NewApiKey:
-    return accounts.create_api_key(st.app, body.name, body.role, gallery=body.gallery, created_by=me.actor)
+    key = accounts.create_api_key(st.app, body.name, body.role, gallery=body.gallery, created_by=me.actor)
+    audited(
+        st,
+        me,
+        "key_create",
+        target_type="api_key",
+        target_id=key.id,
+        target_name=key.name,
+        role=key.role.value,
+        gallery=key.gallery,
+    )
+    return key
 
 
 @router.delete("/keys/{key_id}", summary="Revoke an API key")
-def revoke_key(key_id: int, st: State, _: Admin) -> accounts.ApiKeyInfo:
-    return accounts.revoke_api_key(st.app, key_id)
+def revoke_key(key_id: int, st: State, me: Admin) -> accounts.ApiKeyInfo:
+    info = accounts.revoke_api_key(st.app, key_id)
+    audited(st, me, "key_revoke", target_type="api_key", target_id=key_id, target_name=info.name)
+    return info

@@ -1,0 +1,1 @@
+"""The safeguards: audit log, refusals, retention, erasure and the transparency report."""

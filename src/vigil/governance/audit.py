@@ -1,0 +1,217 @@
+"""The tamper-evident audit log (EU AI Act Art. 12).
+
+Append-only: each entry carries the hash of the one before it and its own hash over its content and
+that link, so editing, deleting or re-ordering any entry breaks the chain from there on, and
+:func:`verify` names the first broken entry. On SQLite, triggers also refuse UPDATE and DELETE on the
+table. ``prev_hash`` is unique, so two writers (the server and a camera worker) can never fork the
+chain: the loser of a race retries on the new head.
+
+Entries record who (``user:<name>``, ``key:<name>``, ``cli:<os user>``, ``camera:<name>``), when, the
+action, its target, and a JSON detail: the input that led to a match (photo hash, camera, frame), the
+result (identities and scores), the case reference. Never a face image or a template.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from vigil.app import App
+from vigil.gallery.models import AuditEntry
+
+log = logging.getLogger(__name__)
+
+GENESIS = "0" * 64
+_RETRIES = 50
+
+
+class AuditRecord(BaseModel):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    target_type: str | None
+    target_id: str | None
+    target_name: str | None
+    detail: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+class VerifyReport(BaseModel):
+    ok: bool
+    entries: int
+    head_hash: str
+    """The hash of the last entry: keep it somewhere else (a ticket, a signed e-mail) to anchor the log."""
+    first_broken_id: int | None = None
+    problem: str | None = None
+
+
+def cli_actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli:unknown"
+
+
+def _naive_utc(at: datetime) -> datetime:
+    return (at.astimezone(UTC) if at.tzinfo else at).replace(tzinfo=None)
+
+
+def _digest(
+    prev_hash: str,
+    at: datetime,
+    actor: str,
+    action: str,
+    target_type: str | None,
+    target_id: str | None,
+    target_name: str | None,
+    detail: str,
+) -> str:
+    payload = json.dumps(
+        [
+            prev_hash,
+            _naive_utc(at).isoformat(timespec="microseconds"),
+            actor,
+            action,
+            target_type,
+            target_id,
+            target_name,
+            detail,
+        ],
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def record(
+    app: App,
+    actor: str,
+    action: str,
+    *,
+    target_type: str | None = None,
+    target_id: object = None,
+    target_name: str | None = None,
+    **detail: Any,
+) -> int:
+    """Append one entry; returns its id. ``detail`` must be JSON-able (no images, no templates)."""
+    body = json.dumps(detail, ensure_ascii=False, sort_keys=True, default=str)
+    tid = None if target_id is None else str(target_id)
+    for _ in range(_RETRIES):
+        at = datetime.now(UTC)
+        try:
+            with app.db.session() as s:
+                head = s.scalar(select(AuditEntry.hash).order_by(AuditEntry.id.desc()).limit(1)) or GENESIS
+                entry = AuditEntry(
+                    at=_naive_utc(at),
+                    actor=actor,
+                    action=action,
+                    target_type=target_type,
+                    target_id=tid,
+                    target_name=target_name,
+                    detail=body,
+                    prev_hash=head,
+                    hash=_digest(head, at, actor, action, target_type, tid, target_name, body),
+                )
+                s.add(entry)
+                s.flush()
+                return entry.id
+        except IntegrityError:  # another writer appended first: link to the new head
+            continue
+    raise RuntimeError("could not append to the audit log (too much contention)")
+
+
+def _to_record(e: AuditEntry) -> AuditRecord:
+    return AuditRecord(
+        id=e.id,
+        at=e.at.replace(tzinfo=UTC) if e.at.tzinfo is None else e.at,
+        actor=e.actor,
+        action=e.action,
+        target_type=e.target_type,
+        target_id=e.target_id,
+        target_name=e.target_name,
+        detail=json.loads(e.detail) if e.detail else {},
+        prev_hash=e.prev_hash,
+        hash=e.hash,
+    )
+
+
+def _rows(app: App, batch: int = 1000) -> Iterator[AuditEntry]:
+    last = 0
+    while True:
+        with app.db.session() as s:
+            rows = list(
+                s.scalars(select(AuditEntry).where(AuditEntry.id > last).order_by(AuditEntry.id).limit(batch))
+            )
+        if not rows:
+            return
+        yield from rows
+        last = rows[-1].id
+
+
+def verify(app: App) -> VerifyReport:
+    """Walk the chain from the first entry; report the first entry that was edited, removed or moved."""
+    prev, expected_id, n = GENESIS, 1, 0
+    for e in _rows(app):
+        n += 1
+        problem = None
+        if e.id != expected_id:
+            problem = f"entries {expected_id} to {e.id - 1} are missing (deleted)"
+            broken = expected_id
+        elif e.prev_hash != prev:
+            problem = (
+                "its link to the previous entry does not match (an entry before it was changed or removed)"
+            )
+            broken = e.id
+        elif (
+            _digest(e.prev_hash, e.at, e.actor, e.action, e.target_type, e.target_id, e.target_name, e.detail)
+            != e.hash
+        ):
+            problem = "its content does not match its hash (it was edited)"
+            broken = e.id
+        if problem is not None:
+            return VerifyReport(ok=False, entries=n, head_hash=prev, first_broken_id=broken, problem=problem)
+        prev, expected_id = e.hash, e.id + 1
+    return VerifyReport(ok=True, entries=n, head_hash=prev)
+
+
+def entries(
+    app: App,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    action: str | None = None,
+    actor: str | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+    newest_first: bool = False,
+) -> list[AuditRecord]:
+    q = select(AuditEntry)
+    if since is not None:
+        q = q.where(AuditEntry.at >= _naive_utc(since))
+    if until is not None:
+        q = q.where(AuditEntry.at < _naive_utc(until))
+    if action is not None:
+        q = q.where(AuditEntry.action == action)
+    if actor is not None:
+        q = q.where(AuditEntry.actor == actor)
+    q = q.order_by(AuditEntry.id.desc() if newest_first else AuditEntry.id).offset(offset)
+    if limit is not None:
+        q = q.limit(limit)
+    with app.db.session() as s:
+        return [_to_record(e) for e in s.scalars(q)]
+
+
+def count(app: App) -> int:
+    with app.db.session() as s:
+        return int(s.scalar(select(func.count(AuditEntry.id))) or 0)

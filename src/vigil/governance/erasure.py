@@ -1,0 +1,135 @@
+"""Erasure of a person (GDPR Art. 17): templates, photos, alarm crops and snapshots, sightings and index
+entries go, and the files are deleted; the audit log records that an erasure happened under a
+pseudonymous id, without the name or the face."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel
+from sqlalchemy import delete, select
+
+from vigil.app import App
+from vigil.core.errors import NotFoundError
+from vigil.gallery.enroll import _bump_generation, delete_unreferenced_blobs, load_templates
+from vigil.gallery.index import IndexKey
+from vigil.gallery.models import AlarmRecord, Gallery, Identity, Photo, Template
+from vigil.governance import audit
+
+
+class ErasureReport(BaseModel):
+    pseudonym: str
+    gallery: str
+    templates: int
+    photos: int
+    alarms: int
+    files_deleted: int
+    files_left: int
+    """Files of the person still on disk (0 unless another identity uses the very same photo)."""
+
+
+def _pseudonym_key(app: App) -> bytes:
+    path: Path = app.settings.data_dir / "pseudonym.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(secrets.token_bytes(32))
+    return path.read_bytes()
+
+
+def pseudonym(app: App, identity_id: int) -> str:
+    """A stable id for an erased identity that cannot be turned back into it without the key."""
+    mac = hmac.new(_pseudonym_key(app), f"identity:{identity_id}".encode(), hashlib.sha256)
+    return "erased-" + mac.hexdigest()[:20]
+
+
+def find_identity(app: App, who: str, gallery: str | None = None) -> int:
+    """The id of the identity ``who`` (an id, or a name within ``gallery``)."""
+    with app.db.session() as s:
+        if who.isdigit() and gallery is None:
+            if s.get(Identity, int(who)) is None:
+                raise NotFoundError(f"no identity with id {who}", hint="see `vigil people list`")
+            return int(who)
+        q = select(Identity.id, Gallery.name).join(Gallery).where(Identity.name == who)
+        if gallery is not None:
+            q = q.where(Gallery.name == gallery)
+        rows = s.execute(q).all()
+        if not rows:
+            raise NotFoundError(f"no identity named {who!r}" + (f" in {gallery!r}" if gallery else ""))
+        if len(rows) > 1:
+            raise NotFoundError(
+                f"{who!r} is in several galleries ({', '.join(r[1] for r in rows)})",
+                hint="name one with --gallery, or give the identity id",
+            )
+        return int(rows[0][0])
+
+
+def erase_identity(app: App, identity_id: int, actor: str, *, reason: str | None = None) -> ErasureReport:
+    with app.db.session() as s:
+        identity = s.get(Identity, identity_id)
+        if identity is None:
+            raise NotFoundError(f"no identity with id {identity_id}", hint="see `vigil people list`")
+        gallery = s.get(Gallery, identity.gallery_id)
+        assert gallery is not None
+        by_model: dict[str, list[int]] = {}
+        for tid, mid in s.execute(
+            select(Template.id, Template.model_id).where(Template.identity_id == identity_id)
+        ):
+            by_model.setdefault(mid, []).append(tid)
+        shas = set(s.scalars(select(Photo.sha256).where(Photo.identity_id == identity_id)))
+        n_photos = len(shas)
+        alarms = s.execute(
+            select(AlarmRecord.id, AlarmRecord.crop_sha256, AlarmRecord.thumbnail_sha256).where(
+                AlarmRecord.identity_id == identity_id
+            )
+        ).all()
+        shas |= {sha for _, crop, thumb in alarms for sha in (crop, thumb) if sha}
+        s.execute(delete(AlarmRecord).where(AlarmRecord.identity_id == identity_id))
+        s.delete(identity)
+        s.flush()
+        change = _bump_generation(s, gallery.id)
+        gallery_id, gallery_name = gallery.id, gallery.name
+    for model_id, ids in by_model.items():
+        if model_id == app.engine.card.id:
+            dim = app.engine.card.dimension
+            app.indexes.apply(
+                IndexKey(gallery_id, model_id),
+                change,
+                dim,
+                (np.zeros(0, np.int64), np.zeros((0, dim), np.float32)),
+                np.asarray(ids, np.int64),
+                lambda m=model_id: load_templates(app, gallery_id, m),
+            )
+        else:  # another model's index: rebuilt from the catalog when next used
+            app.indexes.drop([IndexKey(gallery_id, model_id)])
+    deleted = delete_unreferenced_blobs(app, shas)
+    left = sum(app.blobs.exists(sha) for sha in shas)
+    report = ErasureReport(
+        pseudonym=pseudonym(app, identity_id),
+        gallery=gallery_name,
+        templates=sum(len(v) for v in by_model.values()),
+        photos=n_photos,
+        alarms=len(alarms),
+        files_deleted=deleted,
+        files_left=left,
+    )
+    audit.record(
+        app,
+        actor,
+        "erasure",
+        target_type="identity",
+        target_id=report.pseudonym,
+        gallery=gallery_name,
+        templates=report.templates,
+        photos=report.photos,
+        alarms=report.alarms,
+        files_deleted=deleted,
+        reason=reason,
+    )
+    return report

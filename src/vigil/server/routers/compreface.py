@@ -1,0 +1,764 @@
+"""CompreFace-compatible endpoints (REST API 1.x, ``/api/v1``), so Double Take and other CompreFace
+clients can use vigil unchanged. See docs/compreface.md.
+
+A CompreFace API key names one face collection; here it is the gallery the API key is bound to.
+A *subject* is an identity of that gallery, a *face* (``image_id``) one of its enrolment photos.
+
+Similarity: CompreFace clients compare a similarity in [0, 1] with a fixed cut (Double Take:
+``detect.match.confidence`` 60 %). vigil's decision compares a cosine score with a threshold that
+depends on the model's calibration and the gallery's size, so the cosine is mapped through the
+calibrated false-match rate (FMR) at that score: the decision threshold maps to exactly
+``ACCEPT_SIMILARITY`` (0.6); above it every tenfold drop of the FMR adds 0.1 (1.0 at 10^-4 times
+the threshold's FMR); below it the similarity falls in proportion to log FMR, to 0 where every
+impostor scores as high.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import logging
+import math
+import time
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Query, Request, Response, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from pydantic import BaseModel
+from sqlalchemy import func, select
+from starlette.exceptions import HTTPException
+
+from vigil.accounts import AuthError, Principal
+from vigil.core.errors import (
+    ConflictError,
+    ForbiddenError,
+    ImageError,
+    InputError,
+    MultipleFacesError,
+    NoFaceError,
+    NotFoundError,
+    VigilError,
+)
+from vigil.core.modelcard import ModelCard
+from vigil.core.types import FaceDetections
+from vigil.gallery import enroll as enrolment
+from vigil.gallery import matching
+from vigil.gallery.models import Gallery, Identity, Photo
+from vigil.server import problems
+from vigil.server.deps import Live, Manage, ServerState, State, audited, read_upload
+from vigil.vision.image import LoadedImage
+
+log = logging.getLogger(__name__)
+
+ACCEPT_SIMILARITY = 0.6
+"""The similarity of a score exactly at vigil's decision threshold (Double Take's default match cut)."""
+SIMILARITY_PER_DECADE = 0.1
+UNCALIBRATED_COS_PER_DECADE = 0.05
+"""For a card without calibration: the cosine step taken as a tenfold change of FMR."""
+
+
+# -- errors: problem+json that also carries CompreFace's ``message`` and ``code`` -------------------
+
+
+class NoCollectionError(ForbiddenError):
+    title = "no face collection"
+
+
+class SubjectExistsError(ConflictError):
+    title = "subject already exists"
+
+
+class ImageNotFoundError(NotFoundError):
+    title = "image not found"
+
+
+class MissingPartError(ImageError):
+    title = "missing request part"
+
+
+# CompreFace's error codes (its CommonExceptionCode), first match wins.
+_CODES: list[tuple[type[VigilError], int]] = [
+    (NoCollectionError, 10),
+    (ImageNotFoundError, 11),
+    (AuthError, 20),
+    (MissingPartError, 34),
+    (ImageError, 21),
+    (NoFaceError, 28),
+    (MultipleFacesError, 31),
+    (NotFoundError, 42),
+    (SubjectExistsError, 43),
+    (InputError, 26),
+]
+
+
+def _code(exc: VigilError) -> int:
+    return next((code for cls, code in _CODES if isinstance(exc, cls)), 0)
+
+
+def _error(request: Request, exc: VigilError) -> Response:
+    status = problems.status_of(exc)
+    if status >= 500:
+        log.error("%s %s: %s", request.method, request.url.path, exc)
+    return problems.problem(
+        status,
+        exc.title,
+        exc.message,
+        hint=exc.hint,
+        instance=request.url.path,
+        message=str(exc),
+        code=_code(exc),
+    )
+
+
+def _invalid(request: Request, exc: RequestValidationError) -> Response:
+    errors = [
+        {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")), "type": e.get("type")}
+        for e in exc.errors()
+    ]
+    detail = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors)
+    missing = any(e["type"] == "missing" for e in errors)
+    return problems.problem(
+        422,
+        "invalid request",
+        detail,
+        errors=[{"loc": e["loc"], "msg": e["msg"]} for e in errors],
+        instance=request.url.path,
+        message=detail,
+        code=33 if missing else 26,
+    )
+
+
+class CompreFaceRoute(APIRoute):
+    """Renders vigil errors of these routes as problem+json with CompreFace's ``message`` and ``code``."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except VigilError as exc:
+                return _error(request, exc)
+            except RequestValidationError as exc:
+                return _invalid(request, exc)
+
+        return handle
+
+
+router = APIRouter(prefix="/api/v1", tags=["compreface"], route_class=CompreFaceRoute)
+
+
+# -- request parts ----------------------------------------------------------------------------------
+
+
+def _b64(text: str, name: str) -> bytes:
+    if text.startswith("data:") and "," in text:
+        text = text.split(",", 1)[1]
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ImageError(f"{name!r} is not valid base64", hint="send the image bytes base64-encoded") from exc
+
+
+async def _parts(request: Request, names: tuple[str, ...]) -> dict[str, UploadFile]:
+    """The named images of a multipart upload, or of a JSON body of base64 strings."""
+    content_type = request.headers.get("content-type", "").lower()
+    found: dict[str, UploadFile] = {}
+    if content_type.startswith("application/json"):
+        try:
+            body = await request.json()
+        except ValueError as exc:
+            raise InputError("the body is not valid JSON") from exc
+        if not isinstance(body, dict):
+            raise InputError("the JSON body must be an object", hint='e.g. {"file": "<base64>"}')
+        for name in names:
+            value = body.get(name)
+            if isinstance(value, str):
+                found[name] = UploadFile(io.BytesIO(_b64(value, name)), filename=name)
+            elif value is not None:
+                raise InputError(f"{name!r} must be a base64 string")
+    elif content_type.startswith("multipart/form-data"):
+        try:
+            form = await request.form()
+        except HTTPException as exc:  # a malformed multipart body
+            raise InputError(f"the multipart body cannot be read: {exc.detail}") from exc
+        for name in names:
+            value = form.get(name)
+            if value is not None and not isinstance(value, str):
+                found[name] = UploadFile(value.file, filename=value.filename, size=value.size)
+    for name in names:
+        if name not in found:
+            raise MissingPartError(
+                f"no {name!r} image in the request",
+                hint=f"send multipart/form-data with a {name!r} file, or JSON {{{name!r}: base64}}",
+            )
+    return found
+
+
+async def _file(request: Request) -> UploadFile:
+    return (await _parts(request, ("file",)))["file"]
+
+
+async def _pair(request: Request) -> dict[str, UploadFile]:
+    return await _parts(request, ("source_image", "target_image"))
+
+
+File = Annotated[UploadFile, Depends(_file)]
+Pair = Annotated[dict[str, UploadFile], Depends(_pair)]
+
+
+def _upload_doc(*names: str) -> dict[str, Any]:
+    props = {n: {"type": "string", "format": "binary"} for n in names}
+    b64 = {n: {"type": "string", "format": "byte"} for n in names}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {"schema": {"type": "object", "properties": props, "required": names}},
+                "application/json": {"schema": {"type": "object", "properties": b64, "required": names}},
+            },
+        }
+    }
+
+
+def _collection(st: ServerState, p: Principal) -> str:
+    """The gallery the caller's API key is bound to."""
+    bind = "create a key bound to a gallery: `vigil keys create NAME --role supervisor --gallery G`"
+    if p.gallery_id is None:
+        raise NoCollectionError(
+            f"the {p.kind} {p.name!r} is not bound to a gallery; the CompreFace endpoints work on the "
+            "one gallery (face collection) an API key is bound to",
+            hint=bind + ' or POST /api/keys {"name", "role", "gallery"}',
+        )
+    with st.app.db.session() as s:
+        name = s.scalar(select(Gallery.name).where(Gallery.id == p.gallery_id))
+    if name is None:
+        raise NoCollectionError(f"the gallery of API key {p.name!r} no longer exists", hint=bind)
+    return name
+
+
+# -- scores ---------------------------------------------------------------------------------------
+
+
+def _log10_fmr(card: ModelCard, cosine: float) -> float:
+    """log10 of the calibrated false-match rate at a cosine score (the inverse of
+    ``ModelCard.threshold_for_fmr``: log-linear between calibration points, end segments extended)."""
+    cal = card.calibration
+    points = sorted({(t, math.log10(f)) for f, t in cal.fmr_thresholds}) if cal else []
+    if len(points) < 2:
+        return min(0.0, -3.0 - (cosine - card.default_threshold) / UNCALIBRATED_COS_PER_DECADE)
+    segment = next(
+        (i for i in range(len(points) - 1) if cosine <= points[i + 1][0]),
+        len(points) - 2,
+    )
+    (t0, l0), (t1, l1) = points[segment], points[segment + 1]
+    if t1 == t0:
+        return min(0.0, l0)
+    return min(0.0, l0 + (cosine - t0) * (l1 - l0) / (t1 - t0))
+
+
+def similarity(card: ModelCard, cosine: float, threshold: float) -> float:
+    """A CompreFace-style similarity in [0, 1]; ``threshold`` (vigil's decision) maps to 0.6."""
+    at, here = _log10_fmr(card, threshold), _log10_fmr(card, cosine)
+    if cosine >= threshold:
+        value = ACCEPT_SIMILARITY + SIMILARITY_PER_DECADE * max(0.0, at - here)
+    else:
+        value = ACCEPT_SIMILARITY * here / at if at < 0 else 0.0
+    return round(min(1.0, max(0.0, value)), 5)
+
+
+# -- responses ------------------------------------------------------------------------------------
+
+
+class Box(BaseModel):
+    probability: float
+    x_max: int
+    y_max: int
+    x_min: int
+    y_min: int
+
+
+class SubjectMatch(BaseModel):
+    subject: str
+    similarity: float
+    accepted: bool
+    """vigil's open-set decision: this subject is the identification at vigil's threshold."""
+
+
+class DetectedFace(BaseModel):
+    box: Box
+    landmarks: list[list[int]] | None = None
+    execution_time: dict[str, float]
+
+
+class RecognizedFace(DetectedFace):
+    subjects: list[SubjectMatch]
+
+
+class DetectResponse(BaseModel):
+    result: list[DetectedFace]
+    plugins_versions: dict[str, str]
+
+
+class RecognizeResponse(BaseModel):
+    result: list[RecognizedFace]
+    plugins_versions: dict[str, str]
+
+
+class FaceMatch(BaseModel):
+    box: Box
+    similarity: float
+    accepted: bool
+
+
+class VerifyItem(BaseModel):
+    source_image_face: DetectedFace
+    face_matches: list[FaceMatch]
+    plugins_versions: dict[str, str]
+
+
+class VerifyResponse(BaseModel):
+    result: list[VerifyItem]
+
+
+class SubjectName(BaseModel):
+    subject: str
+
+
+class SubjectList(BaseModel):
+    subjects: list[str]
+
+
+class Updated(BaseModel):
+    updated: bool
+
+
+class Deleted(BaseModel):
+    deleted: int
+
+
+class FaceRef(BaseModel):
+    image_id: str
+    subject: str
+
+
+class FacePage(BaseModel):
+    faces: list[FaceRef]
+    page_number: int
+    page_size: int
+    total_pages: int
+    total_elements: int
+
+
+# -- the face engine --------------------------------------------------------------------------------
+
+
+class Found:
+    """Faces of one image, filtered and embedded, with the time each stage took."""
+
+    def __init__(self, st: ServerState, image: LoadedImage, min_score: float | None, limit: int) -> None:
+        engine = st.app.engine
+        t0 = time.perf_counter()
+        faces = engine.detect(image.bgr)
+        if min_score is not None and len(faces):
+            faces = faces[faces.score >= min_score]
+        if limit and len(faces) > limit:
+            faces = faces[:limit]  # largest first
+        t1 = time.perf_counter()
+        if len(faces) == 0:
+            raise NoFaceError(f"{image.name}: no face is found in the given image")
+        self.faces: FaceDetections = engine.embed(image.bgr, faces)
+        self.size_wh = image.size_wh
+        self.ms = {
+            "detector": round((t1 - t0) * 1000, 1),
+            "calculator": round((time.perf_counter() - t1) * 1000, 1),
+        }
+
+    def face(self, i: int, plugins: set[str]) -> DetectedFace:
+        x1, y1, x2, y2 = (float(v) for v in self.faces.xyxy[i])
+        w, h = self.size_wh
+        box = Box(
+            probability=round(float(self.faces.score[i]), 5),
+            x_min=max(0, round(x1)),
+            y_min=max(0, round(y1)),
+            x_max=min(w, round(x2)),
+            y_max=min(h, round(y2)),
+        )
+        landmarks = None
+        if "landmarks" in plugins and self.faces.landmarks is not None:
+            landmarks = [[round(float(x)), round(float(y))] for x, y in self.faces.landmarks[i]]
+        return DetectedFace(box=box, landmarks=landmarks, execution_time=self.ms)
+
+
+def _plugins(face_plugins: str) -> set[str]:
+    return {p.strip().lower() for p in face_plugins.split(",") if p.strip()}
+
+
+def _versions(st: ServerState) -> dict[str, str]:
+    return {"detector": f"vigil.{st.app.settings.detector}", "calculator": st.app.engine.model_id}
+
+
+Limit = Annotated[int, Query(ge=0, description="most faces to handle, largest first (0: all)")]
+DetProb = Annotated[
+    float | None, Query(ge=0, le=1, description="drop faces whose detector confidence is lower")
+]
+Plugins = Annotated[str, Query(description="only `landmarks` is provided; other plugins are ignored")]
+StatusFlag = Annotated[bool, Query(description="accepted; timings are always included")]
+
+
+# -- recognition ------------------------------------------------------------------------------------
+
+
+@router.post(
+    "/recognition/recognize",
+    summary="Recognize faces in a photo against the key's gallery (CompreFace)",
+    response_model_exclude_none=True,
+    openapi_extra=_upload_doc("file"),
+)
+def recognize(
+    st: State,
+    p: Live,
+    file: File,
+    limit: Limit = 0,
+    det_prob_threshold: DetProb = None,
+    prediction_count: Annotated[int, Query(ge=1, le=100)] = 1,
+    face_plugins: Plugins = "",
+    status: StatusFlag = False,
+) -> RecognizeResponse:
+    gallery = _collection(st, p)
+    image = read_upload(st, file)
+    with st.face_lock:
+        found = Found(st, image, det_prob_threshold, limit)
+        identified = matching.identify_faces(st.app, found.faces, [gallery], prediction_count)
+    card, plugins = st.app.engine.card, _plugins(face_plugins)
+    result = []
+    for i, face in enumerate(identified.faces):
+        subjects = [
+            SubjectMatch(
+                subject=m.identity,
+                similarity=similarity(card, m.score, m.threshold),
+                accepted=m.above_threshold and m.identity == face.decision,
+            )
+            for m in face.matches
+        ]
+        result.append(RecognizedFace(**found.face(i, plugins).model_dump(), subjects=subjects))
+    audited(
+        st,
+        p,
+        "compreface_recognize",
+        target_type="photo",
+        target_id=image.sha256,
+        **matching.audit_summary(identified),
+    )
+    return RecognizeResponse(result=result, plugins_versions=_versions(st))
+
+
+@router.post(
+    "/detection/detect",
+    summary="Detect faces in a photo (CompreFace)",
+    response_model_exclude_none=True,
+    openapi_extra=_upload_doc("file"),
+)
+def detect(
+    st: State,
+    _: Live,
+    file: File,
+    limit: Limit = 0,
+    det_prob_threshold: DetProb = None,
+    face_plugins: Plugins = "",
+    status: StatusFlag = False,
+) -> DetectResponse:
+    image = read_upload(st, file)
+    with st.face_lock:
+        found = Found(st, image, det_prob_threshold, limit)
+    plugins = _plugins(face_plugins)
+    faces = [found.face(i, plugins) for i in range(len(found.faces))]
+    return DetectResponse(result=faces, plugins_versions=_versions(st))
+
+
+@router.post(
+    "/verification/verify",
+    summary="Compare the largest face of source_image with the faces of target_image (CompreFace)",
+    response_model_exclude_none=True,
+    openapi_extra=_upload_doc("source_image", "target_image"),
+)
+def verify(
+    st: State,
+    _: Live,
+    images: Pair,
+    limit: Limit = 0,
+    det_prob_threshold: DetProb = None,
+    face_plugins: Plugins = "",
+    status: StatusFlag = False,
+) -> VerifyResponse:
+    source = read_upload(st, images["source_image"], "source_image")
+    target = read_upload(st, images["target_image"], "target_image")
+    with st.face_lock:
+        a = Found(st, source, det_prob_threshold, 1)
+        b = Found(st, target, det_prob_threshold, limit)
+    assert a.faces.embedding is not None and b.faces.embedding is not None  # set by Found
+    card = st.app.engine.card
+    threshold = card.threshold_for_fmr(st.app.settings.target_fmr)
+    plugins = _plugins(face_plugins)
+    scores = b.faces.embedding @ a.faces.embedding[0]
+    matches = [
+        FaceMatch(
+            box=b.face(i, plugins).box,
+            similarity=similarity(card, float(score), threshold),
+            accepted=float(score) >= threshold,
+        )
+        for i, score in enumerate(scores)
+    ]
+    matches.sort(key=lambda m: -m.similarity)
+    item = VerifyItem(
+        source_image_face=a.face(0, plugins), face_matches=matches, plugins_versions=_versions(st)
+    )
+    return VerifyResponse(result=[item])
+
+
+# -- subjects ---------------------------------------------------------------------------------------
+
+
+def _require_subject(st: ServerState, gallery: str, name: str) -> None:
+    """Refuse a subject not in the gallery, by exact name (vigil's own lookup also accepts ids)."""
+    with st.app.db.session() as s:
+        query = select(Identity.id).join(Gallery).where(Gallery.name == gallery, Identity.name == name)
+        if s.scalar(query) is None:
+            raise NotFoundError(f"subject {name!r} is not found", hint=f"in gallery {gallery!r}")
+
+
+@router.post("/recognition/subjects", status_code=201, summary="Add a subject with no face yet (CompreFace)")
+def add_subject(body: SubjectName, st: State, p: Manage) -> SubjectName:
+    gallery = _collection(st, p)
+    with st.face_lock:
+        result = enrolment.enroll_prepared(st.app, gallery, body.subject, [])
+    if not result.created:
+        raise SubjectExistsError(f"subject {result.identity!r} already exists")
+    audited(
+        st,
+        p,
+        "enrol",
+        target_type="identity",
+        target_id=result.identity_id,
+        target_name=result.identity,
+        gallery=gallery,
+        photos=[],
+    )
+    return SubjectName(subject=result.identity)
+
+
+@router.get("/recognition/subjects", summary="List the subjects (CompreFace)")
+def list_subjects(st: State, p: Live) -> SubjectList:
+    return SubjectList(subjects=[i.name for i in enrolment.list_identities(st.app, _collection(st, p))])
+
+
+@router.put(
+    "/recognition/subjects/{subject}", summary="Rename a subject; merge into an existing one (CompreFace)"
+)
+def rename_subject(subject: str, body: SubjectName, st: State, p: Manage) -> Updated:
+    gallery = _collection(st, p)
+    _require_subject(st, gallery, subject)
+    with st.face_lock:
+        enrolment.rename_identity(st.app, gallery, subject, body.subject)
+    audited(
+        st,
+        p,
+        "identity_update",
+        target_type="identity",
+        target_name=body.subject,
+        gallery=gallery,
+        renamed_from=subject,
+    )
+    return Updated(updated=True)
+
+
+@router.delete("/recognition/subjects/{subject}", summary="Delete a subject with its faces (CompreFace)")
+def delete_subject(subject: str, st: State, p: Manage) -> SubjectName:
+    gallery = _collection(st, p)
+    _require_subject(st, gallery, subject)
+    with st.face_lock:
+        info = enrolment.remove_identity(st.app, gallery, subject)
+    audited(
+        st,
+        p,
+        "identity_remove",
+        target_type="identity",
+        target_id=info.id,
+        target_name=info.name,
+        gallery=gallery,
+        templates=info.templates,
+        photos=info.photos,
+    )
+    return SubjectName(subject=info.name)
+
+
+@router.delete("/recognition/subjects", summary="Delete every subject of the gallery (CompreFace)")
+def delete_subjects(st: State, p: Manage) -> Deleted:
+    gallery = _collection(st, p)
+    deleted = 0
+    with st.face_lock:
+        for info in enrolment.list_identities(st.app, gallery):
+            enrolment.remove_identity(st.app, gallery, info.name)
+            audited(
+                st,
+                p,
+                "identity_remove",
+                target_type="identity",
+                target_id=info.id,
+                target_name=info.name,
+                gallery=gallery,
+                templates=info.templates,
+                photos=info.photos,
+            )
+            deleted += 1
+    return Deleted(deleted=deleted)
+
+
+# -- faces (enrolment photos) -----------------------------------------------------------------------
+
+
+def _photo_ids(st: ServerState, gallery: str, subject: str | None) -> list[int]:
+    with st.app.db.session() as s:
+        query = select(Photo.id).join(Identity).join(Gallery).where(Gallery.name == gallery)
+        if subject is not None:
+            query = query.where(Identity.name == subject)
+        return list(s.scalars(query.order_by(Photo.id)))
+
+
+def _photo(st: ServerState, gallery: str, image_id: str) -> tuple[int, str]:
+    """(photo id, sha256) of the image ``image_id`` of the gallery."""
+    row = None
+    if image_id.isdigit():
+        with st.app.db.session() as s:
+            query = select(Photo.id, Photo.sha256).join(Identity).join(Gallery)
+            row = s.execute(query.where(Gallery.name == gallery, Photo.id == int(image_id))).first()
+    if row is None:
+        raise ImageNotFoundError(f"image {image_id!r} is not found", hint=f"in gallery {gallery!r}")
+    return row
+
+
+@router.post(
+    "/recognition/faces",
+    status_code=201,
+    summary="Enrol a photo of a subject, created if new (CompreFace)",
+    openapi_extra=_upload_doc("file"),
+)
+def add_face(
+    st: State,
+    p: Manage,
+    subject: Annotated[str, Query(min_length=1)],
+    file: File,
+    det_prob_threshold: DetProb = None,
+) -> FaceRef:
+    gallery = _collection(st, p)
+    enrolment.check_gallery_open(st.app, gallery)
+    image = read_upload(st, file)
+    with st.face_lock:
+        prepared = enrolment.prepare_face(st.app, image, min_score=det_prob_threshold or 0.0)
+        result = enrolment.enroll_prepared(st.app, gallery, subject, [prepared])
+    audited(
+        st,
+        p,
+        "enrol",
+        target_type="identity",
+        target_id=result.identity_id,
+        target_name=result.identity,
+        gallery=gallery,
+        photos=[{"sha256": x.sha256, "status": x.status, "quality": x.quality} for x in result.photos],
+    )
+    with st.app.db.session() as s:
+        photo_id = s.scalar(
+            select(Photo.id).where(Photo.identity_id == result.identity_id, Photo.sha256 == image.sha256)
+        )
+    return FaceRef(image_id=str(photo_id), subject=result.identity)
+
+
+@router.get("/recognition/faces", summary="List the enrolled faces, a page at a time (CompreFace)")
+def list_faces(
+    st: State,
+    p: Live,
+    page: Annotated[int, Query(ge=0)] = 0,
+    size: Annotated[int, Query(ge=1, le=1000)] = 20,
+    subject: str | None = None,
+) -> FacePage:
+    gallery = _collection(st, p)
+    with st.app.db.session() as s:
+        query = select(Photo.id, Identity.name).join(Identity).join(Gallery).where(Gallery.name == gallery)
+        if subject is not None:
+            query = query.where(Identity.name == subject)
+        total = s.scalar(select(func.count()).select_from(query.subquery())) or 0
+        rows = s.execute(query.order_by(Photo.id).offset(page * size).limit(size)).all()
+    return FacePage(
+        faces=[FaceRef(image_id=str(pid), subject=name) for pid, name in rows],
+        page_number=page,
+        page_size=size,
+        total_pages=math.ceil(total / size),
+        total_elements=total,
+    )
+
+
+@router.delete(
+    "/recognition/faces", summary="Delete the faces of a subject (all faces without one) (CompreFace)"
+)
+def delete_faces(st: State, p: Manage, subject: str | None = None) -> Deleted:
+    gallery = _collection(st, p)
+    ids = _photo_ids(st, gallery, subject)
+    with st.face_lock:
+        removed = enrolment.remove_photos(st.app, gallery, ids)
+    _audit_removed(st, p, gallery, removed)
+    return Deleted(deleted=len(removed))
+
+
+def _audit_removed(st: ServerState, p: Principal, gallery: str, removed: list[Any]) -> None:
+    for r in removed:
+        audited(
+            st,
+            p,
+            "photo_remove",
+            target_type="photo",
+            target_id=r.photo_id,
+            target_name=r.identity,
+            gallery=gallery,
+        )
+
+
+@router.post(
+    "/recognition/faces/delete", summary="Delete faces by image_id; unknown ids are skipped (CompreFace)"
+)
+def delete_face_list(st: State, p: Manage, image_ids: Annotated[list[str], Body()]) -> list[FaceRef]:
+    gallery = _collection(st, p)
+    ids = [int(i) for i in image_ids if i.isdigit()]
+    with st.face_lock:
+        removed = enrolment.remove_photos(st.app, gallery, ids)
+    _audit_removed(st, p, gallery, removed)
+    return [FaceRef(image_id=str(r.photo_id), subject=r.identity) for r in removed]
+
+
+@router.delete("/recognition/faces/{image_id}", summary="Delete one face (CompreFace)")
+def delete_face(image_id: str, st: State, p: Manage) -> FaceRef:
+    gallery = _collection(st, p)
+    photo_id, _ = _photo(st, gallery, image_id)
+    with st.face_lock:
+        removed = enrolment.remove_photos(st.app, gallery, [photo_id])
+    _audit_removed(st, p, gallery, removed)
+    if not removed:
+        raise ImageNotFoundError(f"image {image_id!r} is not found")
+    return FaceRef(image_id=image_id, subject=removed[0].identity)
+
+
+@router.get(
+    "/recognition/faces/{image_id}/img",
+    summary="The enrolled photo (CompreFace)",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}, "image/png": {}}}},
+)
+def face_image(image_id: str, st: State, p: Live) -> Response:
+    sha256 = _photo(st, _collection(st, p), image_id)[1]
+    if not st.app.blobs.exists(sha256):
+        raise ImageNotFoundError(f"the file of image {image_id!r} is missing")
+    data = st.app.blobs.get(sha256)
+    kind = "image/png" if data[:8] == b"\x89PNG\r\n\x1a\n" else "image/jpeg"
+    return Response(data, media_type=kind, headers={"Cache-Control": "private, max-age=3600"})

@@ -1,0 +1,82 @@
+"""The auditor's endpoints: the audit log, its verification, the transparency report; and the purge."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import HTMLResponse
+
+from vigil.accounts import Principal
+from vigil.gallery.models import Role
+from vigil.governance import audit, report, retention
+from vigil.server.deps import Admin, Audit, State, audited, require
+
+router = APIRouter(prefix="/api", tags=["governance"])
+
+Oversight = Annotated[Principal, Depends(require(Role.admin, Role.auditor, Role.supervisor))]
+
+
+@router.get("/audit", summary="Audit log entries (auditors and admins); each read is itself audited")
+def audit_log(
+    st: State,
+    me: Audit,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    action: str | None = None,
+    actor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 500,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[audit.AuditRecord]:
+    rows = audit.entries(
+        st.app,
+        since=since,
+        until=until,
+        action=action,
+        actor=actor,
+        limit=limit,
+        offset=offset,
+        newest_first=True,
+    )
+    audited(
+        st,
+        me,
+        "audit_export",
+        since=since,
+        until=until,
+        filter_action=action,
+        filter_actor=actor,
+        entries=len(rows),
+    )
+    return rows
+
+
+@router.get("/audit/verify", summary="Check the hash chain; names the first broken entry")
+def audit_verify(st: State, _: Audit) -> audit.VerifyReport:
+    return audit.verify(st.app)
+
+
+@router.get(
+    "/reports/transparency",
+    summary="Searches, alarms, confirmations and dismissals per watchlist and camera, thresholds and FPIR "
+    "in force, camera running periods (JSON, or HTML with a chart with format=html)",
+    response_model=None,
+)
+def transparency(
+    st: State,
+    me: Oversight,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    format: Annotated[str, Query(pattern="^(json|html)$")] = "json",
+) -> report.TransparencyReport | HTMLResponse:
+    r = report.build(st.app, since, until)
+    audited(st, me, "report", kind="transparency", since=since, until=until)
+    if format == "html":
+        return HTMLResponse(report.to_html(r))
+    return r
+
+
+@router.post("/purge", summary="Delete now everything past its retention (the server also does this hourly)")
+def purge(st: State, me: Admin) -> retention.PurgeReport:
+    return retention.purge(st.app, actor=me.actor)

@@ -57,6 +57,14 @@ class Gallery(Base):
     """Comma-separated cameras where this watchlist may alarm (none: every camera)."""
     retention_days: Mapped[int | None] = mapped_column(Integer)
     """Alarms of this gallery (rows, crops, thumbnails) are purged this many days after capture."""
+    attendance_start: Mapped[str | None] = mapped_column(String(5))
+    """Attendance galleries: the expected arrival time, ``HH:MM`` local time (later arrivals are late)."""
+    attendance_end: Mapped[str | None] = mapped_column(String(5))
+    """Attendance galleries: the expected leaving time, ``HH:MM`` local time."""
+    attendance_days: Mapped[str | None] = mapped_column(String(50))
+    """Attendance galleries: working days, e.g. ``mon,tue,wed,thu,fri`` (absences are counted on these)."""
+    attendance_grace_min: Mapped[int | None] = mapped_column(Integer)
+    """Attendance galleries: minutes after ``attendance_start`` before an arrival counts as late."""
 
     identities: Mapped[list[Identity]] = relationship(
         back_populates="gallery", cascade="all, delete-orphan", passive_deletes=True
@@ -77,6 +85,10 @@ class Identity(Base):
     notes: Mapped[str | None] = mapped_column(Text)
     attributes: Mapped[str | None] = mapped_column(Text)
     """Operator-defined metadata, a JSON object (keys naming sensitive traits are refused)."""
+    consent_on: Mapped[date | None] = mapped_column(Date)
+    """Attendance galleries: the date the person consented to being recognised."""
+    consent_by: Mapped[str | None] = mapped_column(String(200))
+    """Attendance galleries: who recorded the consent."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     gallery: Mapped[Gallery] = relationship(back_populates="identities")
@@ -314,3 +326,76 @@ class AuditEntry(Base):
     prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
     """The previous entry's hash; unique, so two writers can never fork the chain."""
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class ClusterState(enum.StrEnum):
+    open = "open"
+    promoted = "promoted"
+    dismissed = "dismissed"
+
+
+class Sighting(Base):
+    """One track seen by a camera that opted in (``Camera.keep_sightings``), matched or not; kept for the
+    camera's retention period. Holds the best shot's template and crop (investigations, clustering)."""
+
+    __tablename__ = "sightings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    camera_id: Mapped[int | None] = mapped_column(ForeignKey("cameras.id", ondelete="SET NULL"), index=True)
+    camera_name: Mapped[str] = mapped_column(String(200), index=True)
+    track_id: Mapped[int] = mapped_column(Integer)
+    first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    frames: Mapped[int] = mapped_column(Integer, default=0)
+    quality: Mapped[float] = mapped_column(Float)
+    model_id: Mapped[str] = mapped_column(String(100))
+    dimension: Mapped[int] = mapped_column(Integer)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+    """float32 little-endian, L2-normalised: the best shot's template."""
+    crop_sha256: Mapped[str | None] = mapped_column(String(64))
+    identity_id: Mapped[int | None] = mapped_column(
+        ForeignKey("identities.id", ondelete="SET NULL"), index=True
+    )
+    """The identity a watchlist or attendance gallery matched, if any."""
+    score: Mapped[float | None] = mapped_column(Float)
+    cluster_id: Mapped[int | None] = mapped_column(ForeignKey("clusters.id", ondelete="SET NULL"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Cluster(Base):
+    """A recurring unknown person: sightings that matched no one, grouped by face."""
+
+    __tablename__ = "clusters"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    state: Mapped[ClusterState] = mapped_column(
+        Enum(ClusterState, native_enum=False, length=20), default=ClusterState.open, index=True
+    )
+    size: Mapped[int] = mapped_column(Integer, default=0)
+    first_seen: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_seen: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    cameras: Mapped[str | None] = mapped_column(Text)
+    """Comma-separated camera names."""
+    centroid: Mapped[bytes | None] = mapped_column(LargeBinary)
+    """float32, L2-normalised mean of the members' templates (incremental clustering)."""
+    promoted_identity_id: Mapped[int | None] = mapped_column(ForeignKey("identities.id", ondelete="SET NULL"))
+    decided_by: Mapped[str | None] = mapped_column(String(200))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AttendanceMark(Base):
+    """A person of an attendance gallery recognised by an entrance camera."""
+
+    __tablename__ = "attendance_marks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    identity_id: Mapped[int] = mapped_column(ForeignKey("identities.id", ondelete="CASCADE"), index=True)
+    gallery_id: Mapped[int] = mapped_column(ForeignKey("galleries.id", ondelete="CASCADE"), index=True)
+    camera_id: Mapped[int | None] = mapped_column(ForeignKey("cameras.id", ondelete="SET NULL"))
+    camera_name: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    score: Mapped[float] = mapped_column(Float)
+    threshold: Mapped[float] = mapped_column(Float)
+    track_id: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

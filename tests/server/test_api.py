@@ -349,3 +349,34 @@ def test_dead_worker_is_restarted_and_unreachable_camera_reported(server: Server
         assert stopped["enabled"] is False and stopped["health"]["state"] == "stopped"
         assert c.delete("/api/cameras/gate").status_code == 200
         assert_problem(c.get("/api/cameras/gate"), 404)
+
+
+@pytest.mark.slow
+def test_transparency_report_equals_the_alarms_and_reviews(
+    server: Server, hamilton_alarms: dict[str, Any]
+) -> None:
+    """The report's counts, recomputed independently from each alarm's review history."""
+    with server.client("operator") as c:
+        alarms = [c.get(f"/api/alarms/{a['id']}").json() for a in hamilton_alarms["alarms"]]
+    expected: dict[str, dict[str, int]] = {}
+    for a in alarms:
+        row = expected.setdefault(a["gallery"], {"alarms": 0, "confirmed": 0, "dismissed": 0})
+        row["alarms"] += 1
+        confirms = sum(r["action"] == "confirm" for r in a["reviews"])
+        if any(r["action"] == "dismiss" for r in a["reviews"]):
+            row["dismissed"] += 1
+        elif confirms >= a["confirmations_required"]:
+            row["confirmed"] += 1
+    with server.client("auditor") as c:
+        report = c.get("/api/reports/transparency").json()
+    got = {
+        r["watchlist"]: {"alarms": r["alarms"], "confirmed": r["confirmed"], "dismissed": r["dismissed"]}
+        for r in report["per_watchlist_camera"]
+        if r["camera"] == "hamilton"
+    }
+    assert got == expected
+    assert report["alarms"] >= len(alarms)
+    runs = [r for r in report["camera_runs"] if r["camera"] == "hamilton"]
+    assert (
+        runs and {"wanted-1", "wanted-2"} <= set(runs[0]["watchlists"]) and runs[0]["alarms"] == len(alarms)
+    )

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from vigil.core import crypto
 from vigil.core.config import Settings
 from vigil.gallery.blobs import BlobStore
 from vigil.gallery.db import Database
@@ -21,6 +22,10 @@ class App:
 
     settings: Settings
     engine_override: FaceEngine | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        key = self.settings.encryption_key
+        crypto.configure(key.get_secret_value() if key is not None else None)
 
     @cached_property
     def db(self) -> Database:

@@ -14,7 +14,7 @@ from vigil.cli.doctor import doctor
 from vigil.cli.evaluation import calibrate, eval_cli
 from vigil.cli.faces import enroll, enroll_dir, identify, verify
 from vigil.cli.galleries import gallery_cli, people_cli
-from vigil.cli.governance import audit_cli, erase, purge, report_cli
+from vigil.cli.governance import audit_cli, encryption_cli, erase, purge, report_cli
 from vigil.cli.server import keys_cli, serve, users_cli
 from vigil.cli.video import camera_cli, watch
 
@@ -52,6 +52,7 @@ cli.add_typer(eval_cli, name="eval")
 cli.add_typer(camera_cli, name="camera")
 cli.add_typer(users_cli, name="users")
 cli.add_typer(audit_cli, name="audit")
+cli.add_typer(encryption_cli, name="encryption")
 cli.add_typer(report_cli, name="report")
 cli.command("purge")(purge)
 people_cli.command("erase")(erase)

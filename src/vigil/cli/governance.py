@@ -216,3 +216,15 @@ def transparency(
             out.print(f"HTML report: {html}")
 
     emit(r, as_json, render)
+
+
+encryption_cli = typer.Typer(help="Protection at rest (VIGIL_ENCRYPTION_KEY).", no_args_is_help=True)
+
+
+@encryption_cli.command("new-key")
+def new_key() -> None:
+    """Print a new key for VIGIL_ENCRYPTION_KEY. Store it apart from the data: without it, encrypted
+    photos and templates cannot be read."""
+    from vigil.core.crypto import new_key as make
+
+    out.print(make())

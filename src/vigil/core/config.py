@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 from platformdirs import user_data_dir
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -119,6 +119,11 @@ class Settings(BaseSettings):
     webhook_attempts: int = Field(default=5, ge=1, description="tries before a webhook goes to dead letters")
     webhook_backoff_s: float = Field(default=1.0, gt=0, description="first retry delay; doubles each time")
     webhook_timeout_s: float = Field(default=5.0, gt=0)
+    encryption_key: SecretStr | None = Field(
+        default=None,
+        description="a Fernet key: photos, crops, templates and index files are encrypted at rest "
+        "(`vigil encryption new-key`); losing it loses them",
+    )
     purge_interval_s: float = Field(
         default=3600.0, gt=0, description="`vigil serve` deletes what is past its retention this often"
     )

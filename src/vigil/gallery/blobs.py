@@ -7,6 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from vigil.core import crypto
 from vigil.core.errors import NotFoundError
 
 
@@ -25,8 +26,9 @@ class BlobStore:
         return self.root / sha256[:2] / sha256[2:]
 
     def put(self, data: bytes) -> str:
-        """Store ``data``; return its sha256."""
+        """Store ``data`` (sealed when encryption at rest is on); return the sha256 of the plain bytes."""
         digest = hashlib.sha256(data).hexdigest()
+        data = crypto.seal(data)
         target = self.path(digest)
         if target.exists():
             return digest
@@ -45,7 +47,7 @@ class BlobStore:
 
     def get(self, sha256: str) -> bytes:
         try:
-            return self.path(sha256).read_bytes()
+            return crypto.unseal(self.path(sha256).read_bytes())
         except FileNotFoundError as exc:
             raise NotFoundError(f"blob {sha256} is missing from {self.root}") from exc
 

@@ -17,6 +17,8 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from vigil.core import crypto
+
 
 class VectorIndex(Protocol):
     """Inner-product search over L2-normalised vectors keyed by int64 ids (template ids)."""
@@ -76,14 +78,15 @@ class FaissIndex:
         import faiss
 
         tmp = path.with_name(path.name + ".tmp")
-        faiss.write_index(self._index, str(tmp))
+        tmp.write_bytes(crypto.seal(faiss.serialize_index(self._index).tobytes()))
         os.replace(tmp, path)
 
     @classmethod
     def read(cls, path: Path) -> FaissIndex:
         import faiss
 
-        index = faiss.read_index(str(path))
+        data = crypto.unseal(path.read_bytes())
+        index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
         return cls(int(index.d), index)
 
 

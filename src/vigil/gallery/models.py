@@ -20,6 +20,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from vigil.core.crypto import EncryptedBytes
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -130,8 +132,8 @@ class Template(Base):
     photo_id: Mapped[int | None] = mapped_column(ForeignKey("photos.id", ondelete="SET NULL"))
     model_id: Mapped[str] = mapped_column(String(100), index=True)
     dimension: Mapped[int] = mapped_column(Integer)
-    vector: Mapped[bytes] = mapped_column(LargeBinary)
-    """float32 little-endian, ``dimension`` values, L2-normalised."""
+    vector: Mapped[bytes] = mapped_column(EncryptedBytes)
+    """float32 little-endian, ``dimension`` values, L2-normalised (sealed when encryption at rest is on)."""
     quality: Mapped[float] = mapped_column(Float)
     source_sha256: Mapped[str] = mapped_column(String(64), index=True)
     box_xyxy: Mapped[str | None] = mapped_column(String(100))
@@ -350,8 +352,8 @@ class Sighting(Base):
     quality: Mapped[float] = mapped_column(Float)
     model_id: Mapped[str] = mapped_column(String(100))
     dimension: Mapped[int] = mapped_column(Integer)
-    vector: Mapped[bytes] = mapped_column(LargeBinary)
-    """float32 little-endian, L2-normalised: the best shot's template."""
+    vector: Mapped[bytes] = mapped_column(EncryptedBytes)
+    """float32 little-endian, L2-normalised: the best shot's template (sealed when encryption is on)."""
     crop_sha256: Mapped[str | None] = mapped_column(String(64))
     identity_id: Mapped[int | None] = mapped_column(
         ForeignKey("identities.id", ondelete="SET NULL"), index=True

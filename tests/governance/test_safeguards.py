@@ -400,3 +400,10 @@ def test_transparency_report_counts_equal_the_events(app: App, lin, people: Path
     empty = report.build(app, since=datetime.now(UTC) + timedelta(days=1))
     assert empty.alarms == 0 and empty.searches == {}
     assert np.isclose(r.dismissed_share or 0, 0.5)
+
+
+def test_bulk_import_takes_only_folders_the_operator_supplies(run) -> None:  # type: ignore[no-untyped-def]
+    run("gallery", "create", "staff", "--kind", "reference")
+    for source in ("https://example.com/faces/", "http://cctv.local/export"):
+        _, err = run("enroll-dir", source, "--gallery", "staff", code=7)
+        assert "never downloads or crawls" in err

@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from vigil.cli.common import JsonOpt, app, audited, emit, err, out, progress_bar
-from vigil.core.errors import InputError, VigilError
+from vigil.core.errors import ForbiddenError, InputError, VigilError
 from vigil.gallery import enroll as enrolment
 from vigil.gallery import matching
 from vigil.gallery.matching import IdentifyResult
@@ -96,6 +96,12 @@ class EnrolDirResult(BaseModel):
 
 
 def _person_dirs(root: Path) -> list[tuple[str, list[Path]]]:
+    if "://" in str(root) or str(root).startswith(("http:", "https:", "ftp:")):
+        raise ForbiddenError(
+            f"{root}: bulk import takes only a folder of photos you supply; vigil never downloads or crawls "
+            "faces from the internet or from CCTV (EU AI Act Art. 5(1)(e))",
+            hint="copy the photos you are entitled to use into DIR/<person>/ and give that folder",
+        )
     if not root.is_dir():
         raise InputError(f"{root} is not a folder", hint="give a folder with one sub-folder per person")
     people = []

@@ -12,7 +12,7 @@ import pytest
 from harness import Server
 
 from vigil.core.modelcard import bundled_card
-from vigil.server.routers.compreface import ACCEPT_SIMILARITY, similarity
+from vigil.server.compreface_support import ACCEPT_SIMILARITY, similarity
 
 PROBLEM = "application/problem+json"
 OBAMA = "Barack Obama"

@@ -15,213 +15,40 @@ impostor scores as high.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import io
 import logging
 import math
 import time
-from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Query, Request, Response, UploadFile
-from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
+from fastapi import APIRouter, Body, Query, Response
 from pydantic import BaseModel
 from sqlalchemy import func, select
-from starlette.exceptions import HTTPException
 
-from vigil.accounts import AuthError, Principal
+from vigil.accounts import Principal
 from vigil.core.errors import (
-    ConflictError,
-    ForbiddenError,
-    ImageError,
-    InputError,
-    MultipleFacesError,
     NoFaceError,
     NotFoundError,
-    VigilError,
 )
-from vigil.core.modelcard import ModelCard
 from vigil.core.types import FaceDetections
 from vigil.gallery import enroll as enrolment
 from vigil.gallery import matching
 from vigil.gallery.models import Gallery, Identity, Photo
-from vigil.server import problems
+from vigil.server.compreface_support import (
+    CompreFaceRoute,
+    File,
+    ImageNotFoundError,
+    NoCollectionError,
+    Pair,
+    SubjectExistsError,
+    similarity,
+    upload_doc,
+)
 from vigil.server.deps import Live, Manage, ServerState, State, audited, read_upload
 from vigil.vision.image import LoadedImage
 
 log = logging.getLogger(__name__)
 
-ACCEPT_SIMILARITY = 0.6
-"""The similarity of a score exactly at vigil's decision threshold (Double Take's default match cut)."""
-SIMILARITY_PER_DECADE = 0.1
-UNCALIBRATED_COS_PER_DECADE = 0.05
-"""For a card without calibration: the cosine step taken as a tenfold change of FMR."""
-
-
-# -- errors: problem+json that also carries CompreFace's ``message`` and ``code`` -------------------
-
-
-class NoCollectionError(ForbiddenError):
-    title = "no face collection"
-
-
-class SubjectExistsError(ConflictError):
-    title = "subject already exists"
-
-
-class ImageNotFoundError(NotFoundError):
-    title = "image not found"
-
-
-class MissingPartError(ImageError):
-    title = "missing request part"
-
-
-# CompreFace's error codes (its CommonExceptionCode), first match wins.
-_CODES: list[tuple[type[VigilError], int]] = [
-    (NoCollectionError, 10),
-    (ImageNotFoundError, 11),
-    (AuthError, 20),
-    (MissingPartError, 34),
-    (ImageError, 21),
-    (NoFaceError, 28),
-    (MultipleFacesError, 31),
-    (NotFoundError, 42),
-    (SubjectExistsError, 43),
-    (InputError, 26),
-]
-
-
-def _code(exc: VigilError) -> int:
-    return next((code for cls, code in _CODES if isinstance(exc, cls)), 0)
-
-
-def _error(request: Request, exc: VigilError) -> Response:
-    status = problems.status_of(exc)
-    if status >= 500:
-        log.error("%s %s: %s", request.method, request.url.path, exc)
-    return problems.problem(
-        status,
-        exc.title,
-        exc.message,
-        hint=exc.hint,
-        instance=request.url.path,
-        message=str(exc),
-        code=_code(exc),
-    )
-
-
-def _invalid(request: Request, exc: RequestValidationError) -> Response:
-    errors = [
-        {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")), "type": e.get("type")}
-        for e in exc.errors()
-    ]
-    detail = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors)
-    missing = any(e["type"] == "missing" for e in errors)
-    return problems.problem(
-        422,
-        "invalid request",
-        detail,
-        errors=[{"loc": e["loc"], "msg": e["msg"]} for e in errors],
-        instance=request.url.path,
-        message=detail,
-        code=33 if missing else 26,
-    )
-
-
-class CompreFaceRoute(APIRoute):
-    """Renders vigil errors of these routes as problem+json with CompreFace's ``message`` and ``code``."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def handle(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except VigilError as exc:
-                return _error(request, exc)
-            except RequestValidationError as exc:
-                return _invalid(request, exc)
-
-        return handle
-
-
 router = APIRouter(prefix="/api/v1", tags=["compreface"], route_class=CompreFaceRoute)
-
-
-# -- request parts ----------------------------------------------------------------------------------
-
-
-def _b64(text: str, name: str) -> bytes:
-    if text.startswith("data:") and "," in text:
-        text = text.split(",", 1)[1]
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ImageError(f"{name!r} is not valid base64", hint="send the image bytes base64-encoded") from exc
-
-
-async def _parts(request: Request, names: tuple[str, ...]) -> dict[str, UploadFile]:
-    """The named images of a multipart upload, or of a JSON body of base64 strings."""
-    content_type = request.headers.get("content-type", "").lower()
-    found: dict[str, UploadFile] = {}
-    if content_type.startswith("application/json"):
-        try:
-            body = await request.json()
-        except ValueError as exc:
-            raise InputError("the body is not valid JSON") from exc
-        if not isinstance(body, dict):
-            raise InputError("the JSON body must be an object", hint='e.g. {"file": "<base64>"}')
-        for name in names:
-            value = body.get(name)
-            if isinstance(value, str):
-                found[name] = UploadFile(io.BytesIO(_b64(value, name)), filename=name)
-            elif value is not None:
-                raise InputError(f"{name!r} must be a base64 string")
-    elif content_type.startswith("multipart/form-data"):
-        try:
-            form = await request.form()
-        except HTTPException as exc:  # a malformed multipart body
-            raise InputError(f"the multipart body cannot be read: {exc.detail}") from exc
-        for name in names:
-            value = form.get(name)
-            if value is not None and not isinstance(value, str):
-                found[name] = UploadFile(value.file, filename=value.filename, size=value.size)
-    for name in names:
-        if name not in found:
-            raise MissingPartError(
-                f"no {name!r} image in the request",
-                hint=f"send multipart/form-data with a {name!r} file, or JSON {{{name!r}: base64}}",
-            )
-    return found
-
-
-async def _file(request: Request) -> UploadFile:
-    return (await _parts(request, ("file",)))["file"]
-
-
-async def _pair(request: Request) -> dict[str, UploadFile]:
-    return await _parts(request, ("source_image", "target_image"))
-
-
-File = Annotated[UploadFile, Depends(_file)]
-Pair = Annotated[dict[str, UploadFile], Depends(_pair)]
-
-
-def _upload_doc(*names: str) -> dict[str, Any]:
-    props = {n: {"type": "string", "format": "binary"} for n in names}
-    b64 = {n: {"type": "string", "format": "byte"} for n in names}
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {
-                "multipart/form-data": {"schema": {"type": "object", "properties": props, "required": names}},
-                "application/json": {"schema": {"type": "object", "properties": b64, "required": names}},
-            },
-        }
-    }
 
 
 def _collection(st: ServerState, p: Principal) -> str:
@@ -238,36 +65,6 @@ def _collection(st: ServerState, p: Principal) -> str:
     if name is None:
         raise NoCollectionError(f"the gallery of API key {p.name!r} no longer exists", hint=bind)
     return name
-
-
-# -- scores ---------------------------------------------------------------------------------------
-
-
-def _log10_fmr(card: ModelCard, cosine: float) -> float:
-    """log10 of the calibrated false-match rate at a cosine score (the inverse of
-    ``ModelCard.threshold_for_fmr``: log-linear between calibration points, end segments extended)."""
-    cal = card.calibration
-    points = sorted({(t, math.log10(f)) for f, t in cal.fmr_thresholds}) if cal else []
-    if len(points) < 2:
-        return min(0.0, -3.0 - (cosine - card.default_threshold) / UNCALIBRATED_COS_PER_DECADE)
-    segment = next(
-        (i for i in range(len(points) - 1) if cosine <= points[i + 1][0]),
-        len(points) - 2,
-    )
-    (t0, l0), (t1, l1) = points[segment], points[segment + 1]
-    if t1 == t0:
-        return min(0.0, l0)
-    return min(0.0, l0 + (cosine - t0) * (l1 - l0) / (t1 - t0))
-
-
-def similarity(card: ModelCard, cosine: float, threshold: float) -> float:
-    """A CompreFace-style similarity in [0, 1]; ``threshold`` (vigil's decision) maps to 0.6."""
-    at, here = _log10_fmr(card, threshold), _log10_fmr(card, cosine)
-    if cosine >= threshold:
-        value = ACCEPT_SIMILARITY + SIMILARITY_PER_DECADE * max(0.0, at - here)
-    else:
-        value = ACCEPT_SIMILARITY * here / at if at < 0 else 0.0
-    return round(min(1.0, max(0.0, value)), 5)
 
 
 # -- responses ------------------------------------------------------------------------------------
@@ -416,7 +213,7 @@ StatusFlag = Annotated[bool, Query(description="accepted; timings are always inc
     "/recognition/recognize",
     summary="Recognize faces in a photo against the key's gallery (CompreFace)",
     response_model_exclude_none=True,
-    openapi_extra=_upload_doc("file"),
+    openapi_extra=upload_doc("file"),
 )
 def recognize(
     st: State,
@@ -460,7 +257,7 @@ def recognize(
     "/detection/detect",
     summary="Detect faces in a photo (CompreFace)",
     response_model_exclude_none=True,
-    openapi_extra=_upload_doc("file"),
+    openapi_extra=upload_doc("file"),
 )
 def detect(
     st: State,
@@ -483,7 +280,7 @@ def detect(
     "/verification/verify",
     summary="Compare the largest face of source_image with the faces of target_image (CompreFace)",
     response_model_exclude_none=True,
-    openapi_extra=_upload_doc("source_image", "target_image"),
+    openapi_extra=upload_doc("source_image", "target_image"),
 )
 def verify(
     st: State,
@@ -644,7 +441,7 @@ def _photo(st: ServerState, gallery: str, image_id: str) -> tuple[int, str]:
     "/recognition/faces",
     status_code=201,
     summary="Enrol a photo of a subject, created if new (CompreFace)",
-    openapi_extra=_upload_doc("file"),
+    openapi_extra=upload_doc("file"),
 )
 def add_face(
     st: State,

@@ -1,9 +1,12 @@
 """The web UI in a real browser (Debian's Chromium driven by Playwright) against a real `vigil serve`:
 log in, the forced password change, navigation by role, enrolment by upload with quality feedback,
-a camera playing a real clip, its alarm arriving live on the dashboard, and two-person review."""
+a camera playing a real clip, its alarm arriving live on the dashboard, and two-person review; the
+safeguards: the audit log and its verification, the transparency report, watchlist terms and renewal,
+refused sensitive metadata, erasure, camera retention, webhooks and the purge."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from datetime import date, timedelta
@@ -101,6 +104,11 @@ def logout(page: Any) -> None:
     expect(page.get_by_role("heading", name="Log in to vigil")).to_be_visible()
 
 
+def dismiss_toasts(page: Any) -> None:
+    """Close the notices in the corner (an error's stays until closed and may cover a button)."""
+    page.evaluate("document.getElementById('toasts').replaceChildren()")
+
+
 def nav_items(page: Any) -> list[str]:
     nav = page.get_by_role("navigation", name="Main")
     expect(nav.get_by_role("link").first).to_be_visible()
@@ -152,9 +160,22 @@ def test_one_time_password_forces_a_change(server: Server, page: Any) -> None:
     ("role", "pages"),
     [
         ("operator", ["Dashboard", "Alarms", "Cameras", "Search"]),
-        ("auditor", ["Alarms"]),
-        ("supervisor", ["Dashboard", "Alarms", "Galleries & people", "Cameras", "Search"]),
-        ("admin", ["Dashboard", "Alarms", "Galleries & people", "Cameras", "Search", "Users & keys"]),
+        ("auditor", ["Audit log", "Transparency", "Alarms"]),
+        ("supervisor", ["Dashboard", "Alarms", "Galleries & people", "Cameras", "Search", "Transparency"]),
+        (
+            "admin",
+            [
+                "Dashboard",
+                "Alarms",
+                "Galleries & people",
+                "Cameras",
+                "Search",
+                "Audit log",
+                "Transparency",
+                "Users & keys",
+                "Webhooks",
+            ],
+        ),
     ],
 )
 def test_navigation_follows_the_role(server: Server, page: Any, role: str, pages: list[str]) -> None:
@@ -166,6 +187,12 @@ def test_navigation_follows_the_role(server: Server, page: Any, role: str, pages
         expect(page.get_by_role("table", name="Users")).to_have_count(0)
         page.goto(server.url + "/#/galleries")
         expect(page.get_by_role("main")).to_contain_text("Not available for your role")
+        page.goto(server.url + "/#/webhooks")
+        expect(page.get_by_role("main")).to_contain_text("Not available for your role")
+    if role in ("operator", "supervisor"):
+        page.goto(server.url + "/#/audit")
+        expect(page.get_by_role("main")).to_contain_text("Not available for your role")
+        expect(page.get_by_role("table", name="Audit entries")).to_have_count(0)
     if role == "operator":
         page.get_by_role("link", name="Cameras").click()
         expect(page.get_by_role("main")).to_contain_text("Read-only")
@@ -290,3 +317,337 @@ def test_live_alarm_and_two_person_review(server: Server, page: Any, shared_data
     expect(history).to_contain_text("user:supervisor2: confirm")
     with server.client("operator") as c:
         assert c.get(f"/api/alarms/{alarm_id}").json()["state"] == "confirmed"
+
+
+# ---- safeguards: audit log, transparency, watchlist terms, metadata, erasure, retention, webhooks ----
+
+
+def test_auditor_lands_on_the_audit_log_and_verifies_the_chain(server: Server, page: Any) -> None:
+    c, csrf = server.login("supervisor")
+    try:
+        r = c.post(
+            "/api/galleries",
+            headers={"x-csrf-token": csrf},
+            json={
+                "name": "audited-wl",
+                "kind": "watchlist",
+                "purpose": "audit UI test",
+                "legal_basis": "order 7",
+                "authorized_by": "judge A",
+                "expires_on": EXPIRES,
+            },
+        )
+        assert r.status_code == 201, r.text
+    finally:
+        c.close()
+    login(page, server, "auditor")
+    expect(page.get_by_role("heading", name="Audit log")).to_be_visible()
+    assert page.url.endswith("#/audit")
+    entries = page.get_by_role("table", name="Audit entries")
+    created = entries.get_by_role("row").filter(has_text="audited-wl").filter(has_text="gallery_create")
+    expect(created).to_have_count(1)
+    expect(created).to_contain_text("user:supervisor")
+    created.locator("summary").click()
+    expect(created.locator("pre")).to_contain_text('"legal_basis": "order 7"')
+
+    # Newest first, and the filters narrow it down.
+    ids = [int(x) for x in entries.locator("tbody tr td:first-child").all_inner_texts()]
+    assert ids == sorted(ids, reverse=True) and len(ids) >= 2
+    filters = page.get_by_role("form", name="Filter the audit log")
+    filters.get_by_label("Action").fill("gallery_create")
+    filters.get_by_label("Actor").fill("user:supervisor")
+    filters.get_by_role("button", name="Apply filters").click()
+    expect(entries.locator("tbody tr").filter(has_not_text="gallery_create")).to_have_count(0)
+    expect(entries.locator("tbody tr").filter(has_not_text="user:supervisor")).to_have_count(0)
+    expect(entries).to_contain_text("audited-wl")
+
+    page.get_by_role("button", name="Verify chain").click()
+    expect(page.get_by_role("main")).to_contain_text("Audit chain intact")
+    head = page.get_by_label("Head hash").inner_text().strip()
+    assert re.fullmatch(r"[0-9a-f]{64}", head), head
+    with server.client("auditor") as api:  # a running camera may have added entries since
+        log = api.get("/api/audit", params={"limit": 10_000}).json()
+    assert head in {e["hash"] for e in log}
+
+
+def test_supervisor_edits_watchlist_terms_and_renews_it(server: Server, page: Any) -> None:
+    with server.client("supervisor") as c:
+        body = {
+            "name": "terms-wl",
+            "kind": "watchlist",
+            "purpose": "terms UI test",
+            "legal_basis": "order 1",
+            "authorized_by": "judge B",
+            "expires_on": EXPIRES,
+        }
+        assert c.post("/api/galleries", json=body).status_code == 201
+    login(page, server, "supervisor")
+    page.goto(server.url + "/#/galleries/terms-wl")
+    page.get_by_role("button", name="Edit terms").click()
+    form = page.get_by_role("form", name="Edit watchlist terms")
+    form.get_by_label("Legal basis").fill("court order 2")
+    form.get_by_label("Limited to sites").fill("gate, hall")
+    form.get_by_label("Retention days").fill("30")
+    form.get_by_label("Confirmations required").select_option("2")
+    form.get_by_role("button", name="Save terms").click()
+    expect(form).to_be_hidden()
+    main = page.get_by_role("main")
+    expect(main.locator("dl.facts")).to_contain_text("court order 2")
+    expect(main.locator("dl.facts")).to_contain_text("gate, hall")
+    expect(main.locator("dl.facts")).to_contain_text("30 days")
+    with server.client("supervisor") as c:
+        g = c.get("/api/galleries/terms-wl").json()
+    assert (g["legal_basis"], g["sites"], g["retention_days"], g["confirmations_required"]) == (
+        "court order 2",
+        ["gate", "hall"],
+        30,
+        2,
+    )
+
+    # A watchlist past its expiry is shown as EXPIRED with a Renew action (the answer is doctored: the
+    # server refuses to create a watchlist that is already expired).
+    yesterday = (date.today() - timedelta(days=1)).isoformat()
+
+    def expired(route: Any) -> None:
+        if route.request.method != "GET":
+            route.continue_()
+            return
+        data = route.fetch().json()
+        route.fulfill(json={**data, "expired": True, "expires_on": yesterday})
+
+    page.route("**/api/galleries/terms-wl", expired)
+    page.reload()
+    banner = main.get_by_role("alert").filter(has_text="EXPIRED")
+    expect(banner).to_contain_text("raises no alarms")
+    banner.get_by_role("button", name="Renew").click()
+    dialog = page.get_by_role("dialog", name="Renew terms-wl")
+    renewed = (date.today() + timedelta(days=90)).isoformat()
+    dialog.get_by_label("New expiry date").fill(renewed)
+    page.unroute("**/api/galleries/terms-wl")
+    dialog.get_by_role("button", name="Renew").click()
+    expect(main.get_by_text("EXPIRED")).to_have_count(0)
+    expect(main.locator("dl.facts")).to_contain_text(renewed)
+    page.get_by_role("link", name="← Galleries").click()
+    row = page.get_by_role("table", name="Galleries").get_by_role("row").filter(has_text="terms-wl")
+    expect(row).to_contain_text("sites: gate, hall")
+    expect(row).to_contain_text(renewed)
+    logout(page)
+
+    # The auditor sees the change with the terms before and after.
+    login(page, server, "auditor")
+    filters = page.get_by_role("form", name="Filter the audit log")
+    filters.get_by_label("Action").fill("gallery_update")
+    filters.get_by_role("button", name="Apply filters").click()
+    entries = page.get_by_role("table", name="Audit entries")
+    updates = entries.get_by_role("row").filter(has_text="terms-wl")
+    expect(updates).to_have_count(2)  # the terms, then the renewal (newest first)
+    expect(updates.first).to_contain_text(renewed)
+    change = updates.last
+    expect(change).to_contain_text("user:supervisor")
+    change.locator("summary").click()
+    detail = change.locator("pre")
+    expect(detail).to_be_visible()
+    terms = json.loads(detail.inner_text())
+    assert terms["before"]["legal_basis"] == "order 1" and terms["after"]["legal_basis"] == "court order 2"
+    assert terms["after"]["sites"] == ["gate", "hall"]
+
+
+def test_sensitive_metadata_is_refused_and_other_metadata_kept(
+    server: Server, page: Any, people: Path
+) -> None:
+    with server.client("supervisor") as c:
+        assert c.post("/api/galleries", json={"name": "staff-ui", "kind": "reference"}).status_code == 201
+    login(page, server, "supervisor")
+    page.goto(server.url + "/#/galleries/staff-ui")
+    form = page.get_by_role("form", name="Enrol a person")
+    form.get_by_label("Person's name").fill("Barack Obama")
+    form.get_by_label("Photos").set_input_files(str(people / "obama.jpg"))
+    form.get_by_label("Field 1 name").fill("ethnicity")
+    form.get_by_label("Field 1 value").fill("any")
+    form.get_by_role("button", name="Enrol").click()
+    alert = form.get_by_role("alert")
+    expect(alert).to_contain_text("Refused: vigil does not record sensitive traits")
+    expect(alert).to_contain_text("'ethnicity' names a sensitive trait (racial or ethnic origin)")
+    expect(alert).to_contain_text("Nothing was saved")
+    expect(form.get_by_label("Field 1 name")).to_have_attribute("aria-invalid", "true")
+    expect(page.get_by_role("main")).to_contain_text("Nobody is enrolled yet")
+    with server.client("supervisor") as c:
+        assert c.get("/api/galleries/staff-ui/identities").json() == []
+
+    # An ordinary key is kept, shown and editable on the person's page.
+    dismiss_toasts(page)
+    form.get_by_label("Field 1 name").fill("employee_no")
+    form.get_by_label("Field 1 value").fill("4711")
+    form.get_by_role("button", name="Enrol").click()
+    expect(form).to_contain_text("Enrolled Barack Obama", timeout=60_000)
+    page.get_by_role("table", name="People").get_by_role("link", name="Barack Obama").click()
+    expect(page.get_by_role("list", name="Metadata")).to_contain_text("employee_no: 4711")
+    details = page.get_by_role("form", name="Edit details")
+    details.get_by_role("button", name="Add a field").click()
+    details.get_by_label("Field 2 name").fill("mood")
+    details.get_by_label("Field 2 value").fill("calm")
+    details.get_by_role("button", name="Save details").click()
+    expect(details.get_by_role("alert")).to_contain_text("'mood' names a sensitive trait (emotion)")
+    dismiss_toasts(page)
+    details.get_by_role("button", name="Remove field 2").click()
+    details.get_by_label("Field 1 value").fill("4712")
+    details.get_by_role("button", name="Save details").click()
+    expect(page.get_by_role("list", name="Metadata")).to_contain_text("employee_no: 4712")
+    with server.client("supervisor") as c:
+        (person,) = c.get("/api/galleries/staff-ui/identities").json()
+    assert person["attributes"] == {"employee_no": "4712"}
+
+
+def test_erasure_from_the_person_page(server: Server, page: Any, people: Path) -> None:
+    with server.client("supervisor") as c:
+        assert c.post("/api/galleries", json={"name": "erase-ui", "kind": "reference"}).status_code == 201
+        with (people / "biden.jpg").open("rb") as fh:
+            r = c.post(
+                "/api/galleries/erase-ui/identities",
+                data={"identity": "Joe Biden"},
+                files=[("files", ("b.jpg", fh))],
+            )
+        assert r.status_code == 201, r.text
+        identity_id = r.json()["identity_id"]
+    login(page, server, "supervisor")
+    page.goto(server.url + f"/#/people/{identity_id}")
+    expect(page.get_by_role("heading", name="Joe Biden")).to_be_visible()
+    expect(page.get_by_role("button", name="Remove person")).to_be_visible()
+    page.get_by_role("button", name="Erase (GDPR Art. 17)").click()
+    dialog = page.get_by_role("dialog", name="Erase Joe Biden?")
+    for deleted in (
+        "templates",
+        "alarms, with the face crops and frame snapshots",
+        "sightings",
+        "search index",
+    ):
+        expect(dialog).to_contain_text(deleted)
+    expect(dialog).to_contain_text("pseudonymous record")
+    dialog.get_by_role("button", name="Erase").click()
+    expect(dialog.get_by_role("alert")).to_contain_text("Give the reason")
+    dialog.get_by_label("Reason").fill("Art. 17 request 2026-114")
+    dialog.get_by_label("I understand that this cannot be undone").check()
+    dialog.get_by_role("button", name="Erase").click()
+    expect(page.get_by_role("heading", name="Person erased")).to_be_visible()
+    pseudonym = page.get_by_label("Pseudonym").inner_text()
+    assert re.fullmatch(r"erased-[0-9a-f]{20}", pseudonym), pseudonym
+    expect(page.get_by_role("main")).to_contain_text("Templates deleted")
+    page.get_by_role("link", name="← Gallery erase-ui").click()
+    expect(page.get_by_role("main")).to_contain_text("Nobody is enrolled yet")
+    with server.client("auditor") as c:
+        (entry,) = c.get("/api/audit", params={"action": "erasure"}).json()
+    assert entry["target_id"] == pseudonym and "Biden" not in json.dumps(entry)
+
+
+def test_camera_retention_at_creation_and_in_the_edit_form(server: Server, page: Any) -> None:
+    login(page, server, "supervisor")
+    page.get_by_role("link", name="Cameras").click()
+    add = page.get_by_role("form", name="Add a camera")
+    add.get_by_label("Camera name").fill("lobby")
+    add.get_by_label("Address").fill("webcam:9")
+    add.get_by_label("Retention days").fill("7")
+    add.get_by_label("Keep sightings (investigations)").check()
+    add.get_by_label("Start it now").uncheck()
+    add.get_by_role("button", name="Add camera").click()
+    expect(add.get_by_role("status")).to_contain_text("Camera added")
+    row = page.get_by_role("table", name="Cameras").get_by_role("row").filter(has_text="lobby")
+    expect(row).to_contain_text("7 days")
+    expect(row).to_contain_text("keeps sightings")
+    row.get_by_role("button", name="Edit camera lobby").click()
+    dialog = page.get_by_role("dialog", name="Edit camera lobby")
+    expect(dialog.get_by_label("Retention days")).to_have_value("7")
+    dialog.get_by_label("Retention days").fill("14")
+    dialog.get_by_label("Keep sightings (investigations)").uncheck()
+    dialog.get_by_label("Site").fill("hq")
+    dialog.get_by_role("button", name="Save").click()
+    expect(row).to_contain_text("14 days")
+    expect(row).not_to_contain_text("keeps sightings")
+    with server.client("supervisor") as c:
+        cam = c.get("/api/cameras/lobby").json()
+    assert (cam["retention_days"], cam["keep_sightings"], cam["site"]) == (14, False, "hq")
+
+
+def test_admin_webhooks_secret_shown_once_and_purge(server: Server, page: Any) -> None:
+    login(page, server, "admin")
+    page.get_by_role("link", name="Webhooks").click()
+    form = page.get_by_role("form", name="New webhook")
+    form.get_by_label("URL").fill("http://127.0.0.1:9/vigil-hook")
+    form.get_by_label("camera_offline").check()
+    form.get_by_role("button", name="Create webhook").click()
+    dialog = page.get_by_role("dialog", name=re.compile(r"Webhook \d+ created"))
+    secret = dialog.get_by_label("Signing secret").inner_text().strip()
+    assert len(secret) >= 16
+    expect(dialog).to_contain_text("shown once")
+    dialog.get_by_role("button", name="Done").click()
+    hooks = page.get_by_role("table", name="Webhooks")
+    row = hooks.get_by_role("row").filter(has_text="127.0.0.1:9/vigil-hook")
+    expect(row).to_contain_text("alarm, camera_offline")
+    page.reload()
+    expect(row).to_be_visible()
+    assert secret not in page.content()
+    with server.client("admin") as c:
+        (hook,) = [w for w in c.get("/api/webhooks").json() if w["url"].endswith("/vigil-hook")]
+    assert "secret" not in hook
+
+    row.get_by_label(re.compile(r"Webhook \d+ is enabled")).uncheck()
+    expect(page.locator("#toasts")).to_contain_text("disabled")
+    with server.client("admin") as c:
+        assert c.get("/api/webhooks").json()[0]["enabled"] is False
+    row.get_by_role("button", name=re.compile("Test webhook")).click()
+    expect(page.locator("#toasts")).to_contain_text("Test event queued")
+    expect(page.get_by_role("region", name="Dead letters")).to_be_visible()
+    row.get_by_role("button", name=re.compile("Delete webhook")).click()
+    page.get_by_role("dialog").get_by_role("button", name="Delete").click()
+    expect(page.get_by_role("main")).to_contain_text("No webhooks yet")
+
+    page.get_by_role("link", name="Users & keys").click()
+    page.get_by_role("button", name="Purge now").click()
+    page.get_by_role("dialog", name="Purge now?").get_by_role("button", name="Purge now").click()
+    report = page.get_by_role("region", name="Retention")
+    expect(report).to_contain_text("Purge done")
+    expect(report).to_contain_text("Dead letters")
+
+
+def test_transparency_report_shows_figures(server: Server, page: Any, people: Path) -> None:
+    with server.client("supervisor") as c, (people / "obama2.jpg").open("rb") as fh:
+        assert c.post("/api/search", files={"file": ("o.jpg", fh)}).status_code == 200
+    with server.client("auditor") as c:
+        expected = c.get("/api/reports/transparency").json()
+    login(page, server, "auditor")
+    page.get_by_role("link", name="Transparency").click()
+    expect(page.get_by_role("heading", name="Transparency report")).to_be_visible()
+    summary = page.get_by_role("table", name="Summary")
+
+    def figure(name: str) -> Any:
+        return summary.get_by_role("row").filter(has=page.get_by_role("cell", name=name, exact=True))
+
+    for name, value in (
+        ("Alarms", expected["alarms"]),
+        ("Enrolments", expected["enrolments"]),
+        ("Erasures (GDPR Art. 17)", expected["erasures"]),
+    ):
+        expect(figure(name)).to_have_text(re.compile(rf"^\s*{re.escape(name)}\s*{value}\s*$"))
+    expect(figure("Audit chain")).to_contain_text("intact")
+    assert expected["searches"].get("search", 0) >= 1
+    searches = page.get_by_role("table", name="Searches").get_by_role("row")
+    expect(searches.filter(has=page.get_by_role("cell", name="search", exact=True))).to_have_text(
+        re.compile(rf"^\s*search\s*{expected['searches']['search']}\s*$")
+    )
+    if expected["per_watchlist_camera"]:  # the slow test's alarm
+        expect(page.get_by_role("img", name="Chart: alarms per watchlist and camera")).to_be_visible()
+        expect(page.get_by_role("table", name="Alarms per watchlist and camera")).to_contain_text("wanted")
+    else:
+        expect(page.get_by_role("main")).to_contain_text("No alarms in this period")
+
+    # A period with nothing in it, and the HTML download for that period.
+    form = page.get_by_role("form", name="Report period")
+    form.get_by_label("From").fill("2000-01-01")
+    form.get_by_label("Until (inclusive)").fill("2000-01-31")
+    form.get_by_role("button", name="Show report").click()
+    expect(figure("Audit entries in the period")).to_have_text(re.compile(r".*period\s*0\s*$"))
+    link = page.get_by_role("link", name="Download HTML")
+    href = link.get_attribute("href") or ""
+    assert "format=html" in href and "since=" in href and "until=" in href
+    answer = page.request.get(server.url + href)
+    assert answer.ok and "Transparency report" in answer.text()
+    assert "data:image/png;base64," in answer.text()

@@ -1,12 +1,13 @@
-// Administration: users (create, role, disable, reset password) and API keys (create, revoke).
+// Administration: users (create, role, disable, reset password), API keys (create, revoke) and the
+// retention purge.
 
 import { del, get, patch, post, session } from "./api.js";
-import { busy, confirmDialog, field, fill, fmtTime, h, message, secretDialog, select, showError, toast } from "./ui.js";
+import { busy, confirmDialog, facts, field, fill, fmtTime, h, message, secretDialog, select, showError, toast } from "./ui.js";
 
 const ROLES = [
   ["operator", "operator — watches cameras, reviews alarms, searches"],
   ["supervisor", "supervisor — also manages galleries and cameras"],
-  ["auditor", "auditor — reads the alarm list and metrics"],
+  ["auditor", "auditor — reads the audit log, transparency report and alarm list"],
   ["admin", "admin — also manages users and keys"],
 ];
 const ROLE_NAMES = ROLES.map(([r]) => r);
@@ -21,6 +22,7 @@ export async function render(root) {
     slot,
     h("section", { "aria-labelledby": "users-h" }, h("h2", { id: "users-h" }, "Users"), usersBox, userForm(loadUsers)),
     h("section", { "aria-labelledby": "keys-h" }, h("h2", { id: "keys-h" }, "API keys"), keysBox, keyForm(loadKeys)),
+    purgeSection(),
   );
 
   async function loadUsers() {
@@ -245,4 +247,50 @@ function keyForm(reload) {
     }
   });
   return form;
+}
+
+function purgeSection() {
+  const slot = h("div", { class: "slot", "aria-live": "polite" });
+  const button = h("button", { type: "button", class: "danger" }, "Purge now");
+  button.addEventListener("click", async () => {
+    const ok = await confirmDialog(
+      "Purge now?",
+      "Deletes at once everything past its retention: alarms of galleries with a retention period (with their crops and snapshots), " +
+        "frame snapshots and sightings of cameras with one, expired sessions and old dead letters. The server also does this every hour.",
+      "Purge now",
+    );
+    if (!ok) return;
+    try {
+      const r = await busy(button, "Purging…", () => post("/api/purge"));
+      const total = r.alarms + r.snapshots + r.files + r.sessions + r.dead_letters + (r.sightings || 0);
+      fill(
+        slot,
+        message("ok", "Purge done", total ? "What was past its retention is deleted." : "Nothing was past its retention."),
+        facts([
+          ["At", fmtTime(r.now)],
+          ["Alarms", String(r.alarms)],
+          ["Frame snapshots", String(r.snapshots)],
+          ["Files", String(r.files)],
+          ["Sightings", String(r.sightings ?? 0)],
+          ["Sessions", String(r.sessions)],
+          ["Dead letters", String(r.dead_letters)],
+        ]),
+      );
+      toast("ok", "Purge done", `${r.alarms} alarm(s), ${r.files} file(s) deleted`);
+    } catch (err) {
+      showError(err, slot, "Could not purge");
+    }
+  });
+  return h(
+    "section",
+    { class: "card", "aria-labelledby": "purge-h" },
+    h("h2", { id: "purge-h" }, "Retention"),
+    h(
+      "p",
+      {},
+      "Each gallery and camera may keep data for a set number of days (see their terms). The server purges what is past it every hour; purge now to do it at once. Each purge that deletes anything is audited.",
+    ),
+    h("div", { class: "actions left" }, button),
+    slot,
+  );
 }

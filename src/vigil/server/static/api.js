@@ -86,14 +86,15 @@ export const upload = (path, form, query) => api("POST", path, { form, query });
 export const media = (sha) => `/api/media/${encodeURIComponent(sha)}`;
 
 export const ROLE_PAGES = {
-  admin: ["dashboard", "alarms", "galleries", "cameras", "search", "admin"],
-  supervisor: ["dashboard", "alarms", "galleries", "cameras", "search"],
+  admin: ["dashboard", "alarms", "galleries", "cameras", "search", "audit", "transparency", "admin", "webhooks"],
+  supervisor: ["dashboard", "alarms", "galleries", "cameras", "search", "transparency"],
   operator: ["dashboard", "alarms", "cameras", "search"],
-  auditor: ["alarms"],
+  auditor: ["audit", "transparency", "alarms"],
 };
 
 export const can = {
   manage: () => session.role === "admin" || session.role === "supervisor",
   live: () => ["admin", "supervisor", "operator"].includes(session.role),
   admin: () => session.role === "admin",
+  audit: () => session.role === "admin" || session.role === "auditor",
 };

@@ -5,10 +5,13 @@ import { onLive, startLive, stopLive } from "./live.js";
 import { busy, clearToasts, field, fill, h, message, showError, toast } from "./ui.js";
 import * as admin from "./admin.js";
 import * as alarms from "./alarms.js";
+import * as audit from "./audit.js";
 import * as cameras from "./cameras.js";
 import * as dashboard from "./dashboard.js";
 import * as galleries from "./galleries.js";
 import * as search from "./search.js";
+import * as transparency from "./transparency.js";
+import * as webhooks from "./webhooks.js";
 
 const MIN_PASSWORD = 10;
 
@@ -19,7 +22,10 @@ const PAGES = {
   people: { label: "Person", module: galleries, section: "galleries" },
   cameras: { label: "Cameras", module: cameras },
   search: { label: "Search", module: search },
+  audit: { label: "Audit log", module: audit },
+  transparency: { label: "Transparency", module: transparency },
   admin: { label: "Users & keys", module: admin },
+  webhooks: { label: "Webhooks", module: webhooks },
 };
 
 const main = () => document.getElementById("main");

@@ -1,12 +1,61 @@
-// Cameras: the list with health; add, start, stop and delete for supervisors and admins.
+// Cameras: the list with health; add, edit (site, kind, location, retention, sightings), start, stop
+// and delete for supervisors and admins.
 
-import { can, del, get, post } from "./api.js";
+import { can, del, get, patch, post } from "./api.js";
 import { onLive } from "./live.js";
-import { busy, checkbox, confirmDialog, field, fill, fmtTime, h, message, select, showError, stateBadge, toast } from "./ui.js";
+import {
+  busy,
+  checkbox,
+  confirmDialog,
+  dialogShell,
+  field,
+  fill,
+  fmtTime,
+  h,
+  message,
+  openDialog,
+  select,
+  showError,
+  stateBadge,
+  toast,
+} from "./ui.js";
 
 const KINDS = ["fixed", "ptz", "street-light", "entrance", "mobile", "body-worn", "other"];
 const POLL_MS = 3000;
 const enc = encodeURIComponent;
+const LOCATION = /^\s*-?\d+(\.\d+)?\s*,\s*-?\d+(\.\d+)?\s*$/;
+const RETENTION_HELP = "Frame snapshots (and sightings) are deleted this many days after capture; empty: no time limit.";
+const SIGHTINGS_HELP =
+  "Keep who was seen when on this camera (sightings) for investigations; off: only alarms are kept.";
+
+/** The retention and sightings inputs shared by the add and edit forms. */
+function retentionInputs(camera = {}) {
+  const days = h("input", {
+    name: "retention_days",
+    type: "number",
+    min: 1,
+    step: 1,
+    value: camera.retention_days ?? "",
+    placeholder: "no limit",
+  });
+  const keepBox = checkbox("Keep sightings (investigations)", { name: "keep_sightings", checked: Boolean(camera.keep_sightings) });
+  return { days, keep: keepBox.querySelector("input"), keepBox };
+}
+
+/** A retention input's value: a whole number of days, null for no limit, or an error text. */
+function retentionValue(input) {
+  const v = input.value.trim();
+  if (!v) return null;
+  const n = Number(v);
+  return Number.isInteger(n) && n >= 1 ? n : "Give the retention as a whole number of days (1 or more), or leave it empty.";
+}
+
+function retentionText(c) {
+  return [
+    c.retention_days ? `${c.retention_days} days` : "no limit",
+    c.keep_sightings ? [h("br"), h("small", {}, "keeps sightings")] : null,
+  ];
+}
 
 export async function render(root) {
   const slot = h("div", { class: "slot" });
@@ -57,7 +106,7 @@ function cameraTable(rows, reload) {
       h(
         "tr",
         {},
-        ["Name", "Address", "Site", "Kind", "State", "FPS", "Frames", "Dropped", "Alarms", "Restarts", "Started"].map(
+        ["Name", "Address", "Site", "Kind", "Retention", "State", "FPS", "Frames", "Dropped", "Alarms", "Restarts", "Started"].map(
           (t) => h("th", { scope: "col" }, t),
         ),
         manage ? h("th", { scope: "col" }, h("span", { class: "sr-only" }, "Actions")) : null,
@@ -76,6 +125,7 @@ function cameraTable(rows, reload) {
           h("td", { class: "url" }, c.url),
           h("td", {}, c.site ?? "—", c.location ? h("br") : null, c.location ? h("small", { class: "muted" }, c.location.join(", ")) : null),
           h("td", {}, c.kind),
+          h("td", { class: "nowrap" }, retentionText(c)),
           h(
             "td",
             {},
@@ -92,26 +142,40 @@ function cameraTable(rows, reload) {
           manage
             ? h(
                 "td",
-                { class: "actions left" },
+                {},
                 h(
-                  "button",
-                  {
-                    type: "button",
-                    class: "secondary small",
-                    "aria-label": `${running ? "Stop" : "Start"} camera ${c.name}`,
-                    onclick: (e) => act(e.currentTarget, c.name, running ? "stop" : "start", reload),
-                  },
-                  running ? "Stop" : "Start",
-                ),
-                h(
-                  "button",
-                  {
-                    type: "button",
-                    class: "danger small",
-                    "aria-label": `Delete camera ${c.name}`,
-                    onclick: (e) => remove(e.currentTarget, c.name, reload),
-                  },
-                  "Delete",
+                  "div",
+                  { class: "actions left nowrap" },
+                  h(
+                    "button",
+                    {
+                      type: "button",
+                      class: "secondary small",
+                      "aria-label": `${running ? "Stop" : "Start"} camera ${c.name}`,
+                      onclick: (e) => act(e.currentTarget, c.name, running ? "stop" : "start", reload),
+                    },
+                    running ? "Stop" : "Start",
+                  ),
+                  h(
+                    "button",
+                    {
+                      type: "button",
+                      class: "secondary small",
+                      "aria-label": `Edit camera ${c.name}`,
+                      onclick: (e) => edit(e.currentTarget, c, reload),
+                    },
+                    "Edit",
+                  ),
+                  h(
+                    "button",
+                    {
+                      type: "button",
+                      class: "danger small",
+                      "aria-label": `Delete camera ${c.name}`,
+                      onclick: (e) => remove(e.currentTarget, c.name, reload),
+                    },
+                    "Delete",
+                  ),
                 ),
               )
             : null,
@@ -143,6 +207,66 @@ async function remove(button, name, reload) {
   await reload();
 }
 
+async function edit(button, c, reload) {
+  const site = h("input", { name: "site", value: c.site ?? "", autocomplete: "off" });
+  const location = h("input", {
+    name: "location",
+    value: c.location ? c.location.join(",") : "",
+    autocomplete: "off",
+    placeholder: "48.8566,2.3522",
+  });
+  const kind = select({ name: "kind" }, KINDS.includes(c.kind) ? KINDS : [...KINDS, c.kind], c.kind);
+  const { days, keep, keepBox } = retentionInputs(c);
+  const dlg = dialogShell(
+    `Edit camera ${c.name}`,
+    [
+      h("div", { class: "row" }, field("Site", site), field("Kind", kind)),
+      field("Location (LAT,LON)", location, "Decimal degrees; empty: none."),
+      field("Retention days", days, RETENTION_HELP),
+      keepBox,
+      h("p", { class: "help" }, SIGHTINGS_HELP),
+    ],
+    [h("button", { value: "no", class: "secondary", formnovalidate: true }, "Cancel"), h("button", { value: "yes" }, "Save")],
+  );
+  const answer = await openDialog(dlg, () => {
+    if (location.value.trim() && !LOCATION.test(location.value)) return "Write the location as LAT,LON in decimal degrees, e.g. 48.8566,2.3522.";
+    const r = retentionValue(days);
+    return typeof r === "string" ? r : null;
+  });
+  if (answer !== "yes") return;
+  const wanted = {
+    site: site.value.trim() || null,
+    kind: kind.value,
+    location: location.value.trim() || null,
+    retention_days: retentionValue(days),
+    keep_sightings: keep.checked,
+  };
+  const before = {
+    site: c.site ?? null,
+    kind: c.kind,
+    location: c.location ? c.location.join(",") : null,
+    retention_days: c.retention_days ?? null,
+    keep_sightings: Boolean(c.keep_sightings),
+  };
+  const body = {};
+  for (const [k, v] of Object.entries(wanted)) {
+    const old = before[k];
+    const same = k === "location" ? (v || "").replace(/\s/g, "") === (old || "").replace(/\s/g, "") : v === old;
+    if (!same) body[k] = v;
+  }
+  if (!Object.keys(body).length) {
+    toast("info", `Camera ${c.name}`, "Nothing changed.");
+    return;
+  }
+  try {
+    await busy(button, "Saving…", () => patch(`/api/cameras/${enc(c.name)}`, body));
+    toast("ok", `Camera ${c.name} updated`, `changed: ${Object.keys(body).join(", ").replaceAll("_", " ")}`);
+  } catch (err) {
+    showError(err, null, `Could not update ${c.name}`);
+  }
+  await reload();
+}
+
 function addForm(reload) {
   const name = h("input", { name: "name", required: true, autocomplete: "off" });
   const url = h("input", { name: "url", required: true, autocomplete: "off", placeholder: "rtsp://host/stream" });
@@ -151,6 +275,7 @@ function addForm(reload) {
   const kind = select({ name: "kind" }, KINDS, "fixed");
   const startBox = checkbox("Start it now", { name: "start", checked: true });
   const start = startBox.querySelector("input");
+  const { days, keep, keepBox } = retentionInputs();
   const slot = h("div", { class: "slot" });
   const button = h("button", { type: "submit" }, "Add camera");
   const form = h(
@@ -164,6 +289,7 @@ function addForm(reload) {
       "rtsp://, rtmp://, http(s):// (MJPEG too), webcam:N, or a video file or image folder on the server.",
     ),
     h("div", { class: "row" }, field("Site", site), field("Location (LAT,LON)", location, "Decimal degrees, optional.")),
+    h("div", { class: "row" }, field("Retention days", days, RETENTION_HELP), h("div", { class: "field" }, keepBox, h("small", { class: "help" }, SIGHTINGS_HELP))),
     startBox,
     slot,
     h("div", { class: "actions" }, button),
@@ -176,8 +302,13 @@ function addForm(reload) {
       return;
     }
     const loc = location.value.trim();
-    if (loc && !/^\s*-?\d+(\.\d+)?\s*,\s*-?\d+(\.\d+)?\s*$/.test(loc)) {
+    if (loc && !LOCATION.test(loc)) {
       fill(slot, message("error", "Location not understood", "Write it as LAT,LON in decimal degrees, e.g. 48.8566,2.3522."));
+      return;
+    }
+    const retention = retentionValue(days);
+    if (typeof retention === "string") {
+      fill(slot, message("error", "Retention not understood", retention));
       return;
     }
     const body = {
@@ -186,6 +317,8 @@ function addForm(reload) {
       site: site.value.trim() || null,
       location: loc || null,
       kind: kind.value,
+      retention_days: retention,
+      keep_sightings: keep.checked,
       start: start.checked,
     };
     try {

@@ -1,22 +1,28 @@
-// Galleries and people: list, create (watchlists with their legal basis), delete; enrol by upload with
-// face-quality feedback; a person's photos, more photos, removal.
+// Galleries and people: list, create (watchlists with their legal basis), edit a watchlist's terms and
+// renew it, delete; enrol by upload with face-quality feedback and metadata; a person's photos, details,
+// more photos, removal, and erasure (GDPR Art. 17).
 
-import { can, del, get, media, post, upload } from "./api.js";
+import { can, del, get, media, patch, post, upload } from "./api.js";
 import {
   busy,
   checkbox,
   confirmDialog,
+  dialogShell,
   facts,
   field,
   fill,
   fmtTime,
   h,
+  keyValueEditor,
   mediaImg,
   message,
+  openDialog,
   qualityMeter,
   qualityWord,
+  refusedKey,
   select,
   showError,
+  splitList,
   toast,
 } from "./ui.js";
 
@@ -34,6 +40,29 @@ const WATCHLIST_FIELDS = [
 
 const enc = encodeURIComponent;
 const plural = (n, one, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
+const today = () => {
+  const d = new Date();
+  return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}-${String(d.getDate()).padStart(2, "0")}`;
+};
+const METADATA_HELP =
+  "Operator data such as an employee or case number. Never sensitive traits (origin, skin colour, religion, " +
+  "politics, sexual orientation, health, emotion): vigil refuses them.";
+
+/** The expiry of a gallery as text and, when expired, a clear EXPIRED badge. */
+function expiry(g) {
+  if (!g.expires_on) return "—";
+  if (!g.expired) return g.expires_on;
+  return [h("span", { class: "badge expired" }, "EXPIRED"), " ", g.expires_on, h("br"), h("small", { class: "error-text" }, "no alarms")];
+}
+
+/** Where a gallery applies and how long its alarms are kept, as short text. */
+function limits(g) {
+  const parts = [];
+  if (g.sites?.length) parts.push(`sites: ${g.sites.join(", ")}`);
+  if (g.cameras?.length) parts.push(`cameras: ${g.cameras.join(", ")}`);
+  if (g.retention_days) parts.push(`alarms kept ${plural(g.retention_days, "day")}`);
+  return parts.length ? parts.join("; ") : "—";
+}
 
 export async function render(root, params, page) {
   if (page === "people") return renderPerson(root, Number(params[0]));
@@ -76,7 +105,7 @@ function galleryTable(rows, reload) {
       h(
         "tr",
         {},
-        ["Name", "Kind", "Purpose", "Legal basis", "Authorised by", "Expires", "Confirmations", "People", "Photos"].map(
+        ["Name", "Kind", "Purpose", "Legal basis", "Authorised by", "Expires", "Limits", "Confirmations", "People", "Photos"].map(
           (t) => h("th", { scope: "col" }, t),
         ),
         can.manage() ? h("th", { scope: "col" }, h("span", { class: "sr-only" }, "Actions")) : null,
@@ -88,13 +117,14 @@ function galleryTable(rows, reload) {
       rows.map((g) =>
         h(
           "tr",
-          {},
+          { class: g.expired ? "expired" : null },
           h("td", {}, h("a", { href: `#/galleries/${enc(g.name)}` }, g.name)),
           h("td", {}, g.kind),
           h("td", {}, g.purpose ?? "—"),
           h("td", {}, g.legal_basis ?? "—"),
           h("td", {}, g.authorized_by ?? "—"),
-          h("td", {}, g.expires_on ?? "—", g.expired ? [" ", h("span", { class: "badge state-dismissed" }, "expired")] : null),
+          h("td", { class: "nowrap" }, expiry(g)),
+          h("td", { class: "small" }, limits(g)),
           h("td", {}, String(g.confirmations_required)),
           h("td", {}, String(g.identities)),
           h("td", {}, String(g.photos)),
@@ -217,16 +247,21 @@ function createForm(reload) {
 
 async function renderGallery(root, name) {
   const slot = h("div", { class: "slot" });
+  const banner = h("div", {});
   const info = h("div", {});
+  const terms = h("div", {});
   const people = h("div", { class: "table-wrap" });
+  const enrol = can.manage() ? enrolForm(name, load) : null;
   fill(
     root,
     h("p", {}, h("a", { href: "#/galleries" }, "← Galleries")),
     h("h1", {}, `Gallery ${name}`),
     slot,
+    banner,
     info,
+    terms,
     h("section", { "aria-labelledby": "people-h" }, h("h2", { id: "people-h" }, "People"), people),
-    can.manage() ? enrolForm(name, load) : null,
+    enrol,
   );
 
   async function load() {
@@ -235,6 +270,8 @@ async function renderGallery(root, name) {
         get(`/api/galleries/${enc(name)}`),
         get(`/api/galleries/${enc(name)}/identities`),
       ]);
+      fill(banner, g.expired ? expiredBanner(g, load) : null);
+      if (enrol) enrol.hidden = g.expired; // the server refuses enrolment into an expired watchlist
       fill(
         info,
         facts([
@@ -242,11 +279,18 @@ async function renderGallery(root, name) {
           ["Purpose", g.purpose ?? "—"],
           ["Legal basis", g.legal_basis ?? "—"],
           ["Authorised by", g.authorized_by ?? "—"],
-          ["Expires on", g.expires_on ? `${g.expires_on}${g.expired ? " (expired: no alarms)" : ""}` : "—"],
+          ["Expires on", expiry(g)],
           ["Confirmations required", String(g.confirmations_required)],
+          ["Limited to sites", g.sites?.length ? g.sites.join(", ") : "all sites"],
+          ["Limited to cameras", g.cameras?.length ? g.cameras.join(", ") : "all cameras"],
+          ["Alarms kept", g.retention_days ? plural(g.retention_days, "day") : "no time limit"],
           ["Created", fmtTime(g.created_at)],
         ]),
       );
+      if (can.manage()) {
+        const open = terms.querySelector("form:not([hidden])");
+        fill(terms, termsEditor(g, load, Boolean(open)));
+      }
       fill(people, rows.length ? peopleTable(rows) : h("p", { class: "muted" }, "Nobody is enrolled yet."));
     } catch (err) {
       showError(err, slot, `Could not load gallery ${name}`);
@@ -254,6 +298,172 @@ async function renderGallery(root, name) {
   }
   await load();
   return null;
+}
+
+function expiredBanner(g, reload) {
+  const renew = h("button", { type: "button" }, "Renew");
+  renew.addEventListener("click", () => renewWatchlist(renew, g, reload));
+  return h(
+    "div",
+    { class: "msg msg-error expired-banner", role: "alert" },
+    h("strong", {}, `EXPIRED on ${g.expires_on}: this ${g.kind} raises no alarms`),
+    h(
+      "p",
+      {},
+      "Its authorisation ran out. Renew it only with a new decision by whoever authorises it, and record " +
+        "that decision in its terms. People cannot be enrolled while it is expired.",
+    ),
+    can.manage() ? h("div", { class: "actions left" }, renew) : null,
+  );
+}
+
+async function renewWatchlist(button, g, reload) {
+  const date = h("input", { name: "expires_on", type: "date", min: today(), required: true });
+  const basis = h("input", { name: "legal_basis", value: g.legal_basis ?? "", autocomplete: "off" });
+  const by = h("input", { name: "authorized_by", value: g.authorized_by ?? "", autocomplete: "off" });
+  const dlg = dialogShell(
+    `Renew ${g.name}`,
+    [
+      h("p", {}, "A new expiry date starts alarms again. Update the legal basis and who authorised it if the renewal rests on a new decision."),
+      field("New expiry date", date),
+      field("Legal basis", basis),
+      field("Authorised by", by),
+    ],
+    [h("button", { value: "no", class: "secondary", formnovalidate: true }, "Cancel"), h("button", { value: "yes" }, "Renew")],
+  );
+  const answer = await openDialog(dlg, () => {
+    if (!date.value) return "Choose the new expiry date.";
+    if (date.value <= today()) return "The new expiry date must be in the future.";
+    if (g.kind === "watchlist" && (!basis.value.trim() || !by.value.trim())) return "A watchlist needs its legal basis and who authorised it.";
+    return null;
+  });
+  if (answer !== "yes") return;
+  const body = { expires_on: date.value };
+  if (basis.value.trim() !== (g.legal_basis ?? "")) body.legal_basis = basis.value.trim() || null;
+  if (by.value.trim() !== (g.authorized_by ?? "")) body.authorized_by = by.value.trim() || null;
+  try {
+    await busy(button, "Renewing…", () => patch(`/api/galleries/${enc(g.name)}`, body));
+    toast("ok", `${g.name} renewed`, `until ${date.value}`);
+  } catch (err) {
+    showError(err, null, `Could not renew ${g.name}`);
+  }
+  await reload();
+}
+
+/** The "Edit terms" button and its form (PATCH; only the fields changed are sent, each change is audited). */
+function termsEditor(g, reload, startOpen) {
+  const wl = g.kind === "watchlist";
+  const inputs = {
+    purpose: h("input", { name: "purpose", value: g.purpose ?? "", autocomplete: "off" }),
+    legal_basis: h("input", { name: "legal_basis", value: g.legal_basis ?? "", autocomplete: "off" }),
+    authorized_by: h("input", { name: "authorized_by", value: g.authorized_by ?? "", autocomplete: "off" }),
+    expires_on: h("input", { name: "expires_on", type: "date", value: g.expires_on ?? "" }),
+    confirmations_required: select(
+      { name: "confirmations_required" },
+      [
+        ["1", "1 person confirms an alarm"],
+        ["2", "2 different people confirm an alarm"],
+        ["3", "3 different people confirm an alarm"],
+      ],
+      String(g.confirmations_required),
+    ),
+    sites: h("input", { name: "sites", value: (g.sites ?? []).join(", "), autocomplete: "off", placeholder: "all sites" }),
+    cameras: h("input", { name: "cameras", value: (g.cameras ?? []).join(", "), autocomplete: "off", placeholder: "all cameras" }),
+    retention_days: h("input", { name: "retention_days", type: "number", min: 1, step: 1, value: g.retention_days ?? "", placeholder: "no limit" }),
+  };
+  const slot = h("div", { class: "slot" });
+  const save = h("button", { type: "submit" }, "Save terms");
+  const cancel = h("button", { type: "button", class: "secondary" }, "Cancel");
+  const req = wl ? " (required)" : "";
+  const form = h(
+    "form",
+    { class: "card", "aria-labelledby": "terms-h", novalidate: true, hidden: !startOpen },
+    h("h2", { id: "terms-h" }, wl ? "Edit watchlist terms" : "Edit gallery terms"),
+    h("p", { class: "small" }, "Every change is recorded in the audit log with the terms before and after."),
+    field(`Purpose${req}`, inputs.purpose, WATCHLIST_FIELDS[0][2]),
+    h("div", { class: "row" }, field(`Legal basis${req}`, inputs.legal_basis, WATCHLIST_FIELDS[1][2]), field(`Authorised by${req}`, inputs.authorized_by, WATCHLIST_FIELDS[2][2])),
+    h(
+      "div",
+      { class: "row" },
+      field(`Expires on${req}`, inputs.expires_on, "After this date the watchlist raises no alarms."),
+      field("Confirmations required", inputs.confirmations_required),
+      field("Retention days", inputs.retention_days, "Its alarms (with crops and snapshots) are deleted this many days after capture; empty: no time limit."),
+    ),
+    h(
+      "div",
+      { class: "row" },
+      field("Limited to sites", inputs.sites, "Comma-separated sites; empty: every site."),
+      field("Limited to cameras", inputs.cameras, "Comma-separated camera names; empty: every camera."),
+    ),
+    slot,
+    h("div", { class: "actions" }, cancel, save),
+  );
+  const toggle = h("button", { type: "button", class: "secondary", "aria-expanded": String(startOpen) }, "Edit terms");
+  const show = (on) => {
+    form.hidden = !on;
+    toggle.hidden = on;
+    toggle.setAttribute("aria-expanded", String(on));
+    if (on) inputs.purpose.focus();
+  };
+  toggle.hidden = startOpen;
+  toggle.addEventListener("click", () => show(true));
+  cancel.addEventListener("click", () => {
+    form.reset();
+    fill(slot);
+    show(false);
+  });
+
+  const current = {
+    purpose: g.purpose,
+    legal_basis: g.legal_basis,
+    authorized_by: g.authorized_by,
+    expires_on: g.expires_on,
+    confirmations_required: g.confirmations_required,
+    sites: g.sites?.length ? g.sites : null,
+    cameras: g.cameras?.length ? g.cameras : null,
+    retention_days: g.retention_days,
+  };
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    fill(slot);
+    const days = inputs.retention_days.value.trim();
+    if (days && !(Number.isInteger(Number(days)) && Number(days) >= 1)) {
+      fill(slot, message("error", "Retention not understood", "Give a whole number of days (1 or more), or leave it empty."));
+      return;
+    }
+    const wanted = {
+      purpose: inputs.purpose.value.trim() || null,
+      legal_basis: inputs.legal_basis.value.trim() || null,
+      authorized_by: inputs.authorized_by.value.trim() || null,
+      expires_on: inputs.expires_on.value || null,
+      confirmations_required: Number(inputs.confirmations_required.value),
+      sites: splitList(inputs.sites.value),
+      cameras: splitList(inputs.cameras.value),
+      retention_days: days ? Number(days) : null,
+    };
+    if (wl) {
+      const missing = [...WATCHLIST_FIELDS, ["expires_on", "Expires on"]].filter(([k]) => !wanted[k]).map(([, label]) => label.toLowerCase());
+      if (missing.length) {
+        fill(slot, message("error", "Missing information", `A watchlist needs: ${missing.join(", ")}.`));
+        return;
+      }
+    }
+    const body = {};
+    for (const [k, v] of Object.entries(wanted)) if (JSON.stringify(v) !== JSON.stringify(current[k])) body[k] = v;
+    if (!Object.keys(body).length) {
+      fill(slot, message("info", null, "Nothing changed."));
+      return;
+    }
+    try {
+      await busy(save, "Saving…", () => patch(`/api/galleries/${enc(g.name)}`, body));
+      form.hidden = true;
+      toast("ok", `Terms of ${g.name} saved`, `changed: ${Object.keys(body).join(", ").replaceAll("_", " ")}`);
+      await reload();
+    } catch (err) {
+      showError(err, slot, "Could not save the terms");
+    }
+  });
+  return [h("div", { class: "actions left" }, toggle), form];
 }
 
 function peopleTable(rows) {
@@ -324,6 +534,7 @@ function enrolForm(gallery, reload) {
   const identity = h("input", { name: "identity", required: true, autocomplete: "off" });
   const externalId = h("input", { name: "external_id", autocomplete: "off" });
   const { files, largest, largestBox } = photoInputs();
+  const meta = keyValueEditor("Metadata (optional)", {}, METADATA_HELP);
   const slot = h("div", { class: "slot", "aria-live": "polite" });
   const button = h("button", { type: "submit" }, "Enrol");
   const form = h(
@@ -333,6 +544,7 @@ function enrolForm(gallery, reload) {
     h("div", { class: "row" }, field("Person's name", identity), field("External id (optional)", externalId)),
     field("Photos", files, "One face per photo; several photos of the same person improve matching."),
     largestBox,
+    meta.el,
     slot,
     h("div", { class: "actions" }, button),
   );
@@ -342,13 +554,22 @@ function enrolForm(gallery, reload) {
       fill(slot, message("error", "Missing information", "Give the person's name and choose at least one photo."));
       return;
     }
+    const metadata = meta.value();
+    if (typeof metadata === "string") {
+      fill(slot, message("error", "Metadata incomplete", metadata));
+      return;
+    }
     const n = files.files.length;
     fill(slot, message("info", null, `Uploading ${n} photo${n === 1 ? "" : "s"} and checking the face…`), h("progress", { "aria-label": "Uploading" }));
     try {
       const result = await busy(button, "Uploading…", () =>
         upload(
           `/api/galleries/${enc(gallery)}/identities`,
-          photoForm(files, largest, { identity: identity.value.trim(), external_id: externalId.value.trim() }),
+          photoForm(files, largest, {
+            identity: identity.value.trim(),
+            external_id: externalId.value.trim(),
+            metadata: Object.keys(metadata).length ? JSON.stringify(metadata) : null,
+          }),
         ),
       );
       fill(
@@ -362,10 +583,13 @@ function enrolForm(gallery, reload) {
       );
       toast("ok", `Enrolled ${result.identity}`, `${result.photos.length} photo(s)`);
       files.value = "";
+      meta.reset();
       await reload();
     } catch (err) {
       fill(slot);
       showError(err, slot, uploadTitle(err));
+      const key = refusedKey(err);
+      if (key) meta.mark(key);
     }
   });
   return form;
@@ -386,6 +610,7 @@ async function renderPerson(root, id) {
       showError(err, slot, "Could not load the person");
       return;
     }
+    const attrs = Object.entries(p.attributes || {});
     root.querySelector("h1").textContent = p.name;
     root.querySelector("p a").setAttribute("href", `#/galleries/${enc(p.gallery)}`);
     root.querySelector("p a").textContent = `← Gallery ${p.gallery}`;
@@ -395,6 +620,7 @@ async function renderPerson(root, id) {
         ["Gallery", p.gallery],
         ["External id", p.external_id ?? "—"],
         ["Notes", p.notes ?? "—"],
+        ["Metadata", attrs.length ? h("ul", { class: "plain", "aria-label": "Metadata" }, attrs.map(([k, v]) => h("li", {}, h("span", { class: "muted" }, `${k}: `), v))) : "—"],
         ["Photos", String(p.photos)],
         ["Templates", String(p.templates)],
       ]),
@@ -415,12 +641,59 @@ async function renderPerson(root, id) {
           ),
         ),
       ),
+      can.manage() ? detailsForm(p, load) : null,
       can.manage() ? addPhotosForm(p, load) : null,
       can.manage() ? removeSection(p) : null,
+      can.manage() ? eraseSection(p, root) : null,
     );
   }
   await load();
   return null;
+}
+
+function detailsForm(person, reload) {
+  const name = h("input", { name: "name", value: person.name, required: true, autocomplete: "off" });
+  const externalId = h("input", { name: "external_id", value: person.external_id ?? "", autocomplete: "off" });
+  const notes = h("textarea", { name: "notes", rows: 2 }, person.notes ?? "");
+  const meta = keyValueEditor("Metadata", person.attributes || {}, METADATA_HELP);
+  const slot = h("div", { class: "slot", "aria-live": "polite" });
+  const button = h("button", { type: "submit" }, "Save details");
+  const form = h(
+    "form",
+    { class: "card", "aria-labelledby": "details-h", novalidate: true },
+    h("h2", { id: "details-h" }, "Edit details"),
+    h("div", { class: "row" }, field("Person's name", name), field("External id", externalId)),
+    field("Notes", notes),
+    meta.el,
+    slot,
+    h("div", { class: "actions" }, button),
+  );
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    fill(slot);
+    if (!name.value.trim()) {
+      fill(slot, message("error", "Missing information", "The person needs a name."));
+      return;
+    }
+    const metadata = meta.value();
+    if (typeof metadata === "string") {
+      fill(slot, message("error", "Metadata incomplete", metadata));
+      return;
+    }
+    const body = { name: name.value.trim(), external_id: externalId.value.trim(), notes: notes.value.trim(), metadata };
+    try {
+      await busy(button, "Saving…", () => patch(`/api/identities/${person.id}`, body));
+      toast("ok", "Details saved", body.name);
+      await reload();
+      const again = document.querySelector("form[aria-labelledby='details-h'] .slot");
+      if (again) fill(again, message("ok", "Details saved", null));
+    } catch (err) {
+      showError(err, slot, "Could not save the details");
+      const key = refusedKey(err);
+      if (key) meta.mark(key);
+    }
+  });
+  return form;
 }
 
 function addPhotosForm(person, reload) {
@@ -465,7 +738,7 @@ function removeSection(person) {
   button.addEventListener("click", async () => {
     const ok = await confirmDialog(
       `Remove ${person.name}?`,
-      "Their templates and photos are deleted from this gallery.",
+      "Their templates and photos are deleted from this gallery; alarms already raised are kept. To erase everything about them, use Erase instead.",
       "Remove",
     );
     if (!ok) return;
@@ -481,9 +754,93 @@ function removeSection(person) {
     "section",
     { class: "card danger-zone", "aria-labelledby": "remove-h" },
     h("h2", { id: "remove-h" }, "Remove"),
-    h("p", {}, "Removing a person deletes their templates and photos from this gallery; alarms already raised are kept."),
+    h("p", {}, "Removing a person deletes their templates and photos from this gallery; alarms already raised (with their crops and snapshots) are kept."),
     slot,
     button,
   );
 }
 
+const ERASES = [
+  "their templates and enrolment photos",
+  "their alarms, with the face crops and frame snapshots",
+  "their sightings",
+  "their entries in the search index",
+];
+
+function eraseSection(person, root) {
+  const slot = h("div", { class: "slot", "aria-live": "polite" });
+  const button = h("button", { type: "button", class: "danger" }, "Erase (GDPR Art. 17)");
+  button.addEventListener("click", async () => {
+    const reason = h("textarea", { name: "reason", rows: 2, required: true, placeholder: "e.g. Art. 17 request 2026-114" });
+    const understood = checkbox("I understand that this cannot be undone", { name: "understood" });
+    const dlg = dialogShell(
+      `Erase ${person.name}?`,
+      [
+        h("p", {}, "Erasure deletes everything vigil holds about this person, files included:"),
+        h("ul", {}, ERASES.map((x) => h("li", {}, x))),
+        h(
+          "p",
+          {},
+          "The audit log keeps only a pseudonymous record that an erasure happened (who did it, when and why), " +
+            "without the name or the face. This cannot be undone.",
+        ),
+        field("Reason", reason, "Kept in the audit log, e.g. the request's reference."),
+        understood,
+      ],
+      [h("button", { value: "no", class: "secondary", formnovalidate: true }, "Cancel"), h("button", { value: "yes", class: "danger" }, "Erase")],
+    );
+    const answer = await openDialog(dlg, () => {
+      if (!reason.value.trim()) return "Give the reason for the erasure.";
+      if (!understood.querySelector("input").checked) return "Tick that you understand it cannot be undone.";
+      return null;
+    });
+    if (answer !== "yes") return;
+    try {
+      const r = await busy(button, "Erasing…", () => post(`/api/identities/${person.id}/erase`, { reason: reason.value.trim() }));
+      toast("ok", "Person erased", r.pseudonym);
+      showErasure(root, person, r);
+    } catch (err) {
+      showError(err, slot, "Could not erase the person");
+    }
+  });
+  return h(
+    "section",
+    { class: "card danger-zone", "aria-labelledby": "erase-h" },
+    h("h2", { id: "erase-h" }, "Erase (GDPR Art. 17)"),
+    h(
+      "p",
+      {},
+      "For a request to erase personal data: unlike Remove, erasure also deletes their alarms with the face crops and snapshots, and their sightings. The audit keeps a pseudonymous record only.",
+    ),
+    slot,
+    button,
+  );
+}
+
+function showErasure(root, person, r) {
+  fill(
+    root,
+    h("p", {}, h("a", { href: `#/galleries/${enc(r.gallery)}` }, `← Gallery ${r.gallery}`)),
+    h("h1", {}, "Person erased"),
+    message(
+      "ok",
+      "Erasure done",
+      `Everything vigil held about the person with id ${person.id} in gallery ${r.gallery} is deleted. The audit log records it under the pseudonym below.`,
+    ),
+    h(
+      "section",
+      { "aria-labelledby": "erasure-h" },
+      h("h2", { id: "erasure-h" }, "Erasure report"),
+      facts([
+        ["Pseudonym", h("code", { "aria-label": "Pseudonym" }, r.pseudonym)],
+        ["Gallery", r.gallery],
+        ["Templates deleted", String(r.templates)],
+        ["Photos deleted", String(r.photos)],
+        ["Alarms deleted", String(r.alarms)],
+        ["Files deleted", String(r.files_deleted)],
+        ["Files left", r.files_left ? `${r.files_left} (the same photo is enrolled for someone else)` : "0"],
+      ]),
+    ),
+    h("p", { class: "small muted" }, "Keep the pseudonym with the request: it is how the audit log names this erasure."),
+  );
+}

@@ -82,20 +82,39 @@ export function message(kind, title, ...lines) {
   );
 }
 
+/** Whether ``err`` is the server's refusal of a sensitive trait (403, EU AI Act Art. 5, GDPR Art. 9). */
+export function isSensitiveRefusal(err) {
+  return err?.status === 403 && /sensitive trait/i.test(err.detail || "");
+}
+
+/** The key a sensitive-trait refusal names (``metadata: 'race' names ...``), or null. */
+export function refusedKey(err) {
+  const m = isSensitiveRefusal(err) ? /'([^']+)' names a sensitive trait/.exec(err.detail) : null;
+  return m ? m[1] : null;
+}
+
+const REFUSED_TITLE = "Refused: vigil does not record sensitive traits";
+
 /** The message box for an ApiError (or any error). */
 export function errorBox(err, title) {
   const [detail, hint] = describe(err);
+  if (isSensitiveRefusal(err)) {
+    return message("error", REFUSED_TITLE, detail, hint ? `Hint: ${hint}` : null, "Nothing was saved.");
+  }
   return message("error", title || capitalise(err.title || "Error"), detail, hint ? `Hint: ${hint}` : null);
 }
 
 /** Show an error in ``slot`` (if given) and as a toast, so that no failure is silent. */
 export function showError(err, slot, title) {
   if (slot) fill(slot, errorBox(err, title));
-  toast("error", title || capitalise(err.title || "Error"), ...describe(err));
+  const [detail, hint] = describe(err);
+  // Shown on the page as well: the notice need not stay (and cover buttons) until closed.
+  const ttl = slot ? 8000 : undefined;
+  toast("error", isSensitiveRefusal(err) ? REFUSED_TITLE : title || capitalise(err.title || "Error"), detail, hint, ttl);
 }
 
-/** A short-lived notice in the corner (errors stay until closed). */
-export function toast(kind, title, detail, hint) {
+/** A short-lived notice in the corner (errors stay 15 s unless ``ttl`` says otherwise, or until closed). */
+export function toast(kind, title, detail, hint, ttl) {
   const box = document.getElementById("toasts");
   if (!box) return;
   const close = h("button", { type: "button", class: "close", "aria-label": "Dismiss notice" }, "×");
@@ -111,7 +130,7 @@ export function toast(kind, title, detail, hint) {
   el.dataset.born = String(Date.now());
   box.prepend(el);
   while (box.children.length > 5) box.lastChild.remove();
-  setTimeout(() => el.remove(), kind === "error" ? 15000 : 5000);
+  setTimeout(() => el.remove(), ttl ?? (kind === "error" ? 15000 : 5000));
 }
 
 /**
@@ -139,7 +158,8 @@ export async function busy(button, label, fn) {
   }
 }
 
-function dialogShell(title, body, buttons) {
+/** A modal dialog holding a form; ``buttons`` with a ``value`` close it (see ``openDialog``). */
+export function dialogShell(title, body, buttons) {
   const dlg = h(
     "dialog",
     { "aria-labelledby": "dlg-title" },
@@ -268,4 +288,111 @@ export function mediaImg(src, alt, cls = "") {
   const img = h("img", { src, alt, class: cls, loading: "lazy" });
   img.addEventListener("error", () => img.replaceWith(h("span", { class: `noimg ${cls}` }, `${alt}: not available`)));
   return img;
+}
+
+/**
+ * Show ``dlg`` (from dialogShell) modally; resolves with its returnValue when it closes. A button with
+ * ``value="yes"`` may validate with ``check()`` (return an error text to keep the dialog open).
+ */
+export function openDialog(dlg, check) {
+  const slot = h("div", { class: "slot" });
+  dlg.querySelector(".actions").before(slot);
+  const yes = dlg.querySelector('button[value="yes"]');
+  if (yes && check) {
+    yes.addEventListener("click", (ev) => {
+      const problem = check();
+      if (problem) {
+        ev.preventDefault();
+        fill(slot, message("error", null, problem));
+      }
+    });
+  }
+  return new Promise((resolve) => {
+    dlg.addEventListener("close", () => resolve(dlg.returnValue));
+    dlg.showModal();
+    (dlg.querySelector("input, textarea, select") || yes)?.focus();
+  });
+}
+
+/** JSON for people: indented, keys in their order. */
+export function prettyJson(value) {
+  return JSON.stringify(value, null, 2);
+}
+
+/** Split "a, b ,c" into ["a", "b", "c"] (null when empty). */
+export function splitList(text) {
+  const items = String(text || "")
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
+  return items.length ? items : null;
+}
+
+/**
+ * A key/value editor (metadata such as employee number or badge id). Returns ``{el, value, mark}``:
+ * ``value()`` is the object of non-empty rows (or an error text for a row with a value but no name),
+ * ``mark(key)`` flags the row of a refused key.
+ */
+export function keyValueEditor(label, initial = {}, help) {
+  const rows = h("div", { class: "kv-rows" });
+  const add = h("button", { type: "button", class: "secondary small" }, "Add a field");
+  const el = h(
+    "fieldset",
+    { class: "kv" },
+    h("legend", {}, label),
+    help ? h("p", { class: "help" }, help) : null,
+    rows,
+    add,
+  );
+  let n = 0;
+  function addRow(k = "", v = "") {
+    const i = ++n;
+    const key = h("input", {
+      name: `meta-key-${i}`,
+      value: k,
+      autocomplete: "off",
+      placeholder: "name, e.g. employee_no",
+      "aria-label": `Field ${i} name`,
+    });
+    const val = h("input", { name: `meta-value-${i}`, value: v, autocomplete: "off", placeholder: "value", "aria-label": `Field ${i} value` });
+    const row = h("div", { class: "kv-row" }, key, val);
+    const remove = h("button", { type: "button", class: "secondary small", "aria-label": `Remove field ${i}` }, "×");
+    remove.addEventListener("click", () => row.remove());
+    row.append(remove);
+    rows.append(row);
+    return key;
+  }
+  add.addEventListener("click", () => addRow().focus());
+  const entries = Object.entries(initial || {});
+  for (const [k, v] of entries) addRow(k, v);
+  if (!entries.length) addRow();
+  return {
+    el,
+    value() {
+      const out = {};
+      for (const row of rows.querySelectorAll(".kv-row")) {
+        const [k, v] = row.querySelectorAll("input");
+        row.classList.remove("invalid");
+        k.removeAttribute("aria-invalid");
+        const key = k.value.trim();
+        if (!key && v.value.trim()) return `Give a name to the field with value “${v.value.trim()}”.`;
+        if (key) out[key] = v.value.trim();
+      }
+      return out;
+    },
+    mark(key) {
+      for (const row of rows.querySelectorAll(".kv-row")) {
+        const k = row.querySelector("input");
+        if (k.value.trim() === key) {
+          row.classList.add("invalid");
+          k.setAttribute("aria-invalid", "true");
+          k.focus();
+        }
+      }
+    },
+    reset() {
+      rows.replaceChildren();
+      addRow();
+    },
+  };
 }

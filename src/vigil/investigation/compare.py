@@ -1,0 +1,590 @@
+"""Gallery against gallery: every template of gallery A searched in gallery B, for a case.
+
+A wanted-persons list against a larger enrolment gallery, or one gallery against itself to find the
+same person enrolled twice under two names. Each template of A is a probe of a 1:N open-set search in
+B; a pair is reported when its cosine score reaches the identification threshold that the model
+card gives for B's number of identities at the target false-positive identification rate (FPIR,
+``settings.target_fpir`` unless the request names one). So, of the probes of A whose person is *not*
+in B, a share of about FPIR will still show a (false) pair: every pair is a lead for a person to
+check, never a finding by itself.
+
+Results come at two levels: template pairs (above the threshold, each probe's ``top_k`` best
+identities of B), and identity pairs (the best template pair of each pair of identities, with the
+number of template pairs behind it), both sorted by score, best first. A gallery against itself
+skips a person's own templates and reports each pair once (identity with the smaller id first).
+
+Memory: A's templates are streamed from the catalog in batches (``batch_size``, 4096 by default: a
+(4096, d) float32 block plus FAISS's (4096, k) results and its 4096 x 1024 score block, about 20 MB),
+never loaded whole. B's index is what it is: exact search holds B's vectors, n x d x 4 bytes
+(1,000,000 x 128 float32 = 512 MB). ``index="ivf"`` builds an approximate ``IVF{sqrt n},Flat`` index
+from it (a second copy while the comparison runs), searches ``nprobe`` 32 lists, and reports its
+recall against exact search on a sample of probes. Only the pairs found are kept.
+
+Every comparison needs a case reference and is audited (action ``compare``) with the case, both
+galleries, the threshold and rate in force, the number of pairs and the best identity pairs.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import func, select
+
+from vigil.app import App
+from vigil.core.errors import ForbiddenError, ModelError
+from vigil.core.modelcard import ModelCard, load_card
+from vigil.gallery.enroll import load_templates
+from vigil.gallery.galleries import get_gallery
+from vigil.gallery.index import FaissIndex, IndexKey
+from vigil.gallery.models import Gallery, Identity, Template
+
+BATCH_SIZE = 4096
+"""Templates of A searched per batch."""
+IVF_NPROBE = 32
+"""Inverted lists searched per probe by the approximate index."""
+RECALL_SAMPLE = 256
+"""Probes of the first batch also searched exactly, to measure the approximate index's recall."""
+AUDIT_PAIRS = 100
+"""Identity pairs the audit entry names (the best ones); the count of all is always recorded."""
+_SQL_CHUNK = 900
+"""Ids per ``IN (...)`` query (well under SQLite's parameter limit)."""
+_MAX_TEMPLATES_SEARCHED = 4
+"""Templates of one identity of B that may take up a probe's candidate slots."""
+
+Progress = Callable[[int, int], None]
+"""``progress(done, total)``: templates of A searched so far, of all."""
+
+
+class CompareRequest(BaseModel):
+    """What to compare, for which case, and how."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    gallery_a: str = Field(min_length=1, max_length=200, description="the gallery whose templates are probes")
+    gallery_b: str = Field(min_length=1, max_length=200, description="the gallery searched (may be A)")
+    case: str | None = Field(default=None, max_length=200, description="the case reference (required)")
+    top_k: int = Field(default=5, ge=1, le=100, description="identities of B kept per template of A")
+    fpir: float | None = Field(
+        default=None, gt=0, lt=1, description="target FPIR for the threshold (default: the setting)"
+    )
+    index: Literal["exact", "ivf"] = "exact"
+    batch_size: int = Field(default=BATCH_SIZE, ge=1, le=65_536)
+
+
+class PairHit(BaseModel):
+    """A template of A and one of B whose score reaches the threshold."""
+
+    score: float
+    identity_a_id: int
+    identity_a: str
+    template_a: int
+    identity_b_id: int
+    identity_b: str
+    template_b: int
+
+
+class IdentityPair(PairHit):
+    """The best template pair of two identities, and how many of their pairs reached the threshold."""
+
+    template_pairs: int
+
+
+class CompareResult(BaseModel):
+    case: str
+    gallery_a: str
+    gallery_b: str
+    within: bool
+    """A and B are the same gallery: pairs of different identities, each reported once."""
+    model: str
+    fpir: float
+    threshold: float
+    threshold_source: str
+    """Where the threshold comes from, in words (model card calibration, rate, gallery size)."""
+    identities_b: int
+    templates_a: int
+    templates_b: int
+    top_k: int
+    index: str
+    recall: float | None = None
+    """Approximate index only: the share of the exact k nearest templates it also returned, over the
+    first ``recall_sample`` probes."""
+    recall_above_threshold: float | None = None
+    """Approximate index only: the share of the exact search's pairs above the threshold (same probes)
+    that it also found; None when exact search found none there."""
+    recall_sample: int = 0
+    identities: list[IdentityPair]
+    pairs: list[PairHit]
+    elapsed_s: float
+
+
+@dataclass(frozen=True)
+class ComparePlan:
+    """A checked request: the galleries, their sizes, and the threshold in force."""
+
+    request: CompareRequest
+    case: str
+    gallery_a_id: int
+    gallery_b_id: int
+    card: ModelCard
+    templates_a: int
+    templates_b: int
+    identities_b: int
+    max_templates_a: int
+    """Most templates any one identity of A has (a gallery against itself skips that many neighbours)."""
+    max_templates_b: int
+    fpir: float
+    threshold: float
+    threshold_source: str
+
+    @property
+    def within(self) -> bool:
+        return self.gallery_a_id == self.gallery_b_id
+
+
+class _Search(Protocol):
+    def search(
+        self, queries: npt.NDArray[np.float32], k: int
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...
+
+    def __len__(self) -> int: ...
+
+
+# -- planning -------------------------------------------------------------------------------------
+def model_card(app: App) -> ModelCard:
+    """The embedder's card, without loading the face models when the card alone is enough."""
+    light = app.engine_override is None and "engine" not in app.__dict__
+    if light and app.settings.embedder in ("dlib-resnet", "dlib-onnx"):
+        from vigil.vision.dlib.embedder import MODEL_ID
+
+        return load_card(MODEL_ID, app.settings.cards_dir)
+    return app.engine.card
+
+
+def check_case(case: str | None) -> str:
+    """The case reference, stripped; a comparison without one is refused."""
+    ref = (case or "").strip()
+    if not ref:
+        raise ForbiddenError(
+            "a gallery comparison needs a case reference",
+            hint="name the case or file it is for (--case in the CLI, `case` in the API)",
+        )
+    return ref
+
+
+def _sizes(app: App, gallery_id: int, model_id: str) -> tuple[int, int, int]:
+    """(templates, identities with templates, most templates of one identity) of a gallery and model."""
+    with app.db.session() as s:
+        per_identity = (
+            select(Template.identity_id, func.count(Template.id).label("n"))
+            .join(Identity)
+            .where(Identity.gallery_id == gallery_id, Template.model_id == model_id)
+            .group_by(Template.identity_id)
+            .subquery()
+        )
+        row = s.execute(
+            select(func.coalesce(func.sum(per_identity.c.n), 0), func.count(), func.max(per_identity.c.n))
+        ).one()
+    return int(row[0]), int(row[1]), int(row[2] or 0)
+
+
+def plan_comparison(app: App, request: CompareRequest) -> ComparePlan:
+    """Check a request (case, galleries, expiry) and fix the threshold; searches nothing.
+
+    Raises:
+        ForbiddenError: no case reference, or an expired watchlist.
+        NotFoundError: a gallery does not exist.
+    """
+    case = check_case(request.case)
+    card = model_card(app)
+    with app.db.session() as s:
+        galleries: list[Gallery] = [get_gallery(s, request.gallery_a), get_gallery(s, request.gallery_b)]
+        for g in galleries:
+            if g.is_expired():
+                raise ForbiddenError(
+                    f"watchlist {g.name!r} expired on {g.expires_on} and can no longer be compared",
+                    hint="renew its legal basis and expiry date",
+                )
+        a_id, b_id = galleries[0].id, galleries[1].id
+    templates_a, _, max_a = _sizes(app, a_id, card.id)
+    templates_b, identities_b, max_b = _sizes(app, b_id, card.id)
+    fpir = request.fpir if request.fpir is not None else app.settings.target_fpir
+    # A gallery against itself: each probe is searched among the other identities.
+    n = max(1, identities_b - 1 if a_id == b_id else identities_b)
+    threshold = card.threshold_for_fpir(fpir, n)
+    if card.calibration is None:
+        source = f"the {card.id} model card's default threshold (the model is not calibrated)"
+    else:
+        source = (
+            f"the {card.id} model card's calibration on {card.calibration.dataset}: FPIR {fpir:g} over "
+            f"{n:,} identities of {request.gallery_b!r} is a false-match rate of "
+            f"{card.fmr_for_fpir(fpir, n):.3g} per comparison"
+        )
+    return ComparePlan(
+        request=request,
+        case=case,
+        gallery_a_id=a_id,
+        gallery_b_id=b_id,
+        card=card,
+        templates_a=templates_a,
+        templates_b=templates_b,
+        identities_b=identities_b,
+        max_templates_a=max_a,
+        max_templates_b=max_b,
+        fpir=fpir,
+        threshold=threshold,
+        threshold_source=source,
+    )
+
+
+# -- searching ------------------------------------------------------------------------------------
+def stream_templates(
+    app: App, gallery_id: int, card: ModelCard, batch_size: int = BATCH_SIZE
+) -> Iterator[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float32]]]:
+    """A gallery's templates of ``card``'s model in id order, ``batch_size`` at a time, one query each:
+    (b,) int64 template ids, (b,) int64 identity ids, (b, d) float32 vectors."""
+    last = 0
+    d = card.dimension
+    while True:
+        with app.db.session() as s:
+            rows = s.execute(
+                select(Template.id, Template.identity_id, Template.vector, Template.dimension)
+                .join(Identity)
+                .where(Identity.gallery_id == gallery_id, Template.model_id == card.id, Template.id > last)
+                .order_by(Template.id)
+                .limit(batch_size)
+            ).all()
+        if not rows:
+            return
+        if any(r[3] != d for r in rows):
+            raise ModelError(f"templates of gallery {gallery_id} do not have {card.id}'s dimension {d}")
+        ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+        owners = np.fromiter((r[1] for r in rows), np.int64, len(rows))
+        vectors = np.frombuffer(b"".join(r[2] for r in rows), dtype="<f4").reshape(len(rows), d)
+        yield ids, owners, vectors.astype(np.float32)
+        last = int(ids[-1])
+
+
+def _current_generation(app: App, gallery_id: int) -> int:
+    with app.db.session() as s:
+        return int(s.scalar(select(Gallery.generation).where(Gallery.id == gallery_id)) or 0)
+
+
+def _index_of_b(app: App, plan: ComparePlan, index_lock: AbstractContextManager[Any] | None) -> FaissIndex:
+    """B's exact index (as identification uses it). Under ``index_lock`` (a server, where enrolment may
+    change the shared index meanwhile) a private copy is taken, so the comparison sees one generation."""
+    with index_lock or nullcontext():
+        gid, card = plan.gallery_b_id, plan.card
+        index = app.indexes.get(
+            IndexKey(gid, card.id),
+            _current_generation(app, gid),
+            card.dimension,
+            lambda: load_templates(app, gid, card.id),
+        )
+        if index_lock is None:
+            return index
+        import faiss
+
+        return FaissIndex(index.dimension, faiss.clone_index(index._index))
+
+
+class IvfSearch:
+    """Approximate search: ``IVF{sqrt n},Flat`` built from an exact index, ``nprobe`` lists per probe."""
+
+    def __init__(self, exact: FaissIndex, nprobe: int = IVF_NPROBE, seed: int = 0) -> None:
+        import faiss
+
+        n, d = len(exact), exact.dimension
+        flat: Any = faiss.downcast_index(exact._index.index)
+        vectors = np.asarray(faiss.rev_swig_ptr(flat.get_xb(), n * d)).reshape(n, d)  # a view, no copy
+        self.nlist = int(min(16_384, max(1, round(np.sqrt(n)))))
+        self._quantizer = faiss.IndexFlatIP(d)
+        self._ivf = faiss.IndexIVFFlat(self._quantizer, d, self.nlist, faiss.METRIC_INNER_PRODUCT)
+        rng = np.random.default_rng(seed)
+        sample = vectors[np.sort(rng.choice(n, size=min(n, 40 * self.nlist), replace=False))]
+        self._ivf.train(np.ascontiguousarray(sample))
+        self._ivf.add_with_ids(vectors, exact.ids())
+        self._ivf.nprobe = min(self.nlist, nprobe)
+        self.nprobe = int(self._ivf.nprobe)
+
+    def __len__(self) -> int:
+        return int(self._ivf.ntotal)
+
+    def search(
+        self, queries: npt.NDArray[np.float32], k: int
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        scores, ids = self._ivf.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+        return ids.astype(np.int64), scores.astype(np.float32)
+
+
+def recall(
+    exact: tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]],
+    approx: tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]],
+    threshold: float = -np.inf,
+) -> float | None:
+    """Share of the exact (q, k) neighbours scoring at least ``threshold`` that the approximate search
+    also returned (ids and scores as ``search`` gives them); None when there are none."""
+    found = total = 0
+    for e_ids, e_scores, a_ids in zip(exact[0], exact[1], approx[0], strict=True):
+        want = {int(t) for t, s in zip(e_ids, e_scores, strict=True) if t >= 0 and s >= threshold}
+        total += len(want)
+        found += len(want & {int(t) for t in a_ids if t >= 0})
+    return found / total if total else None
+
+
+def _lookup(app: App, column: Any, key: Any, ids: list[int]) -> dict[int, Any]:
+    """``{key: column}`` for rows whose ``key`` is in ``ids``, in chunks."""
+    out: dict[int, Any] = {}
+    with app.db.session() as s:
+        for i in range(0, len(ids), _SQL_CHUNK):
+            rows = s.execute(select(key, column).where(key.in_(ids[i : i + _SQL_CHUNK])))
+            out.update((int(k), v) for k, v in rows)
+    return out
+
+
+class _Pairs:
+    """The pairs found so far: template pairs and the best pair per identity pair."""
+
+    def __init__(self, within: bool) -> None:
+        self.within = within
+        self.templates: dict[tuple[int, int], tuple[float, int, int]] = {}
+        self.identities: dict[tuple[int, int], list[float | int]] = {}
+
+    def add(self, ta: int, ia: int, tb: int, ib: int, score: float) -> None:
+        if self.within and ia > ib:  # one gallery: each pair once, smaller identity id first
+            ta, ia, tb, ib = tb, ib, ta, ia
+        if (ta, tb) in self.templates:
+            return
+        self.templates[ta, tb] = (score, ia, ib)
+        best = self.identities.get((ia, ib))
+        if best is None:
+            self.identities[ia, ib] = [score, ta, tb, 1]
+            return
+        best[3] += 1
+        if score > best[0]:
+            best[0], best[1], best[2] = score, ta, tb
+
+    def collect(
+        self,
+        app: App,
+        probes: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]],
+        found: tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]],
+        threshold: float,
+        top_k: int,
+    ) -> None:
+        """Keep each probe's ``top_k`` best identities of B above ``threshold``.
+
+        ``probes``: (q,) template and identity ids of A; ``found``: (q, k) template ids and scores of B."""
+        ids, scores = found
+        rows, cols = np.nonzero((ids >= 0) & (scores >= threshold))
+        if len(rows) == 0:
+            return
+        owners = _lookup(app, Template.identity_id, Template.id, np.unique(ids[rows, cols]).tolist())
+        per_probe: dict[int, dict[int, tuple[float, int]]] = {}
+        for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
+            tb = int(ids[r, c])
+            ib = owners.get(tb)
+            if ib is None or (self.within and ib == int(probes[1][r])):  # removed since, or the same person
+                continue
+            best = per_probe.setdefault(r, {})
+            score = float(scores[r, c])
+            if ib not in best or score > best[ib][0]:
+                best[ib] = (score, tb)
+        for r, best in per_probe.items():
+            ranked = sorted(best.items(), key=lambda item: -item[1][0])[:top_k]
+            for ib, (score, tb) in ranked:
+                self.add(int(probes[0][r]), int(probes[1][r]), tb, ib, score)
+
+    def results(self, app: App) -> tuple[list[IdentityPair], list[PairHit]]:
+        wanted = sorted({i for pair in self.identities for i in pair})
+        names: dict[int, str] = _lookup(app, Identity.name, Identity.id, wanted)
+        identities = [
+            IdentityPair(
+                score=round(float(best[0]), 6),
+                identity_a_id=ia,
+                identity_a=names.get(ia, "?"),
+                template_a=int(best[1]),
+                identity_b_id=ib,
+                identity_b=names.get(ib, "?"),
+                template_b=int(best[2]),
+                template_pairs=int(best[3]),
+            )
+            for (ia, ib), best in self.identities.items()
+        ]
+        pairs = [
+            PairHit(
+                score=round(score, 6),
+                identity_a_id=ia,
+                identity_a=names.get(ia, "?"),
+                template_a=ta,
+                identity_b_id=ib,
+                identity_b=names.get(ib, "?"),
+                template_b=tb,
+            )
+            for (ta, tb), (score, ia, ib) in self.templates.items()
+        ]
+        identities.sort(key=lambda p: (-p.score, p.identity_a_id, p.identity_b_id))
+        pairs.sort(key=lambda p: (-p.score, p.template_a, p.template_b))
+        return identities, pairs
+
+
+def run_comparison(
+    app: App,
+    plan: ComparePlan,
+    *,
+    actor: str,
+    progress: Progress | None = None,
+    index_lock: AbstractContextManager[Any] | None = None,
+) -> CompareResult:
+    """Search every template of A in B (see the module docstring) and audit the comparison.
+
+    ``progress(done, total)`` is called before the first batch and after each; an exception it raises
+    stops the comparison (nothing is audited then, nothing was reported)."""
+    started = time.perf_counter()
+    request, card = plan.request, plan.card
+    pairs = _Pairs(plan.within)
+    recalls: tuple[float | None, float | None] = (None, None)
+    sample = 0
+    if progress is not None:
+        progress(0, plan.templates_a)
+    if plan.templates_a and plan.templates_b:
+        exact = _index_of_b(app, plan, index_lock)
+        searcher: _Search = IvfSearch(exact) if request.index == "ivf" else exact
+        per_identity = max(1, min(plan.max_templates_b, _MAX_TEMPLATES_SEARCHED))
+        k = request.top_k * per_identity + (plan.max_templates_a if plan.within else 0)
+        k = max(1, min(k, len(exact)))
+        done = 0
+        for ids, owners, vectors in stream_templates(app, plan.gallery_a_id, card, request.batch_size):
+            found = searcher.search(vectors, k)
+            if searcher is not exact and sample == 0:
+                sample = min(RECALL_SAMPLE, len(vectors))
+                truth = exact.search(vectors[:sample], k)
+                approx = (found[0][:sample], found[1][:sample])
+                recalls = (recall(truth, approx), recall(truth, approx, plan.threshold))
+            pairs.collect(app, (ids, owners), found, plan.threshold, request.top_k)
+            done += len(ids)
+            if progress is not None:
+                progress(done, plan.templates_a)
+    identities, hits = pairs.results(app)
+    result = CompareResult(
+        case=plan.case,
+        gallery_a=request.gallery_a,
+        gallery_b=request.gallery_b,
+        within=plan.within,
+        model=card.id,
+        fpir=plan.fpir,
+        threshold=round(plan.threshold, 6),
+        threshold_source=plan.threshold_source,
+        identities_b=plan.identities_b,
+        templates_a=plan.templates_a,
+        templates_b=plan.templates_b,
+        top_k=request.top_k,
+        index=request.index,
+        recall=None if recalls[0] is None else round(recalls[0], 4),
+        recall_above_threshold=None if recalls[1] is None else round(recalls[1], 4),
+        recall_sample=sample,
+        identities=identities,
+        pairs=hits,
+        elapsed_s=round(time.perf_counter() - started, 3),
+    )
+    _audit(app, actor, plan, result)
+    return result
+
+
+def compare_galleries(
+    app: App, request: CompareRequest, *, actor: str, progress: Progress | None = None
+) -> CompareResult:
+    """Check, run and audit one comparison (what `vigil compare` does)."""
+    return run_comparison(app, plan_comparison(app, request), actor=actor, progress=progress)
+
+
+def _audit(app: App, actor: str, plan: ComparePlan, result: CompareResult) -> None:
+    from vigil.governance import audit
+
+    audit.record(
+        app,
+        actor,
+        "compare",
+        target_type="gallery",
+        target_id=plan.gallery_b_id,
+        target_name=result.gallery_b,
+        case=result.case,
+        gallery_a=result.gallery_a,
+        gallery_b=result.gallery_b,
+        within=result.within,
+        model=result.model,
+        fpir=result.fpir,
+        threshold=result.threshold,
+        templates_a=result.templates_a,
+        templates_b=result.templates_b,
+        top_k=result.top_k,
+        index=result.index,
+        recall=result.recall,
+        recall_above_threshold=result.recall_above_threshold,
+        pairs=len(result.pairs),
+        identity_pairs=len(result.identities),
+        matches=[
+            {
+                "a": p.identity_a,
+                "a_id": p.identity_a_id,
+                "b": p.identity_b,
+                "b_id": p.identity_b_id,
+                "score": p.score,
+            }
+            for p in result.identities[:AUDIT_PAIRS]
+        ],
+    )
+
+
+# -- output ---------------------------------------------------------------------------------------
+CSV_COLUMNS = (
+    "score",
+    "threshold",
+    "gallery_a",
+    "identity_a_id",
+    "identity_a",
+    "template_a",
+    "gallery_b",
+    "identity_b_id",
+    "identity_b",
+    "template_b",
+)
+
+
+def _cell(value: object) -> object:
+    """Text that a spreadsheet would run as a formula gets a leading apostrophe."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def to_csv(result: CompareResult, level: Literal["identities", "pairs"] = "identities") -> str:
+    """The identity pairs (with ``template_pairs``) or the template pairs, best first, as CSV."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    rows: list[PairHit] = list(result.identities) if level == "identities" else list(result.pairs)
+    writer.writerow([*CSV_COLUMNS, "template_pairs"] if level == "identities" else CSV_COLUMNS)
+    for p in rows:
+        row = [
+            p.score,
+            result.threshold,
+            result.gallery_a,
+            p.identity_a_id,
+            p.identity_a,
+            p.template_a,
+            result.gallery_b,
+            p.identity_b_id,
+            p.identity_b,
+            p.template_b,
+        ]
+        if isinstance(p, IdentityPair):
+            row.append(p.template_pairs)
+        writer.writerow([_cell(v) for v in row])
+    return buf.getvalue()

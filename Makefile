@@ -29,6 +29,7 @@ bench: $(BIN)/vigil
 	$(BIN)/pip install --quiet --no-deps face_recognition==1.3.0
 	$(BIN)/python bench/core.py
 	$(BIN)/python bench/video.py
+	$(BIN)/python bench/compare.py
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache

@@ -9,12 +9,15 @@ import typer
 
 from vigil import __version__
 from vigil.cli import common
+from vigil.cli.attendance import attendance_cli
+from vigil.cli.compare import compare
 from vigil.cli.demo import demo
 from vigil.cli.doctor import doctor
 from vigil.cli.evaluation import calibrate, eval_cli
 from vigil.cli.faces import enroll, enroll_dir, identify, verify
 from vigil.cli.galleries import gallery_cli, people_cli
 from vigil.cli.governance import audit_cli, encryption_cli, erase, purge, report_cli
+from vigil.cli.investigation import clusters_cli, search_cmd
 from vigil.cli.server import keys_cli, serve, users_cli
 from vigil.cli.video import camera_cli, watch
 
@@ -54,6 +57,7 @@ cli.add_typer(users_cli, name="users")
 cli.add_typer(audit_cli, name="audit")
 cli.add_typer(encryption_cli, name="encryption")
 cli.add_typer(report_cli, name="report")
+cli.add_typer(attendance_cli, name="attendance")
 cli.command("purge")(purge)
 people_cli.command("erase")(erase)
 cli.add_typer(keys_cli, name="keys")
@@ -62,8 +66,11 @@ cli.command("enroll")(common.handle_errors(enroll))
 cli.command("enroll-dir")(common.handle_errors(enroll_dir))
 cli.command("verify")(common.handle_errors(verify))
 cli.command("identify")(common.handle_errors(identify))
+cli.command("compare")(compare)
 cli.command("calibrate")(calibrate)
 cli.command("watch")(watch)
+cli.command("search")(search_cmd)
+cli.add_typer(clusters_cli, name="clusters")
 cli.command("demo")(demo)
 cli.command("doctor")(doctor)
 

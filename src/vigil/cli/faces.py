@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import Annotated
 
@@ -50,10 +51,20 @@ def enroll(
     meta: Annotated[
         list[str] | None, typer.Option("--meta", help="operator metadata KEY=VALUE (repeatable)")
     ] = None,
+    consent_on: Annotated[
+        str | None,
+        typer.Option("--consent-on", help="attendance galleries: the day the person consented, YYYY-MM-DD"),
+    ] = None,
+    consent_by: Annotated[
+        str | None, typer.Option("--consent-by", help="attendance galleries: who recorded the consent")
+    ] = None,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Enrol a person from photos (one transaction: every photo or none)."""
+    """Enrol a person from photos (one transaction: every photo or none). Attendance galleries need
+    the person's consent (--consent-on, --consent-by)."""
     attributes = parse_meta(meta)
+    consent_day = _consent_day(consent_on)
+    enrolment.check_consent(app(), gallery, name, consent_day, consent_by)
     result = enrolment.enroll(
         app(),
         gallery,
@@ -63,6 +74,13 @@ def enroll(
         external_id=external_id,
         notes=notes,
         attributes=attributes,
+        consent_on=consent_day,
+        consent_by=consent_by,
+    )
+    consent = (
+        {"consent_on": result.consent_on.isoformat(), "consent_by": result.consent_by}
+        if result.consent_on
+        else {}
     )
     audited(
         "enrol",
@@ -71,6 +89,7 @@ def enroll(
         target_name=result.identity,
         gallery=result.gallery,
         photos=[{"sha256": p.sha256, "status": p.status, "quality": p.quality} for p in result.photos],
+        **consent,
     )
 
     def render() -> None:
@@ -80,6 +99,15 @@ def enroll(
             out.print(f"  {p.status:>16}  quality {p.quality:.2f}  {p.name}")
 
     emit(result, as_json, render)
+
+
+def _consent_day(value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError as exc:
+        raise InputError(f"--consent-on {value!r} is not a date", hint="use YYYY-MM-DD") from exc
 
 
 class PhotoError(BaseModel):
@@ -127,6 +155,7 @@ def enroll_dir(
     """Enrol everyone in a folder: one transaction per person; bad photos are reported and skipped."""
     a = app()
     enrolment.check_gallery_open(a, gallery)
+    enrolment.check_consent(a, gallery, None, None, None)  # attendance: one by one, each with consent
     people = _person_dirs(root)
     total = sum(len(photos) for _, photos in people)
     results: list[enrolment.EnrolResult] = []

@@ -45,9 +45,16 @@ def create(
     confirmations: Annotated[
         int, typer.Option(help="people who must each confirm an alarm (2: two-person rule)")
     ] = 1,
+    start: Annotated[str | None, typer.Option(help="attendance: expected arrival, HH:MM local time")] = None,
+    end: Annotated[str | None, typer.Option(help="attendance: expected leaving, HH:MM local time")] = None,
+    days: Annotated[str | None, typer.Option(help="attendance: working days, e.g. mon-fri")] = None,
+    grace: Annotated[
+        int | None, typer.Option(help="attendance: minutes after --start before an arrival is late")
+    ] = None,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Create a gallery. Watchlists need --purpose, --legal-basis, --authorized-by and --expires."""
+    """Create a gallery. Watchlists need --purpose, --legal-basis, --authorized-by and --expires;
+    attendance galleries take a schedule (--start, --end, --days, --grace)."""
     spec = svc.validate_spec(
         name=name,
         kind=kind,
@@ -56,6 +63,7 @@ def create(
         authorized_by=authorized_by,
         expires_on=_parse_date(expires),
         confirmations_required=confirmations,
+        **_schedule(start, end, days, grace),
     )
     info = svc.create_gallery(app(), spec)
     audited(
@@ -66,6 +74,17 @@ def create(
         terms=info.model_dump(mode="json", exclude={"id", "created_at", "identities", "templates", "photos"}),
     )
     emit(info, as_json, lambda: out.print(f"created {info.kind.value} gallery {info.name!r} (id {info.id})"))
+
+
+def _schedule(start: str | None, end: str | None, days: str | None, grace: int | None) -> dict[str, object]:
+    """The attendance schedule options that were given, as gallery fields."""
+    given = {
+        "attendance_start": start,
+        "attendance_end": end,
+        "attendance_days": days,
+        "attendance_grace_min": grace,
+    }
+    return {k: v for k, v in given.items() if v is not None}
 
 
 @gallery_cli.command("update")
@@ -88,10 +107,14 @@ def update(
     retention_days: Annotated[
         int | None, typer.Option(help="purge this gallery's alarms after N days")
     ] = None,
+    start: Annotated[str | None, typer.Option(help="attendance: expected arrival, HH:MM local time")] = None,
+    end: Annotated[str | None, typer.Option(help="attendance: expected leaving, HH:MM local time")] = None,
+    days: Annotated[str | None, typer.Option(help="attendance: working days, e.g. mon-fri")] = None,
+    grace: Annotated[int | None, typer.Option(help="attendance: minutes of grace before late")] = None,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Change a gallery's terms; the change is audited with the terms before and after."""
-    changes: dict[str, object] = {}
+    """Change a gallery's terms or schedule; the change is audited with the terms before and after."""
+    changes: dict[str, object] = _schedule(start, end, days, grace)
     for key, value in (
         ("purpose", purpose),
         ("legal_basis", legal_basis),

@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     target_fmr: float = Field(default=1e-3, gt=0, lt=1, description="1:1 verification false-match rate")
     target_fpir: float = Field(default=1e-2, gt=0, lt=1, description="1:N false-positive identification rate")
     threads: int = Field(default=0, ge=0, description="threads for model runtimes; 0 = all cores")
+    timezone: str | None = Field(
+        default=None,
+        description="IANA time zone of attendance schedules and reports, e.g. Europe/Paris "
+        "(marks are stored in UTC); default: the machine's local zone",
+    )
 
     # Video (the per-camera pipeline)
     video_detect_every: int = Field(default=3, ge=1, description="run the detector on every Nth frame")

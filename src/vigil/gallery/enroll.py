@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import date
 
 import numpy as np
 import numpy.typing as npt
@@ -28,7 +29,7 @@ from vigil.core.errors import (
 from vigil.core.types import FaceDetections
 from vigil.gallery.galleries import get_gallery
 from vigil.gallery.index import IndexKey
-from vigil.gallery.models import AlarmRecord, Gallery, Identity, Photo, Template
+from vigil.gallery.models import AlarmRecord, Gallery, GalleryKind, Identity, Photo, Template
 from vigil.governance.refusals import check_metadata
 from vigil.vision.image import LoadedImage
 
@@ -57,6 +58,8 @@ class EnrolResult(BaseModel):
     identity_id: int
     created: bool
     photos: list[EnrolledPhoto]
+    consent_on: date | None = None
+    consent_by: str | None = None
 
 
 class IdentityInfo(BaseModel):
@@ -68,6 +71,9 @@ class IdentityInfo(BaseModel):
     attributes: dict[str, str] | None = None
     photos: int
     templates: int
+    consent_on: date | None = None
+    """Attendance galleries: when the person consented, and who recorded it."""
+    consent_by: str | None = None
 
 
 def prepare_face(
@@ -131,10 +137,16 @@ def enroll(
     external_id: str | None = None,
     notes: str | None = None,
     attributes: dict[str, str] | None = None,
+    consent_on: date | None = None,
+    consent_by: str | None = None,
 ) -> EnrolResult:
-    """Enrol ``images`` of one person into a gallery, all or nothing."""
+    """Enrol ``images`` of one person into a gallery, all or nothing.
+
+    An attendance gallery enrols only a person whose consent is recorded (``consent_on``, ``consent_by``;
+    see :func:`check_consent`)."""
     check_metadata(attributes, "identity metadata")
     check_gallery_open(app, gallery_name)
+    check_consent(app, gallery_name, identity_name, consent_on, consent_by)
     prepared = [prepare_face(app, image, largest=largest) for image in images]
     return enroll_prepared(
         app,
@@ -144,6 +156,8 @@ def enroll(
         external_id=external_id,
         notes=notes,
         attributes=attributes,
+        consent_on=consent_on,
+        consent_by=consent_by,
     )
 
 
@@ -159,6 +173,65 @@ def check_gallery_open(app: App, gallery_name: str) -> int:
         return gallery.id
 
 
+CONSENT_HINT = (
+    "record when the person consented and who recorded it: "
+    "vigil enroll NAME PHOTO --gallery G --consent-on YYYY-MM-DD --consent-by NAME "
+    "(API: the consent_on and consent_by form fields)"
+)
+
+
+def check_consent(
+    app: App,
+    gallery_name: str,
+    identity_name: str | None,
+    consent_on: date | None,
+    consent_by: str | None,
+) -> None:
+    """Refuse an enrolment into an attendance gallery without the person's consent (the date and who
+    recorded it), unless ``identity_name`` is already enrolled there with consent; refuse consent given
+    for another kind of gallery. ``identity_name`` None: a new person."""
+    with app.db.session() as s:
+        gallery = get_gallery(s, gallery_name)
+        existing = None
+        if identity_name is not None and identity_name.strip():
+            existing = s.scalar(
+                select(Identity).where(
+                    Identity.gallery_id == gallery.id, Identity.name == identity_name.strip()
+                )
+            )
+        _consent_rule(gallery, existing, consent_on, consent_by)
+
+
+def _consent_rule(
+    gallery: Gallery, identity: Identity | None, consent_on: date | None, consent_by: str | None
+) -> None:
+    consent_by = (consent_by or "").strip() or None
+    given = consent_on is not None or consent_by is not None
+    if gallery.kind is not GalleryKind.attendance:
+        if given:
+            raise InputError(
+                f"consent is recorded only for attendance galleries; {gallery.name!r} is a "
+                f"{gallery.kind.value} gallery",
+                hint="leave out the consent date and who recorded it",
+            )
+        return
+    if consent_on is not None and consent_on > date.today():
+        raise InputError(
+            f"the consent date {consent_on} is in the future", hint="give the day consent was given"
+        )
+    if not given and identity is not None and identity.consent_on is not None and identity.consent_by:
+        return  # more photos of a person whose consent is on record
+    missing = [
+        name for name, v in (("consent date", consent_on), ("who recorded it", consent_by)) if v is None
+    ]
+    if missing:
+        raise ForbiddenError(
+            f"attendance gallery {gallery.name!r} enrols only people who consented; missing: "
+            + ", ".join(missing),
+            hint=CONSENT_HINT,
+        )
+
+
 def enroll_prepared(
     app: App,
     gallery_name: str,
@@ -168,10 +241,13 @@ def enroll_prepared(
     external_id: str | None = None,
     notes: str | None = None,
     attributes: dict[str, str] | None = None,
+    consent_on: date | None = None,
+    consent_by: str | None = None,
 ) -> EnrolResult:
     """Store already detected and embedded faces of one person, in one transaction.
 
-    ``attributes`` is operator-defined metadata; keys naming sensitive traits are refused."""
+    ``attributes`` is operator-defined metadata; keys naming sensitive traits are refused.
+    Attendance galleries need the person's consent (see :func:`check_consent`)."""
     check_metadata(attributes, "identity metadata")
     identity_name = identity_name.strip()
     if not identity_name:
@@ -188,6 +264,10 @@ def enroll_prepared(
             identity = s.scalar(
                 select(Identity).where(Identity.gallery_id == gallery_id, Identity.name == identity_name)
             )
+            gallery = s.get(Gallery, gallery_id)
+            if gallery is None:  # deleted since it was checked
+                raise NotFoundError(f"no gallery named {gallery_name!r}")
+            _consent_rule(gallery, identity, consent_on, consent_by)
             created = identity is None
             if identity is None:
                 identity = Identity(
@@ -198,7 +278,10 @@ def enroll_prepared(
                     attributes=json.dumps(attributes) if attributes else None,
                 )
                 s.add(identity)
-                s.flush()
+            if consent_on is not None:
+                identity.consent_on = consent_on
+                identity.consent_by = (consent_by or "").strip()
+            s.flush()
             for p in prepared:
                 photos.append(_add_photo(app, s, identity, p, model_id, new_blobs, added_ids, added_vecs))
             change = _bump_generation(s, gallery_id) if added_ids else None
@@ -208,6 +291,8 @@ def enroll_prepared(
                 identity_id=identity.id,
                 created=created,
                 photos=photos,
+                consent_on=identity.consent_on,
+                consent_by=identity.consent_by,
             )
     except BaseException:
         delete_unreferenced_blobs(app, new_blobs)
@@ -365,6 +450,8 @@ def _identity_info(s: Session, identity: Identity, gallery_name: str) -> Identit
         attributes=json.loads(identity.attributes) if identity.attributes else None,
         photos=photos,
         templates=templates,
+        consent_on=identity.consent_on,
+        consent_by=identity.consent_by,
     )
 
 

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from vigil.app import App
+from vigil.attendance.schedule import parse_days, parse_hhmm
 from vigil.core.errors import ConflictError, InputError, NotFoundError
 from vigil.gallery.models import Gallery, GalleryKind, Identity, Photo, Template
 
@@ -34,6 +35,28 @@ class GallerySpec(BaseModel):
         ge=1,
         description="alarms (rows, crops, snapshots) are purged this many days after capture",
     )
+    attendance_start: str | None = Field(
+        default=None, description="attendance galleries: expected arrival, HH:MM local time"
+    )
+    attendance_end: str | None = Field(
+        default=None, description="attendance galleries: expected leaving, HH:MM local time"
+    )
+    attendance_days: str | None = Field(
+        default=None, description="attendance galleries: working days, e.g. mon-fri or mon,wed,fri"
+    )
+    attendance_grace_min: int | None = Field(
+        default=None, ge=0, le=720, description="attendance galleries: minutes after the start before 'late'"
+    )
+
+    @field_validator("attendance_start", "attendance_end")
+    @classmethod
+    def _hhmm(cls, v: str | None) -> str | None:
+        return parse_hhmm(v) if v else None
+
+    @field_validator("attendance_days")
+    @classmethod
+    def _days(cls, v: str | None) -> str | None:
+        return parse_days(v) if v else None
 
     @field_validator("sites", "cameras")
     @classmethod
@@ -70,6 +93,19 @@ class GallerySpec(BaseModel):
                 )
         if self.expires_on is not None and self.expires_on <= date.today():
             raise ValueError(f"the expiry date {self.expires_on} is not in the future")
+        schedule = (
+            self.attendance_start,
+            self.attendance_end,
+            self.attendance_days,
+            self.attendance_grace_min,
+        )
+        if self.kind is not GalleryKind.attendance and any(v is not None for v in schedule):
+            raise ValueError("a schedule (--start, --end, --days, --grace) is only for attendance galleries")
+        if self.attendance_start and self.attendance_end and self.attendance_end <= self.attendance_start:
+            raise ValueError(
+                f"the end {self.attendance_end} is not after the start {self.attendance_start} "
+                "(shifts over midnight are not supported)"
+            )
         return self
 
 
@@ -86,6 +122,10 @@ class GalleryInfo(BaseModel):
     sites: list[str] | None
     cameras: list[str] | None
     retention_days: int | None
+    attendance_start: str | None = None
+    attendance_end: str | None = None
+    attendance_days: str | None = None
+    attendance_grace_min: int | None = None
     created_at: datetime
     identities: int
     templates: int
@@ -147,6 +187,10 @@ def _info(s: Session, g: Gallery) -> GalleryInfo:
         sites=g.sites.split(",") if g.sites else None,
         cameras=g.cameras.split(",") if g.cameras else None,
         retention_days=g.retention_days,
+        attendance_start=g.attendance_start,
+        attendance_end=g.attendance_end,
+        attendance_days=g.attendance_days,
+        attendance_grace_min=g.attendance_grace_min,
         created_at=g.created_at,
         identities=identities,
         templates=templates,
@@ -189,6 +233,10 @@ UPDATABLE = (
     "sites",
     "cameras",
     "retention_days",
+    "attendance_start",
+    "attendance_end",
+    "attendance_days",
+    "attendance_grace_min",
 )
 
 

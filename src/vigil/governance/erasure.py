@@ -1,6 +1,7 @@
-"""Erasure of a person (GDPR Art. 17): templates, photos, alarm crops and snapshots, sightings and index
-entries go, and the files are deleted; the audit log records that an erasure happened under a
-pseudonymous id, without the name or the face."""
+"""Erasure of a person (GDPR Art. 17): templates, photos, alarm crops and snapshots, sightings (those
+matched to the person, and unmatched ones whose face matches theirs at the model's 1:1 threshold) with
+their crops, and index entries go, and the files are deleted; the audit log records that an erasure
+happened under a pseudonymous id, without the name or the face."""
 
 from __future__ import annotations
 
@@ -13,13 +14,15 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from vigil.app import App
 from vigil.core.errors import NotFoundError
 from vigil.gallery.enroll import _bump_generation, delete_unreferenced_blobs, load_templates
 from vigil.gallery.index import IndexKey
-from vigil.gallery.models import AlarmRecord, Gallery, Identity, Photo, Template
+from vigil.gallery.models import AlarmRecord, Gallery, Identity, Photo, Sighting, Template
 from vigil.governance import audit
+from vigil.investigation import sightings as sighting_store
 
 
 class ErasureReport(BaseModel):
@@ -31,6 +34,8 @@ class ErasureReport(BaseModel):
     files_deleted: int
     files_left: int
     """Files of the person still on disk (0 unless another identity uses the very same photo)."""
+    sightings: int = 0
+    """Sightings removed: those matched to the person, and unmatched ones whose face matches theirs."""
 
 
 def _pseudonym_key(app: App) -> bytes:
@@ -70,6 +75,23 @@ def find_identity(app: App, who: str, gallery: str | None = None) -> int:
         return int(rows[0][0])
 
 
+def _sightings_of(app: App, s: Session, identity_id: int) -> list[int]:
+    """The person's sightings: those matched to them, and the unmatched ones whose template reaches the
+    model's 1:1 threshold (``threshold_for_fmr(target_fmr)``) against any of their templates."""
+    card = app.engine.card
+    ids = set(s.scalars(select(Sighting.id).where(Sighting.identity_id == identity_id)))
+    rows = s.execute(
+        select(Template.vector, Template.dimension).where(
+            Template.identity_id == identity_id, Template.model_id == card.id
+        )
+    ).all()
+    if rows:
+        templates = np.stack([np.frombuffer(v, "<f4", count=d) for v, d in rows]).astype(np.float32)
+        threshold = card.threshold_for_fmr(app.settings.target_fmr)
+        ids |= set(sighting_store.matching_ids(s, templates, card.id, threshold))
+    return sorted(ids)
+
+
 def erase_identity(app: App, identity_id: int, actor: str, *, reason: str | None = None) -> ErasureReport:
     with app.db.session() as s:
         identity = s.get(Identity, identity_id)
@@ -91,6 +113,8 @@ def erase_identity(app: App, identity_id: int, actor: str, *, reason: str | None
         ).all()
         shas |= {sha for _, crop, thumb in alarms for sha in (crop, thumb) if sha}
         s.execute(delete(AlarmRecord).where(AlarmRecord.identity_id == identity_id))
+        sighting_ids = _sightings_of(app, s, identity_id)
+        shas |= sighting_store.delete_sightings(s, sighting_ids)
         s.delete(identity)
         s.flush()
         change = _bump_generation(s, gallery.id)
@@ -118,6 +142,7 @@ def erase_identity(app: App, identity_id: int, actor: str, *, reason: str | None
         alarms=len(alarms),
         files_deleted=deleted,
         files_left=left,
+        sightings=len(sighting_ids),
     )
     audit.record(
         app,
@@ -129,6 +154,7 @@ def erase_identity(app: App, identity_id: int, actor: str, *, reason: str | None
         templates=report.templates,
         photos=report.photos,
         alarms=report.alarms,
+        sightings=report.sightings,
         files_deleted=deleted,
         reason=reason,
     )

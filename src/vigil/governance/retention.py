@@ -3,7 +3,9 @@
 - Per gallery (``retention_days``): its alarms (rows, reviews, face crops and frame thumbnails) are
   deleted that many days after capture.
 - Per camera (``retention_days``): its frame snapshots (the thumbnails of its alarms, which show
-  bystanders) are deleted that many days after capture, and its sightings once they exist.
+  bystanders) are deleted that many days after capture, and its sightings (rows and face crops) that
+  many days after they were last seen (30 days when the camera sets none, see
+  :mod:`vigil.investigation.sightings`).
 - Always: expired browser sessions; notification dead letters after 30 days.
 
 ``vigil serve`` purges every ``purge_interval_s``; ``vigil purge`` does it once (for cron). Each purge
@@ -21,6 +23,7 @@ from vigil.app import App
 from vigil.gallery.enroll import delete_unreferenced_blobs
 from vigil.gallery.models import AlarmRecord, Camera, DeadLetter, Gallery, WebSession
 from vigil.governance import audit
+from vigil.investigation import sightings as sighting_store
 
 DEAD_LETTER_DAYS = 30
 
@@ -81,7 +84,9 @@ def purge(app: App, *, now: datetime | None = None, actor: str = "system:retenti
         dead = s.execute(
             delete(DeadLetter).where(DeadLetter.created_at < _naive(now - timedelta(days=DEAD_LETTER_DAYS)))
         ).rowcount  # type: ignore[attr-defined]
-    sightings = 0
+        sightings, sighting_shas = sighting_store.purge_expired(s, now)
+        shas |= sighting_shas
+        shas -= sighting_store.referenced_crops(s, shas)  # a crop a kept sighting still shows
     files = delete_unreferenced_blobs(app, shas)
     report = PurgeReport(
         now=now,

@@ -21,13 +21,16 @@ from vigil.server.bus import EventBus
 from vigil.server.deps import AnyRole, ServerState
 from vigil.server.routers import (
     alarms,
+    attendance,
     auth,
     cameras,
+    compare,
     compreface,
     events,
     galleries,
     governance,
     health,
+    investigation,
     metrics,
     recognition,
     users,
@@ -122,12 +125,15 @@ def create_app(settings: Settings, *, start_cameras: bool | None = None) -> Fast
         galleries,
         cameras,
         alarms,
+        attendance,
         events,
         recognition,
+        compare,
         governance,
         compreface,
         webhooks,
         metrics,
+        investigation,
     ):
         api.include_router(module.router)
 

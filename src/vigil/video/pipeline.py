@@ -9,6 +9,10 @@ thumbnail (blob store) and records the score, the threshold and FPIR in force, t
 and the capture time. Galleries that are not watchlists, and watchlists that have expired, raise no
 alarms (the watchlists are looked up again every ``REFRESH_S`` seconds, so an expiry takes effect
 while a camera runs).
+
+Entrance cameras (``Camera.kind == "entrance"``) also match the faces against the attendance galleries
+and store one attendance mark per track and person; a mark is never an alarm (see
+:mod:`vigil.attendance.marks`).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import logging
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import numpy as np
@@ -25,6 +29,7 @@ import numpy.typing as npt
 from sqlalchemy import select
 
 from vigil.app import App
+from vigil.attendance.marks import AttendanceMarker
 from vigil.core.config import Settings
 from vigil.core.errors import ForbiddenError, NotFoundError
 from vigil.core.types import FaceDetections
@@ -32,6 +37,7 @@ from vigil.events.schemas import Alarm, CameraOffline, CameraOnline, SightingEnd
 from vigil.gallery.matching import Match, identify_faces
 from vigil.gallery.models import AlarmRecord, Camera, Gallery, GalleryKind
 from vigil.governance import audit
+from vigil.investigation import sightings
 from vigil.video.sources import Frame, SourceStatus, now_utc
 from vigil.video.tracker import IouTracker, Track
 from vigil.vision.engine import build_detector
@@ -57,6 +63,7 @@ class Metrics:
     faces: int = 0
     embeddings: int = 0
     alarms: int = 0
+    attendance_marks: int = 0
     tracks: int = 0
     stage_s: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     alarm_latency_ms: list[float] = field(default_factory=list)
@@ -78,6 +85,7 @@ class Metrics:
             "tracks": self.tracks,
             "embeddings": self.embeddings,
             "alarms": self.alarms,
+            "attendance_marks": self.attendance_marks,
             "stage_ms_per_frame": per_frame,
             "alarm_latency_ms": None
             if lat is None
@@ -98,7 +106,16 @@ class TrackState:
     embeds: int = 0
     alarmed: dict[int, str] = field(default_factory=dict)
     """identity id -> name of the alarms raised on this track."""
+    marked: set[int] = field(default_factory=set)
+    """identity ids with an attendance mark from this track (entrance cameras)."""
     last_label: str = ""
+    shot_embedding: npt.NDArray[np.float32] | None = None
+    """The best embedded shot's template, (d,) float32; kept only on cameras that keep sightings."""
+    shot_quality: float = -1.0
+    shot_crop_jpeg: bytes = b""
+    match_id: int | None = None
+    """The best alarm of the track (identity id and score), recorded with its sighting."""
+    match_score: float | None = None
 
 
 @dataclass
@@ -199,6 +216,7 @@ class Pipeline:
         self.gallery_names = galleries
         self.watchlists = active_watchlists(app, galleries, camera_id=camera_id)
         self._refreshed = time.monotonic()
+        self.attendance = AttendanceMarker(app, camera, galleries, camera_id)
         self.detector = detector or video_detector(app.settings)
         self.embedder = app.engine.embedder
         self.tracker = IouTracker(
@@ -209,6 +227,8 @@ class Pipeline:
         self.annotator = annotator
         self._last_frame: Frame | None = None
         self._last_read = time.monotonic()
+        self.keep_sightings = sightings.camera_keeps_sightings(app, camera_id)
+        self._sightings_checked = time.monotonic()
 
     # -- stages ---------------------------------------------------------------------------------
 
@@ -249,8 +269,21 @@ class Pipeline:
             self.watchlists = active_watchlists(self.app, self.gallery_names, camera_id=self.camera_id)
             self._refreshed = time.monotonic()
 
+    def _mark_attendance(self, frame: Frame, faces: FaceDetections) -> None:
+        """Entrance cameras: one attendance mark per track and person of the attendance galleries
+        (stored and audited; never an alarm). See :mod:`vigil.attendance.marks`."""
+        if not self.attendance.entrance:
+            return
+        assert faces.track_id is not None
+        states = [self.states[int(t)] for t in faces.track_id]
+        for mark in self.attendance.mark(frame, faces, [st.marked for st in states]):
+            self.metrics.attendance_marks += 1
+            if not states[mark.face].alarmed:
+                states[mark.face].last_label = f"{mark.identity} (attendance) {mark.score:.3f}"
+
     def _match(self, frame: Frame, faces: FaceDetections) -> list[Alarm]:
         self._refresh_watchlists()
+        self._mark_attendance(frame, faces)
         if not self.watchlists.names:
             return []
         try:
@@ -386,6 +419,8 @@ class Pipeline:
         events = []
         for t in tracks:
             st = self.states.pop(t.id)
+            if frame is not None:
+                self._record_sighting(t, st, frame)
             events.append(
                 SightingEnded(
                     camera=self.camera,
@@ -400,6 +435,59 @@ class Pipeline:
                 )
             )
         return events
+
+    # -- sightings (cameras that opted in) ------------------------------------------------------
+
+    def _keeps_sightings(self) -> bool:
+        """The camera's opt-in, looked up again every ``REFRESH_S`` seconds (it can change while it runs)."""
+        if time.monotonic() - self._sightings_checked >= REFRESH_S:
+            self.keep_sightings = sightings.camera_keeps_sightings(self.app, self.camera_id)
+            self._sightings_checked = time.monotonic()
+        return self.keep_sightings
+
+    def _keep_best_shots(self, frame: Frame, shots: FaceDetections) -> None:
+        """Remember each track's highest-quality embedded shot (template and face crop)."""
+        if not self._keeps_sightings() or shots.embedding is None or shots.quality is None:
+            return
+        assert shots.track_id is not None
+        for j, (tid, q) in enumerate(zip(shots.track_id, shots.quality, strict=True)):
+            st = self.states[int(tid)]
+            if float(q) > st.shot_quality:
+                st.shot_quality = float(q)
+                st.shot_embedding = np.asarray(shots.embedding[j], np.float32).copy()
+                st.shot_crop_jpeg = _crop_jpeg(frame.bgr, shots.xyxy[j])
+
+    def _note_matches(self, events: list[Any]) -> None:
+        """Keep each track's best alarm for its sighting."""
+        for e in events:
+            if isinstance(e, Alarm) and e.track_id in self.states:
+                st = self.states[e.track_id]
+                if st.match_score is None or e.score > st.match_score:
+                    st.match_id, st.match_score = e.identity_id, e.score
+
+    def _record_sighting(self, t: Track, st: TrackState, frame: Frame) -> None:
+        """Store the ended track as a sighting, if the camera opted in and the track was embedded."""
+        if st.shot_embedding is None or not self._keeps_sightings():
+            return
+        t0 = time.monotonic()
+        sightings.store_sighting(
+            self.app,
+            sightings.NewSighting(
+                camera_id=self.camera_id,
+                camera_name=self.camera,
+                track_id=t.id,
+                first_seen=frame.ts - timedelta(seconds=max(0.0, frame.pos_s - t.first_pos_s)),
+                last_seen=frame.ts - timedelta(seconds=max(0.0, frame.pos_s - t.last_pos_s)),
+                frames=t.hits,
+                quality=st.shot_quality,
+                model_id=self.embedder.card.id,
+                embedding=st.shot_embedding,
+                crop_jpeg=st.shot_crop_jpeg,
+                identity_id=st.match_id,
+                score=st.match_score,
+            ),
+        )
+        self.metrics.add("store", time.monotonic() - t0)
 
     # -- entry points ---------------------------------------------------------------------------
 
@@ -447,8 +535,10 @@ class Pipeline:
                         st = self.states[int(tid)]
                         st.embeds += 1
                         st.embedded_quality = max(st.embedded_quality, float(q))
+                    self._keep_best_shots(frame, shots)
                     t3, stored = time.monotonic(), m.stage_s["store"]
                     alarms = self._match(frame, shots)
+                    self._note_matches(alarms)
                     m.add("match", time.monotonic() - t3 - (m.stage_s["store"] - stored))
                     events.extend(alarms)
         else:

@@ -112,12 +112,15 @@ class FileSource:
     """A video file, decoded frame by frame; ``fps`` samples it (None: every frame).
 
     ``realtime`` plays it at its own frame rate, as a camera would deliver it (the server's file cameras).
+    ``start`` is the wall-clock time of its first frame (timezone-aware; default: when it is opened), to
+    place a recording at the time it was made.
     """
 
     path: Path
     name: str
     fps: float | None = None
     realtime: bool = False
+    start: datetime | None = None
     live: bool = field(default=False, init=False)
     _problems: list[str] = field(default_factory=list, init=False)
     _cap: Any = field(default=None, init=False, repr=False)
@@ -125,6 +128,10 @@ class FileSource:
     def __post_init__(self) -> None:
         if self.fps is not None and self.fps <= 0:
             raise InputError(f"--fps must be positive, got {self.fps}")
+        if self.start is not None and self.start.utcoffset() is None:
+            raise InputError(
+                f"the start time {self.start.isoformat()} has no time zone", hint="give a UTC offset"
+            )
         if self.path.stat().st_size == 0:
             raise DecodeError(f"{self.path}: the file is empty", hint="check that the copy finished")
         self._cap = _capture(str(self.path), 10.0)
@@ -150,7 +157,7 @@ class FileSource:
         index = 0
         next_keep = 0.0
         decoded = 0
-        start = now_utc()
+        start = now_utc() if self.start is None else self.start.astimezone(UTC)
         start_mono = time.monotonic()
         while True:
             keep = index >= next_keep - 1e-9
@@ -389,10 +396,16 @@ def open_source(
     max_frames: int | None = None,
     max_seconds: float | None = None,
     realtime: bool = False,
+    start: datetime | None = None,
 ) -> Source:
     """The source ``spec`` names (a file, a folder, a stream URL or ``webcam:N``); see the module doc.
 
-    ``realtime`` paces a video file at its own frame rate (live sources are paced by the camera)."""
+    ``realtime`` paces a video file at its own frame rate (live sources are paced by the camera);
+    ``start`` dates a video file's first frame (a recording: see :class:`FileSource`)."""
+    if start is not None and not Path(spec).is_file():
+        raise InputError(
+            f"{spec}: a start time applies only to a video file", hint="live sources are dated as they arrive"
+        )
     scheme = urlsplit(spec).scheme.lower() if "://" in spec else ""
     if spec.startswith("webcam:") or spec.startswith("/dev/video"):
         digits = spec.removeprefix("webcam:").removeprefix("/dev/video")
@@ -430,7 +443,7 @@ def open_source(
     if path.is_dir():
         return ImageFolderSource(path, name or path.name, fps=fps or 1.0)
     if path.is_file():
-        return FileSource(path, name or path.stem, fps=fps, realtime=realtime)
+        return FileSource(path, name or path.stem, fps=fps, realtime=realtime, start=start)
     raise InputError(
         f"{spec}: no such file or folder",
         hint="give a video file, a folder of images, webcam:N or a stream URL (rtsp://, http://, ...)",

@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ def watch(
     on_metrics: Callable[[dict[str, Any]], None] | None = None,
     metrics_every_s: float = 1.0,
     actor: str | None = None,
+    start: datetime | None = None,
 ) -> dict[str, Any]:
     """Watch ``spec`` (or the registered ``camera``'s address); returns the run's summary.
 
@@ -51,6 +53,7 @@ def watch(
     :class:`~vigil.video.annotate.Annotator` methods ``draw`` and ``close`` (the server's live preview).
     ``on_metrics(summary)`` gets the running summary (with ``dropped``) every ``metrics_every_s``.
     The run is audited (``camera_run``: when, which watchlists were checked, frames and alarms).
+    ``start`` dates the first frame of a video file (a recording made then; default: now).
     """
     camera_id = None
     name = None
@@ -69,6 +72,7 @@ def watch(
         max_frames=max_frames,
         max_seconds=max_seconds,
         realtime=realtime,
+        start=start,
     )
     if annotate is not None:
         out_fps = fps or (source.source_fps if isinstance(source, FileSource) else 25.0)
@@ -113,8 +117,10 @@ def watch(
             started=started.isoformat(),
             ended=now_utc().isoformat(),
             watchlists=pipeline.watchlists.names,
+            attendance=pipeline.attendance.galleries,
             frames=pipeline.metrics.frames,
             alarms=pipeline.metrics.alarms,
+            attendance_marks=pipeline.metrics.attendance_marks,
         )
     for problem in source.problems:
         on_warning(problem)
@@ -122,6 +128,7 @@ def watch(
     summary.update(pipeline.metrics.summary())
     summary["dropped"] = source.dropped
     summary["watchlists"] = pipeline.watchlists.names
+    summary["attendance"] = pipeline.attendance.galleries
     summary["problems"] = list(source.problems)
     summary["interrupted"] = interrupted
     if annotate is not None:

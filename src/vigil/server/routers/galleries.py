@@ -34,6 +34,12 @@ class NewGallery(BaseModel):
     sites: list[str] | None = None
     cameras: list[str] | None = None
     retention_days: int | None = None
+    attendance_start: str | None = None
+    """Attendance galleries: expected arrival, HH:MM local time (the ``timezone`` setting)."""
+    attendance_end: str | None = None
+    attendance_days: str | None = None
+    """Working days, e.g. ``mon-fri`` or ``mon,wed,fri``."""
+    attendance_grace_min: int | None = None
 
 
 class GalleryChange(BaseModel):
@@ -48,6 +54,10 @@ class GalleryChange(BaseModel):
     sites: list[str] | None = None
     cameras: list[str] | None = None
     retention_days: int | None = None
+    attendance_start: str | None = None
+    attendance_end: str | None = None
+    attendance_days: str | None = None
+    attendance_grace_min: int | None = None
 
 
 class Erasure(BaseModel):
@@ -98,6 +108,10 @@ TERMS = {
     "sites",
     "cameras",
     "retention_days",
+    "attendance_start",
+    "attendance_end",
+    "attendance_days",
+    "attendance_grace_min",
 }
 
 
@@ -165,9 +179,16 @@ def enrol(
     metadata: Annotated[
         str | None, Form(description='operator metadata, a JSON object such as {"employee_no": "4711"}')
     ] = None,
+    consent_on: Annotated[
+        date | None, Form(description="attendance galleries (required): the day the person consented")
+    ] = None,
+    consent_by: Annotated[
+        str | None, Form(description="attendance galleries (required): who recorded the consent")
+    ] = None,
 ) -> enrolment.EnrolResult:
     attributes = _metadata(metadata)
     enrolment.check_gallery_open(st.app, name)
+    enrolment.check_consent(st.app, name, identity, consent_on, consent_by)
     images = [read_upload(st, f, "files") for f in files or [None]]  # type: ignore[list-item]
     with st.face_lock:
         result = enrolment.enroll(
@@ -179,6 +200,8 @@ def enrol(
             external_id=external_id,
             notes=notes,
             attributes=attributes,
+            consent_on=consent_on,
+            consent_by=consent_by,
         )
     _audit_enrol(st, me, result)
     return result
@@ -230,6 +253,11 @@ def update_identity(identity_id: int, body: IdentityChange, st: State, me: Manag
 
 
 def _audit_enrol(st: State, me: Principal, result: enrolment.EnrolResult) -> None:
+    consent = (
+        {"consent_on": result.consent_on.isoformat(), "consent_by": result.consent_by}
+        if result.consent_on
+        else {}
+    )
     audited(
         st,
         me,
@@ -239,6 +267,7 @@ def _audit_enrol(st: State, me: Principal, result: enrolment.EnrolResult) -> Non
         target_name=result.identity,
         gallery=result.gallery,
         photos=[{"sha256": p.sha256, "status": p.status, "quality": p.quality} for p in result.photos],
+        **consent,
     )
 
 

@@ -133,7 +133,7 @@ def purge(
         r,
         as_json,
         lambda: out.print(
-            f"purged {r.alarms} alarms, {r.snapshots} snapshots, {r.files} files, "
+            f"purged {r.alarms} alarms, {r.snapshots} snapshots, {r.sightings} sightings, {r.files} files, "
             f"{r.sessions} expired sessions"
         ),
     )

@@ -30,6 +30,7 @@ bench: $(BIN)/vigil
 	$(BIN)/python bench/core.py
 	$(BIN)/python bench/video.py
 	$(BIN)/python bench/compare.py
+	$(BIN)/python bench/clustering.py
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache

@@ -21,7 +21,7 @@ import io
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -250,6 +250,17 @@ def date2num(t: datetime) -> float:
     return (sightings.aware_utc(t) - EPOCH).total_seconds() / 86400.0
 
 
+def _span(result: SearchResult) -> tuple[float, float]:
+    """The x range: the hits with some margin (a window of months would crush a day's hits to a
+    dot), the whole window when there are no hits."""
+    if not result.hits:
+        return date2num(result.since), date2num(result.until)
+    lo = min(h.first_seen for h in result.hits)
+    hi = max(h.last_seen for h in result.hits)
+    pad = max((hi - lo) * 0.1, timedelta(seconds=30))
+    return date2num(max(lo - pad, result.since)), date2num(min(hi + pad, result.until))
+
+
 def timeline_png(result: SearchResult, *, width_px: int = 1000) -> bytes:
     """A timeline of the hits: one row per camera, a mark at each sighting (its span as a bar), coloured
     by score. PNG bytes."""
@@ -280,7 +291,7 @@ def timeline_png(result: SearchResult, *, width_px: int = 1000) -> bytes:
         fig.colorbar(marks, ax=ax, label="score (cosine)", pad=0.01)
     else:
         ax.text(0.5, 0.5, "no hits above the threshold", ha="center", va="center", transform=ax.transAxes)
-    ax.set_xlim(date2num(result.since), date2num(result.until))
+    ax.set_xlim(*_span(result))
     ax.xaxis_date(tz="UTC")
     ax.set_yticks(range(len(cameras)), cameras)
     ax.set_ylim(-0.7, max(len(cameras), 1) - 0.3)

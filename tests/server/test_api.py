@@ -345,6 +345,13 @@ def test_dead_worker_is_restarted_and_unreachable_camera_reported(server: Server
             timeout_s=30,
         )
         assert "exit" in (h2["last_error"] or "")
+    with server.client("auditor") as a:
+        runs = a.get("/api/audit", params={"action": "camera_run"}).json()
+    lost = [
+        r for r in runs if r["target_name"] == "gate" and "worker died" in (r["detail"].get("ended_by") or "")
+    ]
+    assert lost and lost[0]["detail"]["started"]  # the killed worker's running period is still audited
+    with server.client("supervisor") as c:
         stopped = c.post("/api/cameras/gate/stop").json()
         assert stopped["enabled"] is False and stopped["health"]["state"] == "stopped"
         assert c.delete("/api/cameras/gate").status_code == 200

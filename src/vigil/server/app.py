@@ -51,7 +51,7 @@ def create_app(settings: Settings, *, start_cameras: bool | None = None) -> Fast
     """The server. Cameras that are enabled start with it unless ``start_cameras`` is False."""
     vigil_app = App(settings)
     bus = EventBus()
-    supervisor = Supervisor(settings, bus)
+    supervisor = Supervisor(settings, bus, vigil_app)
     st = ServerState(app=vigil_app, bus=bus, supervisor=supervisor)
     notifiers = st.extras["notifiers"] = Notifiers(vigil_app, bus)
     run_cameras = settings.start_cameras if start_cameras is None else start_cameras

@@ -132,9 +132,11 @@ def _worker_main(settings_data: dict[str, Any], camera: str, out: Any, stop: Any
 class Supervisor:
     """Starts, stops and watches camera workers; keeps each camera's health and latest preview."""
 
-    def __init__(self, settings: Settings, bus: EventBus) -> None:
+    def __init__(self, settings: Settings, bus: EventBus, app: Any = None) -> None:
         self.settings = settings
         self.bus = bus
+        self.app = app
+        """The server's App: a worker that dies cannot audit its own running period, so this does."""
         self._workers: dict[str, _Worker] = {}
         self._previews: dict[str, tuple[int, bytes]] = {}
         self._preview_cond = threading.Condition()
@@ -261,6 +263,30 @@ class Supervisor:
             p = self._previews.get(camera)
             return p if p is not None and p[0] > after else None
 
+    def _audit_lost_run(self, w: _Worker, code: int | None) -> None:
+        """The running period of a worker that died (it records its own when it ends normally)."""
+        if self.app is None:
+            return
+        from vigil.governance import audit
+
+        try:
+            audit.record(
+                self.app,
+                f"camera:{w.camera}",
+                "camera_run",
+                target_type="camera",
+                target_name=w.camera,
+                camera=w.camera,
+                started=w.started_at.isoformat() if w.started_at else None,
+                ended=datetime.now(UTC).isoformat(),
+                watchlists=w.metrics.get("watchlists"),
+                frames=w.metrics.get("frames"),
+                alarms=w.metrics.get("alarms"),
+                ended_by=f"worker died (exit code {code})",
+            )
+        except Exception:  # the audit must not stop the restart
+            log.exception("camera %s: could not audit the lost run", w.camera)
+
     # threads -----------------------------------------------------------------------------------
     def _status_event(self, w: _Worker) -> None:
         self.bus.publish(
@@ -345,6 +371,7 @@ class Supervisor:
                         w.state = "finished" if w.finished else "stopped"
                         continue
                     w.last_error = w.last_error or f"worker exited with code {code}"
+                    self._audit_lost_run(w, code)
                     w.state = "restarting"
                     w.restart_at = time.monotonic() + w.backoff_s
                     log.warning(

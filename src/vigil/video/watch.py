@@ -99,7 +99,13 @@ def watch(
                 on_progress(item.index + 1, total)
             if on_metrics is not None and time.monotonic() >= next_metrics:
                 next_metrics = time.monotonic() + metrics_every_s
-                on_metrics({**pipeline.metrics.summary(), "dropped": source.dropped})
+                on_metrics(
+                    {
+                        **pipeline.metrics.summary(),
+                        "dropped": source.dropped,
+                        "watchlists": pipeline.watchlists.names,
+                    }
+                )
     except KeyboardInterrupt:
         interrupted = True
     finally:

@@ -6,15 +6,18 @@ refused sensitive metadata, erasure, camera retention, webhooks and the purge.""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import os
 import re
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import PASSWORD, Server
+from harness import PASSWORD, Server, wait_for
 
 import vigil.server
 
@@ -35,6 +38,8 @@ TIMEOUT_MS = 15_000
 ALARM_TIMEOUT_MS = 90_000
 
 STATIC = Path(vigil.server.__file__).parent / "static"
+# Where screenshots of the pages go when VIGIL_UI_SHOTS names a folder (for people to look at).
+SHOTS = os.environ.get("VIGIL_UI_SHOTS")
 # Module imports and url(...) references inside the UI's own files.
 ASSET_REF = re.compile(
     r"""(?:\bfrom|\bimport)\s*\(?\s*["']([^"']+)["']|\b(?:src|href)=["']([^"']+)["']|url\(["']?([^"')]+)"""
@@ -109,6 +114,12 @@ def dismiss_toasts(page: Any) -> None:
     page.evaluate("document.getElementById('toasts').replaceChildren()")
 
 
+def screenshot(page: Any, name: str) -> None:
+    if SHOTS:
+        Path(SHOTS).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(SHOTS) / f"{name}.png"), full_page=True)
+
+
 def nav_items(page: Any) -> list[str]:
     nav = page.get_by_role("navigation", name="Main")
     expect(nav.get_by_role("link").first).to_be_visible()
@@ -153,29 +164,30 @@ def test_one_time_password_forces_a_change(server: Server, page: Any) -> None:
     page.get_by_label("One-time (current) password").fill(otp)
     page.get_by_role("button", name="Change password").click()
     expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
-    assert nav_items(page) == ["Dashboard", "Alarms", "Cameras", "Search"]
+    assert nav_items(page) == OPERATOR_PAGES
+
+
+OPERATOR_PAGES = ["Dashboard", "Alarms", "Cameras", "Search", "Investigations", "Unknown faces"]
+MANAGER_PAGES = [
+    "Dashboard",
+    "Alarms",
+    "Galleries & people",
+    "Cameras",
+    "Search",
+    "Investigations",
+    "Unknown faces",
+    "Compare galleries",
+    "Attendance",
+]
 
 
 @pytest.mark.parametrize(
     ("role", "pages"),
     [
-        ("operator", ["Dashboard", "Alarms", "Cameras", "Search"]),
+        ("operator", OPERATOR_PAGES),
         ("auditor", ["Audit log", "Transparency", "Alarms"]),
-        ("supervisor", ["Dashboard", "Alarms", "Galleries & people", "Cameras", "Search", "Transparency"]),
-        (
-            "admin",
-            [
-                "Dashboard",
-                "Alarms",
-                "Galleries & people",
-                "Cameras",
-                "Search",
-                "Audit log",
-                "Transparency",
-                "Users & keys",
-                "Webhooks",
-            ],
-        ),
+        ("supervisor", [*MANAGER_PAGES, "Transparency"]),
+        ("admin", [*MANAGER_PAGES, "Audit log", "Transparency", "Users & keys", "Webhooks"]),
     ],
 )
 def test_navigation_follows_the_role(server: Server, page: Any, role: str, pages: list[str]) -> None:
@@ -189,6 +201,9 @@ def test_navigation_follows_the_role(server: Server, page: Any, role: str, pages
         expect(page.get_by_role("main")).to_contain_text("Not available for your role")
         page.goto(server.url + "/#/webhooks")
         expect(page.get_by_role("main")).to_contain_text("Not available for your role")
+        for manager_only in ("attendance", "compare"):
+            page.goto(server.url + f"/#/{manager_only}")
+            expect(page.get_by_role("main")).to_contain_text("Not available for your role")
     if role in ("operator", "supervisor"):
         page.goto(server.url + "/#/audit")
         expect(page.get_by_role("main")).to_contain_text("Not available for your role")
@@ -215,6 +230,373 @@ def test_uploading_a_non_image_shows_a_clear_error(server: Server, page: Any, tm
     expect(alert).to_contain_text("Photo refused")
     expect(alert).to_contain_text("not an image")
     expect(page.get_by_role("main")).to_contain_text("Nobody is enrolled yet")
+
+
+# ---- investigations, unknown faces, attendance, gallery comparison, the dashboard's snapshots ----
+# These run before the slow test, which enrols Lin-Manuel Miranda on a watchlist: here nobody in the
+# hamilton clip is known yet, so every sighting is unmatched (and clustered).
+
+SIGHTING_CAMERAS = ("foyer", "stage")
+
+
+@pytest.fixture(scope="module")
+def hamilton_sightings(server: Server, shared_data: Path) -> tuple[str, ...]:
+    """The hamilton clip played to the end on two cameras that keep sightings (set up through the API):
+    three people, each seen once per camera, so six sightings, nobody enrolled."""
+    clip = shared_data / "video" / "short_hamilton_clip.mp4"
+    with server.client("supervisor") as c:
+        for name in SIGHTING_CAMERAS:
+            body = {"name": name, "url": str(clip), "keep_sightings": True, "start": True}
+            assert c.post("/api/cameras", json=body).status_code == 201
+        for name in SIGHTING_CAMERAS:
+            wait_for(
+                lambda name=name: c.get(f"/api/cameras/{name}").json()["health"]["state"] == "finished",
+                timeout_s=120,
+            )
+        assert len(c.get("/api/investigations/sightings").json()) >= 4
+    return SIGHTING_CAMERAS
+
+
+def audit_count(server: Server, action: str) -> int:
+    with server.client("auditor") as c:
+        return len(c.get("/api/audit", params={"action": action, "limit": 10_000}).json())
+
+
+def test_investigation_search_needs_a_case_and_shows_sightings_and_timeline(
+    server: Server, page: Any, people: Path, hamilton_sightings: tuple[str, ...]
+) -> None:
+    login(page, server, "supervisor")
+    page.get_by_role("link", name="Investigations").click()
+    form = page.get_by_role("form", name="Search the sightings")
+    expect(form).to_contain_text("Every search is recorded in the audit log")
+    form.get_by_label("Photo of the person").set_input_files(str(people / "lin-manuel-miranda.png"))
+    for camera in hamilton_sightings:
+        form.get_by_label(camera).check()
+
+    # No case reference: refused in the page, and nothing is searched (no audit entry).
+    searches = audit_count(server, "retrospective_search")
+    form.get_by_role("button", name="Search").click()
+    alert = form.get_by_role("alert")
+    expect(alert).to_contain_text("A case reference is required")
+    expect(alert).to_contain_text("recorded in the audit log with its case reference")
+    expect(form.get_by_label("Case reference")).to_have_attribute("aria-invalid", "true")
+    expect(page.get_by_role("table", name="Sightings found")).to_have_count(0)
+    assert audit_count(server, "retrospective_search") == searches
+
+    form.get_by_label("Case reference").fill("INC-UI-7")
+    form.get_by_role("button", name="Search").click()
+    results = page.get_by_role("region", name="Search results")
+    expect(results.get_by_role("heading", name="Results for case INC-UI-7")).to_be_visible()
+    expect(results).to_contain_text("above the threshold")
+    hits = page.get_by_role("table", name="Sightings found").locator("tbody tr")
+    expect(hits.first).to_be_visible()
+    assert hits.count() >= 2
+    for camera in hamilton_sightings:  # he walks past both cameras
+        expect(hits.filter(has_text=camera).first).to_be_visible()
+    expect(hits.first).to_contain_text(re.compile(r"0\.9\d\d ≥ 0\.9\d\d"))
+    crop = hits.first.get_by_role("img", name=re.compile(r"Face of sighting \d+ on (foyer|stage)"))
+    expect(crop).to_be_visible()
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=crop.element_handle())
+    timeline = results.get_by_role("img", name="Timeline of the sightings found, case INC-UI-7")
+    expect(timeline).to_be_visible()
+    assert timeline.locator("g.hit").count() == hits.count()
+    results.locator("details.png-timeline summary").click()
+    png = results.get_by_role("img", name="Timeline plot of case INC-UI-7")
+    expect(png).to_be_visible()
+    assert png.evaluate("i => i.naturalWidth") > 100
+    screenshot(page, "investigation")
+    assert audit_count(server, "retrospective_search") == searches + 1
+
+    # Someone who was never there: a clear "nobody above the threshold".
+    form.get_by_label("Photo of the person").set_input_files(str(people / "obama.jpg"))
+    form.get_by_role("button", name="Search").click()
+    expect(results).to_contain_text("Nobody above the threshold")
+    expect(results).to_contain_text("not proof that the person was not there")
+    expect(page.get_by_role("table", name="Sightings found")).to_have_count(0)
+
+
+def test_unknown_faces_update_review_dismiss_and_promote(
+    server: Server, page: Any, hamilton_sightings: tuple[str, ...]
+) -> None:
+    with server.client("supervisor") as c:
+        assert c.post("/api/galleries", json={"name": "visitors", "kind": "reference"}).status_code == 201
+    login(page, server, "supervisor")
+    page.get_by_role("link", name="Unknown faces").click()
+    update = page.get_by_role("button", name="Update clusters")
+    update.click()
+    status = page.get_by_role("main").locator(".slot").get_by_role("status")
+    expect(status).to_contain_text("Clusters updated")
+    expect(status).to_contain_text("3 new clusters (6 sightings)")
+    # Each of the clip's three people, seen once on each camera: three clusters of two.
+    cards = page.get_by_role("list", name="Clusters").get_by_role("listitem")
+    expect(cards).to_have_count(3)
+    for i in range(3):
+        expect(cards.nth(i).locator("dl.mini dd")).to_have_text(["2", "foyer, stage"])
+        expect(cards.nth(i).get_by_role("img")).to_have_count(2)
+    screenshot(page, "clusters")
+    update.click()  # nothing new: said so
+    expect(status).to_contain_text("No new clusters")
+
+    # The first cluster: its crops are too tight for the face detector, so promotion is refused clearly;
+    # then it is dismissed.
+    ids = [int(x) for x in re.findall(r"Cluster (\d+)", " ".join(cards.locator("h3").all_inner_texts()))]
+    first, last = min(ids), max(ids)
+    page.get_by_role("link", name=f"Review cluster {first}").click()
+    expect(page.get_by_role("heading", name=f"Cluster {first}")).to_be_visible()
+    faces = page.get_by_role("list", name="Member faces").get_by_role("img")
+    expect(faces).to_have_count(2)
+    promote = page.get_by_role("form", name="Promote to a person")
+    promote.get_by_label("Gallery").select_option("visitors")
+    promote.get_by_label("Name").fill("Visitor A")
+    promote.get_by_role("button", name="Promote").click()
+    expect(promote.get_by_role("alert")).to_contain_text("no member crop has a face the detector finds")
+    dismiss_toasts(page)
+    dismiss = page.get_by_role("form", name="Dismiss")
+    dismiss.get_by_label("Reason (optional, audited)").fill("a passer-by")
+    dismiss.get_by_role("button", name="Dismiss").click()
+    page.get_by_role("dialog", name=f"Dismiss cluster {first}?").get_by_role("button", name="Dismiss").click()
+    expect(page.get_by_role("main").locator("dl.facts")).to_contain_text("dismissed")
+    expect(page.get_by_role("form", name="Dismiss")).to_have_count(0)
+
+    # The last cluster's crops have a face: promoted, with what was enrolled and skipped.
+    page.goto(server.url + f"/#/clusters/{last}")
+    promote = page.get_by_role("form", name="Promote to a person")
+    promote.get_by_label("Gallery").select_option("visitors")
+    promote.get_by_label("Name").fill("Visitor B")
+    promote.get_by_role("button", name="Promote").click()
+    done = page.get_by_role("main").get_by_role("status").filter(has_text="Promoted to Visitor B")
+    expect(done).to_contain_text("2 crops enrolled, 0 skipped")
+    screenshot(page, "cluster-promoted")
+    expect(page.get_by_role("main").locator("dl.facts")).to_contain_text("promoted")
+    page.get_by_role("link", name="Open Visitor B").click()
+    expect(page.get_by_role("heading", name="Visitor B")).to_be_visible()
+    page.get_by_role("link", name="Unknown faces").click()
+    expect(page.get_by_role("list", name="Clusters").get_by_role("listitem")).to_have_count(1)
+    with server.client("auditor") as c:
+        (entry,) = c.get("/api/audit", params={"action": "cluster_dismiss"}).json()
+    assert entry["detail"]["reason"] == "a passer-by" and entry["actor"] == "user:supervisor"
+
+    # The promoted person can be searched for by their enrolled photos.
+    page.get_by_role("link", name="Investigations").click()
+    form = page.get_by_role("form", name="Search the sightings")
+    form.get_by_label("An enrolled person").check()
+    form.get_by_label("Gallery").select_option("visitors")
+    form.get_by_label("Person", exact=True).select_option(label="Visitor B")
+    form.get_by_label("Case reference").fill("INC-UI-8")
+    form.get_by_role("button", name="Search").click()
+    results = page.get_by_role("region", name="Search results")
+    expect(results.locator("dl.facts")).to_contain_text("Visitor B")
+    expect(page.get_by_role("table", name="Sightings found").locator("tbody tr").first).to_be_visible()
+
+
+def _monday_before_last_week() -> date:
+    today = date.today()
+    return today - timedelta(days=today.weekday() + 7)
+
+
+def test_attendance_gallery_schedule_consent_and_report(server: Server, page: Any, people: Path) -> None:
+    from sqlalchemy import select
+
+    from vigil.app import App
+    from vigil.attendance.schedule import local_zone
+    from vigil.core.config import Settings
+    from vigil.gallery.models import AttendanceMark, Gallery, Identity
+
+    day = _monday_before_last_week()
+    consent = (day - timedelta(days=3)).isoformat()
+    login(page, server, "supervisor")
+    page.get_by_role("link", name="Galleries & people").click()
+    form = page.get_by_role("form", name="New gallery")
+    expect(form.get_by_label("Expected arrival")).to_be_hidden()
+    form.get_by_label("Gallery name").fill("attendance-ui")
+    form.get_by_label("Kind").select_option("attendance")
+    expect(form).to_contain_text("enrols only people who consented")
+    screenshot(page, "attendance-gallery")
+    form.get_by_label("Expected arrival").fill("09:00")
+    form.get_by_label("Expected departure").fill("17:00")
+    form.get_by_label("Grace minutes").fill("10")
+    expect(form.get_by_label("Mon")).to_be_checked()
+    expect(form.get_by_label("Sat")).not_to_be_checked()
+    form.get_by_role("button", name="Create gallery").click()
+    expect(form.get_by_role("status")).to_contain_text("Gallery created")
+    with server.client("supervisor") as c:
+        g = c.get("/api/galleries/attendance-ui").json()
+    assert (g["attendance_start"], g["attendance_end"], g["attendance_grace_min"]) == ("09:00", "17:00", 10)
+    assert g["attendance_days"] == "mon,tue,wed,thu,fri"
+
+    # Enrolment asks for the consent; without it nothing is sent.
+    page.get_by_role("table", name="Galleries").get_by_role("link", name="attendance-ui").click()
+    expect(page.get_by_role("main").locator("dl.facts")).to_contain_text(
+        "09:00 to 17:00, Mon, Tue, Wed, Thu, Fri"
+    )
+    enrol = page.get_by_role("form", name="Enrol a person")
+    enrol.get_by_label("Person's name").fill("Barack Obama")
+    enrol.get_by_label("Photos").set_input_files(str(people / "obama.jpg"))
+    enrol.get_by_role("button", name="Enrol").click()
+    expect(enrol.get_by_role("alert")).to_contain_text("Consent required")
+    screenshot(page, "attendance-enrol")
+    enrol.get_by_label("Consent given on").fill(consent)
+    enrol.get_by_label("Consent recorded by").fill("HR, J. Doe")
+    enrol.get_by_role("button", name="Enrol").click()
+    expect(enrol).to_contain_text("Enrolled Barack Obama", timeout=60_000)
+    expect(enrol).to_contain_text(f"Consent of {consent} recorded by HR, J. Doe")
+    expect(page.get_by_role("table", name="People")).to_contain_text("recorded by HR, J. Doe")
+    with server.client("supervisor") as c, (people / "biden.jpg").open("rb") as fh:
+        r = c.post(
+            "/api/galleries/attendance-ui/identities",
+            data={"identity": "Joe Biden", "consent_on": consent, "consent_by": "HR"},
+            files=[("files", ("b.jpg", fh))],
+        )
+        assert r.status_code == 201, r.text
+
+    # Marks as an entrance camera would make them: Obama late (09:25) and gone early (16:30); Biden absent.
+    app = App(Settings(data_dir=server.data_dir))
+    try:
+        zone = local_zone(app.settings)
+        with app.db.session() as s:
+            gallery_id = s.scalar(select(Gallery.id).where(Gallery.name == "attendance-ui"))
+            obama = s.scalar(select(Identity.id).where(Identity.name == "Barack Obama"))
+            for hh_mm in ("09:25", "12:02", "16:30"):
+                at = (
+                    datetime.combine(day, time.fromisoformat(hh_mm), zone)
+                    .astimezone(UTC)
+                    .replace(tzinfo=None)
+                )
+                s.add(
+                    AttendanceMark(
+                        identity_id=obama,
+                        gallery_id=gallery_id,
+                        camera_name="front",
+                        at=at,
+                        score=0.95,
+                        threshold=0.9,
+                    )
+                )
+    finally:
+        app.close()
+
+    page.get_by_role("link", name="Attendance", exact=True).click()
+    choose = page.get_by_role("form", name="Choose the report")
+    choose.get_by_label("Attendance gallery").select_option("attendance-ui")
+    choose.get_by_label("Date").fill(day.isoformat())
+    choose.get_by_role("button", name="Show report").click()
+    report = page.get_by_role("region", name="Attendance report")
+    expect(report.get_by_role("heading", name=f"attendance-ui: {day.isoformat()}")).to_be_visible()
+    expect(report.locator("dl.facts")).to_contain_text("09:00")
+    expect(report.locator("dl.facts")).to_contain_text("10 minutes")
+    table = report.get_by_role("table", name="Attendance")
+    obama_row = table.get_by_role("row").filter(has_text="Barack Obama")
+    expect(obama_row).to_contain_text("late")
+    expect(obama_row).to_contain_text("left early")
+    expect(obama_row).to_contain_text("09:25")
+    expect(obama_row).to_contain_text("16:30")
+    expect(obama_row).to_contain_text("25 min")
+    expect(table.get_by_role("row").filter(has_text="Joe Biden")).to_contain_text("absent")
+    screenshot(page, "attendance")
+
+    href = report.get_by_role("link", name="Download CSV").get_attribute("href") or ""
+    assert "format=csv" in href and "gallery=attendance-ui" in href
+    answer = page.request.get(server.url + href)
+    assert answer.ok and answer.headers["content-type"].startswith("text/csv")
+    rows = {r["person"]: r for r in csv.DictReader(io.StringIO(answer.text()))}
+    assert rows["Barack Obama"]["status"] == "late" and rows["Joe Biden"]["status"] == "absent"
+
+    # A range: the Tuesday too, when nobody came.
+    choose.get_by_label("Until (optional)").fill((day + timedelta(days=1)).isoformat())
+    choose.get_by_role("button", name="Show report").click()
+    expect(table.locator("tbody tr")).to_have_count(4)
+    expect(table.locator("tbody tr").filter(has_text="absent")).to_have_count(3)
+
+
+def test_compare_galleries_job_with_progress_and_pairs(server: Server, page: Any, people: Path) -> None:
+    with server.client("supervisor") as c:
+        for gallery, enrolments in (
+            ("cmp-a", [("Barack Obama", "obama.jpg")]),
+            ("cmp-b", [("B. H. Obama", "obama2.jpg"), ("Joe Biden", "biden.jpg")]),
+        ):
+            assert c.post("/api/galleries", json={"name": gallery, "kind": "reference"}).status_code == 201
+            for name, photo in enrolments:
+                with (people / photo).open("rb") as fh:
+                    r = c.post(
+                        f"/api/galleries/{gallery}/identities",
+                        data={"identity": name},
+                        files=[("files", (photo, fh))],
+                    )
+                assert r.status_code == 201, r.text
+    login(page, server, "supervisor")
+    page.get_by_role("link", name="Compare galleries").click()
+    form = page.get_by_role("form", name="New comparison")
+    form.get_by_label("Gallery A (searched for)").select_option("cmp-a")
+    form.get_by_label("Gallery B (searched in)").select_option("cmp-b")
+    form.get_by_label("Best matches kept per face (top-k)").fill("3")
+    form.get_by_role("button", name="Start comparison").click()
+    expect(form.get_by_role("alert")).to_contain_text("A case reference is required")
+    form.get_by_label("Case reference").fill("CASE-UI-3")
+    form.get_by_role("button", name="Start comparison").click()
+
+    job = page.get_by_role("region", name="Comparison job")
+    bar = job.get_by_role("progressbar", name="Comparison progress")
+    expect(bar).to_be_visible()
+    expect(job).to_contain_text("done: 1 enrolled face of cmp-a searched")
+    assert bar.evaluate("b => b.value === b.max && b.max >= 1")
+    assert re.search(r"#/compare/[0-9a-f]{16}$", page.url), page.url
+    pairs = job.get_by_role("table", name="Identity pairs")
+    row = pairs.locator("tbody tr")
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text("Barack Obama")
+    expect(row).to_contain_text("B. H. Obama")
+    expect(row).not_to_contain_text("Biden")
+    for name in ("Enrolled photo of Barack Obama", "Enrolled photo of B. H. Obama"):
+        img = row.get_by_role("img", name=name)
+        expect(img).to_be_visible()
+        page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=img.element_handle())
+    expect(job).to_contain_text("Pairs 1–1 of 1")
+    screenshot(page, "compare")
+    href = job.get_by_role("link", name="Download CSV (pairs of people)").get_attribute("href") or ""
+    answer = page.request.get(server.url + href)
+    assert answer.ok and "B. H. Obama" in answer.text() and "Barack Obama" in answer.text()
+    jobs = page.get_by_role("table", name="Comparisons")
+    expect(jobs.locator("tbody tr").filter(has_text="CASE-UI-3")).to_contain_text("done")
+
+    # An operator has no comparison page (managers only).
+    logout(page)
+    login(page, server, "operator")
+    page.goto(server.url + "/#/compare")
+    expect(page.get_by_role("main")).to_contain_text("Not available for your role")
+
+
+def test_dashboard_shows_the_last_snapshot_of_a_camera_that_is_not_running(
+    server: Server, page: Any, hamilton_sightings: tuple[str, ...]
+) -> None:
+    with server.client("supervisor") as c:
+        body = {"name": "never-run", "url": "webcam:9", "start": False}
+        assert c.post("/api/cameras", json=body).status_code == 201
+    login(page, server, "supervisor")
+    expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
+    foyer = page.get_by_role("article", name="Camera foyer")
+    expect(foyer).to_contain_text("finished")
+    still = foyer.get_by_role("img", name="Last picture of camera foyer (finished)")
+    expect(still).to_be_visible()
+    assert "/snapshot.jpg" in (still.get_attribute("src") or "")
+    page.wait_for_function("img => img.naturalWidth > 1", arg=still.element_handle())
+    expect(foyer.get_by_text("waiting for a picture…")).to_be_hidden()
+    expect(foyer.get_by_text("loading the last picture…")).to_be_hidden()
+    # A camera that never ran has no picture yet (the snapshot answers 404): said so.
+    never = page.get_by_role("article", name="Camera never-run")
+    expect(never.get_by_text("no picture yet")).to_be_visible()
+    screenshot(page, "dashboard")
+
+    # Started again: the live stream, whose note goes once a frame shows; finished: the snapshot again.
+    stage = page.get_by_role("article", name="Camera stage")
+    stage.get_by_role("button", name="Start").click()
+    live = stage.get_by_role("img", name="Live view of camera stage")
+    expect(live).to_have_attribute("src", re.compile(r"/preview\.mjpg"))
+    page.wait_for_function("img => img.naturalWidth > 1", arg=live.element_handle())
+    expect(stage.get_by_text("waiting for a picture…")).to_be_hidden()
+    again = stage.get_by_role("img", name="Last picture of camera stage (finished)")
+    expect(again).to_be_visible(timeout=ALARM_TIMEOUT_MS)
+    assert "/snapshot.jpg" in (again.get_attribute("src") or "")
+    page.wait_for_function("img => img.naturalWidth > 1", arg=again.element_handle())
 
 
 @pytest.mark.slow
@@ -273,7 +655,8 @@ def test_live_alarm_and_two_person_review(server: Server, page: Any, shared_data
     expect(item.first).to_be_visible(timeout=ALARM_TIMEOUT_MS)
     expect(item.first).to_contain_text(re.compile(r"\bnew\b"))
     assert page.evaluate("window.__sameDocument") is True
-    preview = tile.get_by_role("img", name="Live view of camera hamilton")
+    # The live view, or the last picture once the clip has ended.
+    preview = tile.get_by_role("img", name=re.compile(r"(Live view|Last picture) of camera hamilton"))
     page.wait_for_function("img => img.naturalWidth > 1", arg=preview.element_handle())  # MJPEG frames
 
     # The evidence, and the first confirmation.

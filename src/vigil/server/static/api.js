@@ -86,9 +86,34 @@ export const upload = (path, form, query) => api("POST", path, { form, query });
 export const media = (sha) => `/api/media/${encodeURIComponent(sha)}`;
 
 export const ROLE_PAGES = {
-  admin: ["dashboard", "alarms", "galleries", "cameras", "search", "audit", "transparency", "admin", "webhooks"],
-  supervisor: ["dashboard", "alarms", "galleries", "cameras", "search", "transparency"],
-  operator: ["dashboard", "alarms", "cameras", "search"],
+  admin: [
+    "dashboard",
+    "alarms",
+    "galleries",
+    "cameras",
+    "search",
+    "investigations",
+    "clusters",
+    "compare",
+    "attendance",
+    "audit",
+    "transparency",
+    "admin",
+    "webhooks",
+  ],
+  supervisor: [
+    "dashboard",
+    "alarms",
+    "galleries",
+    "cameras",
+    "search",
+    "investigations",
+    "clusters",
+    "compare",
+    "attendance",
+    "transparency",
+  ],
+  operator: ["dashboard", "alarms", "cameras", "search", "investigations", "clusters"],
   auditor: ["audit", "transparency", "alarms"],
 };
 

@@ -5,10 +5,14 @@ import { onLive, startLive, stopLive } from "./live.js";
 import { busy, clearToasts, field, fill, h, message, showError, toast } from "./ui.js";
 import * as admin from "./admin.js";
 import * as alarms from "./alarms.js";
+import * as attendance from "./attendance.js";
 import * as audit from "./audit.js";
 import * as cameras from "./cameras.js";
+import * as clusters from "./clusters.js";
+import * as compare from "./compare.js";
 import * as dashboard from "./dashboard.js";
 import * as galleries from "./galleries.js";
+import * as investigations from "./investigations.js";
 import * as search from "./search.js";
 import * as transparency from "./transparency.js";
 import * as webhooks from "./webhooks.js";
@@ -22,6 +26,10 @@ const PAGES = {
   people: { label: "Person", module: galleries, section: "galleries" },
   cameras: { label: "Cameras", module: cameras },
   search: { label: "Search", module: search },
+  investigations: { label: "Investigations", module: investigations },
+  clusters: { label: "Unknown faces", module: clusters },
+  compare: { label: "Compare galleries", module: compare },
+  attendance: { label: "Attendance", module: attendance },
   audit: { label: "Audit log", module: audit },
   transparency: { label: "Transparency", module: transparency },
   admin: { label: "Users & keys", module: admin },

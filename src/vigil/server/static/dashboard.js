@@ -9,6 +9,8 @@ const POLL_MS = 3000;
 const MAX_STREAMS = 4;
 const SNAPSHOT_MS = 2000;
 const BLANK = "data:image/gif;base64,R0lGODlhAQABAAAAACw=";
+/** Camera states in which new frames come (or will come again soon). */
+const RUNNING = ["running", "starting", "restarting", "offline"];
 
 /** One alarm as the list shows it, from a list row (AlarmInfo) or a live `alarm` event. */
 function normalise(a) {
@@ -91,8 +93,7 @@ export async function render(root) {
 
   function tileFor(c, index) {
     const img = h("img", { class: "preview", alt: `Live view of camera ${c.name}` });
-    const streaming = index < MAX_STREAMS;
-    if (streaming) img.src = `/api/cameras/${encodeURIComponent(c.name)}/preview.mjpg`;
+    const note = h("span", { class: "preview-note" }, "waiting for a picture…");
     const body = h("div", { class: "tile-stats" });
     const err = h("div", { class: "tile-error" });
     const actions = h("div", { class: "actions" });
@@ -100,21 +101,61 @@ export async function render(root) {
       "article",
       { class: "tile", "aria-label": `Camera ${c.name}` },
       h("h3", {}, c.name, c.site ? h("span", { class: "muted" }, ` · ${c.site}`) : null),
-      h("div", { class: "preview-box" }, img, h("span", { class: "preview-note" }, "waiting for a picture…")),
+      h("div", { class: "preview-box" }, img, note, h("span", { class: "still-label" }, "last picture")),
       body,
       err,
       actions,
     );
-    img.addEventListener("load", () => tile.classList.add("has-picture"));
-    const t = { tile, img, body, err, actions, streaming, snapTimer: null };
-    if (!streaming) {
-      const refresh = () => {
-        img.src = `/api/cameras/${encodeURIComponent(c.name)}/snapshot.jpg?t=${Date.now()}`;
-      };
-      refresh();
-      t.snapTimer = setInterval(refresh, SNAPSHOT_MS);
-    }
+    const t = { name: c.name, tile, img, note, body, err, actions, canStream: index < MAX_STREAMS, mode: null, snapTimer: null, pictureTimer: null };
+    // Chromium may fire no load event for the frames of a multipart (MJPEG) stream: look at the picture.
+    const check = () => {
+      const shown = img.naturalWidth > 1 && !img.src.startsWith("data:");
+      tile.classList.toggle("has-picture", shown);
+      if (shown) img.classList.remove("broken");
+    };
+    img.addEventListener("load", check);
+    img.addEventListener("error", () => {
+      tile.classList.remove("has-picture");
+      img.classList.add("broken");
+      note.textContent = t.mode === "still" ? "no picture yet" : "no picture (the stream is not available)";
+    });
+    t.pictureTimer = setInterval(check, 500);
     return t;
+  }
+
+  /**
+   * What a tile shows: the live MJPEG stream while its camera runs (the first MAX_STREAMS cameras), a
+   * snapshot refreshed every few seconds for the others, and the last snapshot of a camera that is not
+   * running (finished, stopped, failed): a stream would never get a new frame.
+   */
+  function setMode(t, state) {
+    const live = RUNNING.includes(state);
+    const mode = live ? (t.canStream ? "stream" : "poll") : "still";
+    if (mode === t.mode) return;
+    t.mode = mode;
+    clearInterval(t.snapTimer);
+    t.snapTimer = null;
+    const base = `/api/cameras/${encodeURIComponent(t.name)}`;
+    const snapshot = () => {
+      t.img.src = `${base}/snapshot.jpg?t=${Date.now()}`;
+    };
+    t.tile.classList.remove("has-picture");
+    t.img.classList.remove("broken");
+    t.tile.dataset.mode = mode;
+    if (mode === "stream") {
+      t.note.textContent = "waiting for a picture…";
+      t.img.alt = `Live view of camera ${t.name}`;
+      t.img.src = `${base}/preview.mjpg?t=${Date.now()}`;
+    } else if (mode === "poll") {
+      t.note.textContent = "waiting for a picture…";
+      t.img.alt = `Live view of camera ${t.name}`;
+      snapshot();
+      t.snapTimer = setInterval(snapshot, SNAPSHOT_MS);
+    } else {
+      t.note.textContent = "loading the last picture…";
+      t.img.alt = `Last picture of camera ${t.name} (${state || "not running"})`;
+      snapshot();
+    }
   }
 
   function updateTile(t, c) {
@@ -126,10 +167,11 @@ export async function render(root) {
         stats(c).map(([k, v]) => h("div", {}, h("dt", {}, k), h("dd", {}, v))),
       ),
     );
+    setMode(t, c.health?.state);
     const last = c.health?.last_error;
     fill(t.err, last ? h("small", { class: "error-text" }, last) : null);
     if (can.manage()) {
-      const running = ["running", "starting", "restarting", "offline"].includes(c.health?.state);
+      const running = RUNNING.includes(c.health?.state);
       const b = h("button", { type: "button", class: "secondary small" }, running ? "Stop" : "Start");
       b.addEventListener("click", async () => {
         try {
@@ -137,9 +179,6 @@ export async function render(root) {
             post(`/api/cameras/${encodeURIComponent(c.name)}/${running ? "stop" : "start"}`),
           );
           updateTile(t, updated);
-          if (!running && t.streaming) {
-            t.img.src = `/api/cameras/${encodeURIComponent(c.name)}/preview.mjpg?t=${Date.now()}`;
-          }
         } catch (err) {
           showError(err, null, `Could not ${running ? "stop" : "start"} ${c.name}`);
         }
@@ -186,6 +225,7 @@ export async function render(root) {
 
   function stopTile(t) {
     clearInterval(t.snapTimer);
+    clearInterval(t.pictureTimer);
     t.img.src = BLANK; // closes the MJPEG connection
   }
 

@@ -48,6 +48,60 @@ const METADATA_HELP =
   "Operator data such as an employee or case number. Never sensitive traits (origin, skin colour, religion, " +
   "politics, sexual orientation, health, emotion): vigil refuses them.";
 
+const WEEK = [
+  ["mon", "Mon"],
+  ["tue", "Tue"],
+  ["wed", "Wed"],
+  ["thu", "Thu"],
+  ["fri", "Fri"],
+  ["sat", "Sat"],
+  ["sun", "Sun"],
+];
+const WEEK_NAMES = Object.fromEntries(WEEK);
+
+/** "Mon, Tue, Wed" from the stored "mon,tue,wed". */
+function daysText(days) {
+  return days ? days.split(",").map((d) => WEEK_NAMES[d.trim()] || d.trim()).join(", ") : "every day";
+}
+
+/**
+ * The schedule inputs of an attendance gallery: arrival, departure, working days, grace. ``value()`` is
+ * the API's fields (attendance_start...), or an error text.
+ */
+function scheduleInputs(g = {}) {
+  const start = h("input", { name: "attendance_start", type: "time", value: g.attendance_start ?? "09:00" });
+  const end = h("input", { name: "attendance_end", type: "time", value: g.attendance_end ?? "17:00" });
+  const chosen = g.attendance_days ? g.attendance_days.split(",").map((d) => d.trim()) : ["mon", "tue", "wed", "thu", "fri"];
+  const days = WEEK.map(([v, label]) => checkbox(label, { name: "attendance_days", value: v, checked: chosen.includes(v) }));
+  const grace = h("input", { name: "attendance_grace_min", type: "number", min: 0, max: 720, step: 1, value: g.attendance_grace_min ?? 10 });
+  const el = h(
+    "fieldset",
+    { class: "schedule" },
+    h("legend", {}, "Schedule (local time of the server)"),
+    h(
+      "div",
+      { class: "row" },
+      field("Expected arrival", start, "Later than this plus the grace is late."),
+      field("Expected departure", end, "Leaving before this is leaving early."),
+      field("Grace minutes", grace, "0 to 720."),
+    ),
+    h("fieldset", { class: "schedule-days" }, h("legend", {}, "Working days"), days),
+    h("p", { class: "help" }, "On a working day, someone whose consent was recorded before it and who is not seen is absent."),
+  );
+  return {
+    el,
+    value() {
+      const picked = days.map((b) => b.querySelector("input")).filter((i) => i.checked).map((i) => i.value);
+      if (!start.value || !end.value) return "Give the expected arrival and departure times.";
+      if (end.value <= start.value) return "The departure must be after the arrival (shifts over midnight are not supported).";
+      if (!picked.length) return "Tick at least one working day.";
+      const n = Number(grace.value || 0);
+      if (!Number.isInteger(n) || n < 0 || n > 720) return "Give the grace as a whole number of minutes, 0 to 720.";
+      return { attendance_start: start.value, attendance_end: end.value, attendance_days: picked.join(","), attendance_grace_min: n };
+    },
+  };
+}
+
 /** The expiry of a gallery as text and, when expired, a clear EXPIRED badge. */
 function expiry(g) {
   if (!g.expires_on) return "—";
@@ -185,6 +239,17 @@ function createForm(reload) {
   );
   const note = h("p", { class: "small" });
   const fs = h("fieldset", {}, h("legend", {}, "Safeguards"), note, wlFields);
+  let schedule = scheduleInputs();
+  const schedSlot = h("div", { class: "attendance-part", hidden: true });
+  const resetSchedule = () => {
+    schedule = scheduleInputs();
+    fill(
+      schedSlot,
+      message("info", null, "An attendance gallery enrols only people who consented: each enrolment asks for the day of their consent and who recorded it."),
+      schedule.el,
+    );
+  };
+  resetSchedule();
   const slot = h("div", { class: "slot" });
   const button = h("button", { type: "submit" }, "Create gallery");
   const form = h(
@@ -193,11 +258,13 @@ function createForm(reload) {
     h("h2", { id: "new-gallery-h" }, "New gallery"),
     h("div", { class: "row" }, field("Gallery name", name), field("Kind", kind), field("Confirmations required", confirmations)),
     fs,
+    schedSlot,
     slot,
     h("div", { class: "actions" }, button),
   );
 
   function syncKind() {
+    schedSlot.hidden = kind.value !== "attendance";
     const wl = kind.value === "watchlist";
     for (const input of Object.values(inputs)) {
       input.required = wl;
@@ -229,11 +296,20 @@ function createForm(reload) {
       fill(slot, message("error", "Missing information", `Fill in: ${missing.join(", ")}.`));
       return;
     }
+    if (body.kind === "attendance") {
+      const sched = schedule.value();
+      if (typeof sched === "string") {
+        fill(slot, message("error", "Schedule not understood", sched));
+        return;
+      }
+      Object.assign(body, sched);
+    }
     try {
       const g = await busy(button, "Creating…", () => post("/api/galleries", body));
       fill(slot, message("ok", "Gallery created", `${g.name} (${g.kind}).`));
       toast("ok", "Gallery created", g.name);
       form.reset();
+      resetSchedule();
       syncKind();
       await reload();
     } catch (err) {
@@ -271,7 +347,10 @@ async function renderGallery(root, name) {
         get(`/api/galleries/${enc(name)}/identities`),
       ]);
       fill(banner, g.expired ? expiredBanner(g, load) : null);
-      if (enrol) enrol.hidden = g.expired; // the server refuses enrolment into an expired watchlist
+      if (enrol) {
+        enrol.hidden = g.expired; // the server refuses enrolment into an expired watchlist
+        enrol.setKind(g.kind);
+      }
       fill(
         info,
         facts([
@@ -284,6 +363,7 @@ async function renderGallery(root, name) {
           ["Limited to sites", g.sites?.length ? g.sites.join(", ") : "all sites"],
           ["Limited to cameras", g.cameras?.length ? g.cameras.join(", ") : "all cameras"],
           ["Alarms kept", g.retention_days ? plural(g.retention_days, "day") : "no time limit"],
+          g.kind === "attendance" ? ["Schedule", [scheduleText(g), " · ", h("a", { href: `#/attendance/${enc(g.name)}` }, "Attendance report")]] : null,
           ["Created", fmtTime(g.created_at)],
         ]),
       );
@@ -298,6 +378,12 @@ async function renderGallery(root, name) {
   }
   await load();
   return null;
+}
+
+function scheduleText(g) {
+  if (!g.attendance_start && !g.attendance_end && !g.attendance_days) return "none (arrivals and departures only)";
+  const grace = g.attendance_grace_min ? `, ${plural(g.attendance_grace_min, "minute")} of grace` : "";
+  return `${g.attendance_start ?? "?"} to ${g.attendance_end ?? "?"}, ${daysText(g.attendance_days)}${grace}`;
 }
 
 function expiredBanner(g, reload) {
@@ -371,6 +457,7 @@ function termsEditor(g, reload, startOpen) {
     cameras: h("input", { name: "cameras", value: (g.cameras ?? []).join(", "), autocomplete: "off", placeholder: "all cameras" }),
     retention_days: h("input", { name: "retention_days", type: "number", min: 1, step: 1, value: g.retention_days ?? "", placeholder: "no limit" }),
   };
+  const schedule = g.kind === "attendance" ? scheduleInputs(g) : null;
   const slot = h("div", { class: "slot" });
   const save = h("button", { type: "submit" }, "Save terms");
   const cancel = h("button", { type: "button", class: "secondary" }, "Cancel");
@@ -395,6 +482,7 @@ function termsEditor(g, reload, startOpen) {
       field("Limited to sites", inputs.sites, "Comma-separated sites; empty: every site."),
       field("Limited to cameras", inputs.cameras, "Comma-separated camera names; empty: every camera."),
     ),
+    schedule ? schedule.el : null,
     slot,
     h("div", { class: "actions" }, cancel, save),
   );
@@ -423,6 +511,14 @@ function termsEditor(g, reload, startOpen) {
     cameras: g.cameras?.length ? g.cameras : null,
     retention_days: g.retention_days,
   };
+  if (schedule) {
+    Object.assign(current, {
+      attendance_start: g.attendance_start,
+      attendance_end: g.attendance_end,
+      attendance_days: g.attendance_days,
+      attendance_grace_min: g.attendance_grace_min,
+    });
+  }
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     fill(slot);
@@ -441,6 +537,14 @@ function termsEditor(g, reload, startOpen) {
       cameras: splitList(inputs.cameras.value),
       retention_days: days ? Number(days) : null,
     };
+    if (schedule) {
+      const sched = schedule.value();
+      if (typeof sched === "string") {
+        fill(slot, message("error", "Schedule not understood", sched));
+        return;
+      }
+      Object.assign(wanted, sched);
+    }
     if (wl) {
       const missing = [...WATCHLIST_FIELDS, ["expires_on", "Expires on"]].filter(([k]) => !wanted[k]).map(([, label]) => label.toLowerCase());
       if (missing.length) {
@@ -467,10 +571,11 @@ function termsEditor(g, reload, startOpen) {
 }
 
 function peopleTable(rows) {
+  const consent = rows.some((p) => p.consent_on);
   return h(
     "table",
     { class: "grid", "aria-label": "People" },
-    h("thead", {}, h("tr", {}, ["Name", "External id", "Photos", "Templates"].map((t) => h("th", { scope: "col" }, t)))),
+    h("thead", {}, h("tr", {}, ["Name", "External id", "Photos", "Templates", consent ? "Consent" : null].filter(Boolean).map((t) => h("th", { scope: "col" }, t)))),
     h(
       "tbody",
       {},
@@ -482,6 +587,7 @@ function peopleTable(rows) {
           h("td", {}, p.external_id ?? "—"),
           h("td", {}, String(p.photos)),
           h("td", {}, String(p.templates)),
+          consent ? h("td", { class: "small" }, p.consent_on ? `${p.consent_on}, recorded by ${p.consent_by}` : "—") : null,
         ),
       ),
     ),
@@ -535,6 +641,26 @@ function enrolForm(gallery, reload) {
   const externalId = h("input", { name: "external_id", autocomplete: "off" });
   const { files, largest, largestBox } = photoInputs();
   const meta = keyValueEditor("Metadata (optional)", {}, METADATA_HELP);
+  const consentOn = h("input", { name: "consent_on", id: "enrol-consent-on", type: "date", max: today(), "aria-describedby": "consent-help" });
+  const consentBy = h("input", { name: "consent_by", id: "enrol-consent-by", autocomplete: "off", placeholder: "e.g. HR, J. Doe" });
+  const consent = h(
+    "fieldset",
+    { class: "consent", hidden: true },
+    h("legend", {}, "Consent (attendance gallery)"),
+    h(
+      "p",
+      { id: "consent-help", class: "help" },
+      "This gallery enrols only people who consented. Record the day they consented and who recorded it; offer " +
+        "another way to record attendance (a badge, a signature) to anyone who declines.",
+    ),
+    h(
+      "div",
+      { class: "row" },
+      h("div", { class: "field" }, h("label", { for: "enrol-consent-on", class: "required" }, "Consent given on"), consentOn),
+      h("div", { class: "field" }, h("label", { for: "enrol-consent-by", class: "required" }, "Consent recorded by"), consentBy),
+    ),
+  );
+  let attendance = false;
   const slot = h("div", { class: "slot", "aria-live": "polite" });
   const button = h("button", { type: "submit" }, "Enrol");
   const form = h(
@@ -544,14 +670,31 @@ function enrolForm(gallery, reload) {
     h("div", { class: "row" }, field("Person's name", identity), field("External id (optional)", externalId)),
     field("Photos", files, "One face per photo; several photos of the same person improve matching."),
     largestBox,
+    consent,
     meta.el,
     slot,
     h("div", { class: "actions" }, button),
   );
+  form.setKind = (kind) => {
+    attendance = kind === "attendance";
+    consent.hidden = !attendance;
+    consentOn.required = consentBy.required = attendance;
+  };
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     if (!identity.value.trim() || !files.files.length) {
       fill(slot, message("error", "Missing information", "Give the person's name and choose at least one photo."));
+      return;
+    }
+    if (attendance && (!consentOn.value || !consentBy.value.trim())) {
+      const missing = [!consentOn.value ? "the day they consented" : null, !consentBy.value.trim() ? "who recorded the consent" : null].filter(Boolean);
+      fill(slot, message("error", "Consent required", `An attendance gallery enrols only people who consented: give ${missing.join(" and ")}.`));
+      (consentOn.value ? consentBy : consentOn).focus();
+      return;
+    }
+    if (attendance && consentOn.value > today()) {
+      fill(slot, message("error", "Consent date in the future", "Give the day the person consented (today or earlier)."));
+      consentOn.focus();
       return;
     }
     const metadata = meta.value();
@@ -569,6 +712,8 @@ function enrolForm(gallery, reload) {
             identity: identity.value.trim(),
             external_id: externalId.value.trim(),
             metadata: Object.keys(metadata).length ? JSON.stringify(metadata) : null,
+            consent_on: attendance ? consentOn.value : null,
+            consent_by: attendance ? consentBy.value.trim() : null,
           }),
         ),
       );
@@ -578,6 +723,7 @@ function enrolForm(gallery, reload) {
           "ok",
           `Enrolled ${result.identity}`,
           result.created ? "A new person in this gallery." : "Photos added to the person already enrolled.",
+          result.consent_on ? `Consent of ${result.consent_on} recorded by ${result.consent_by}.` : null,
         ),
         photoFeedback(result),
       );

@@ -2,7 +2,7 @@
 
 import { can } from "./api.js";
 
-const TYPES = ["alarm", "alarm_reviewed", "camera_status", "camera_offline", "camera_online"];
+const TYPES = ["alarm", "alarm_reviewed", "camera_status", "camera_offline", "camera_online", "compare_progress"];
 const KEEP = 50;
 
 const state = {

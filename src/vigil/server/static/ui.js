@@ -139,8 +139,11 @@ export function toast(kind, title, detail, hint, ttl) {
  */
 export async function busy(button, label, fn) {
   const form = button?.form;
-  const old = button?.textContent;
+  // Overlapping calls on one button (a reload while one runs) restore its label only at the end of the last.
+  const runs = Number(button?.dataset.busyRuns || 0);
   if (button) {
+    if (!runs) button.dataset.idleLabel = button.textContent;
+    button.dataset.busyRuns = String(runs + 1);
     button.disabled = true;
     button.textContent = label;
   }
@@ -149,12 +152,19 @@ export async function busy(button, label, fn) {
   try {
     return await fn();
   } finally {
-    if (button) {
-      button.disabled = false;
-      button.textContent = old;
+    const left = Number(button?.dataset.busyRuns || 1) - 1;
+    if (button && left > 0) {
+      button.dataset.busyRuns = String(left);
+    } else {
+      if (button) {
+        button.disabled = false;
+        button.textContent = button.dataset.idleLabel ?? button.textContent;
+        delete button.dataset.busyRuns;
+        delete button.dataset.idleLabel;
+      }
+      form?.removeAttribute("aria-busy");
+      form?.classList.remove("busy");
     }
-    form?.removeAttribute("aria-busy");
-    form?.classList.remove("busy");
   }
 }
 
@@ -393,6 +403,40 @@ export function keyValueEditor(label, initial = {}, help) {
     reset() {
       rows.replaceChildren();
       addRow();
+    },
+  };
+}
+
+/** "3 sightings", "1 sighting". */
+export function plural(n, one, many = `${one}s`) {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
+const pad2 = (n) => String(n).padStart(2, "0");
+
+/** A local date as YYYY-MM-DD (``<input type="date">``'s value). */
+export function isoDate(d = new Date()) {
+  return `${d.getFullYear()}-${pad2(d.getMonth() + 1)}-${pad2(d.getDate())}`;
+}
+
+/** A local time as ``<input type="datetime-local">``'s value (YYYY-MM-DDTHH:MM). */
+export function localInput(d = new Date()) {
+  return `${isoDate(d)}T${pad2(d.getHours())}:${pad2(d.getMinutes())}`;
+}
+
+/** A progress bar with a label people can read: ``{el, set(done, total)}``. */
+export function progressBar(label) {
+  const bar = h("progress", { "aria-label": label, max: 1, value: 0 });
+  const text = h("span", { class: "progress-text" }, "waiting to start…");
+  const el = h("div", { class: "progress-box" }, bar, text);
+  return {
+    el,
+    set(done, total, note) {
+      bar.max = Math.max(total || 0, 1);
+      bar.value = Math.min(done || 0, bar.max);
+      bar.setAttribute("aria-valuetext", `${done} of ${total}`);
+      const pct = total ? Math.round((100 * done) / total) : 0;
+      text.textContent = note ?? `${done} of ${total} (${pct}%)`;
     },
   };
 }

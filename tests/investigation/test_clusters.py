@@ -3,6 +3,7 @@ cluster becomes a recognised identity; the algorithm is incremental."""
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 from sighting_seed import Seed
 
 from vigil.app import App
-from vigil.core.errors import ConflictError, NotFoundError
+from vigil.core.errors import ConflictError, ForbiddenError, NotFoundError
 from vigil.gallery import galleries, matching
 from vigil.gallery.models import ClusterState
 from vigil.governance import audit
@@ -83,6 +84,16 @@ def test_promote_enrols_the_crops_and_the_person_is_then_recognised(
     assert len(clusters.list_clusters(inv_app)) == 1 and len(clusters.list_clusters(inv_app, None)) == 3
     with pytest.raises(NotFoundError):
         clusters.dismiss(inv_app, 999, "user:ines")
+    # Promotion into an attendance gallery needs the person's consent, as any enrolment there.
+    galleries.create_gallery(inv_app, galleries.validate_spec(name="staff", kind="attendance"))
+    (last,) = clusters.list_clusters(inv_app)
+    with pytest.raises(ForbiddenError, match="consent"):
+        clusters.promote(inv_app, last.id, "staff", "Colleague", "user:ines")
+    assert clusters.get_cluster(inv_app, last.id).state == ClusterState.open
+    consented = clusters.promote(
+        inv_app, last.id, "staff", "Colleague", "user:ines", consent_on=date.today(), consent_by="HR"
+    )
+    assert consented.enrolled >= 1 and clusters.list_clusters(inv_app) == []
 
 
 def _score(app: App, sighting_id: int, probe: np.ndarray) -> float:

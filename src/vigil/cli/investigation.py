@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -183,10 +183,24 @@ def promote(
     cluster_id: int,
     gallery: Annotated[str, typer.Option("--gallery", "-g", help="the gallery to enrol into")],
     name: Annotated[str, typer.Option("--name", help="the person's name")],
+    consent_on: Annotated[
+        str | None, typer.Option("--consent-on", help="attendance galleries: the day the person consented")
+    ] = None,
+    consent_by: Annotated[
+        str | None, typer.Option("--consent-by", help="attendance galleries: who recorded the consent")
+    ] = None,
     as_json: bool = JsonOpt,
 ) -> None:
     """Enrol every member crop (with a detectable face) as a new identity of a gallery."""
-    r = clusters.promote(app(), cluster_id, gallery, name, audit.cli_actor())
+    when = None
+    if consent_on is not None:
+        try:
+            when = date.fromisoformat(consent_on)
+        except ValueError:
+            raise InputError(f"--consent-on {consent_on!r} is not a date", hint="use YYYY-MM-DD") from None
+    r = clusters.promote(
+        app(), cluster_id, gallery, name, audit.cli_actor(), consent_on=when, consent_by=consent_by
+    )
 
     def render() -> None:
         out.print(

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import numpy as np
 import numpy.typing as npt
@@ -40,7 +40,13 @@ from sqlalchemy.orm import Session
 
 from vigil.app import App
 from vigil.core.errors import ConflictError, NoFaceError, NotFoundError
-from vigil.gallery.enroll import PreparedFace, check_gallery_open, enroll_prepared, prepare_face
+from vigil.gallery.enroll import (
+    PreparedFace,
+    check_consent,
+    check_gallery_open,
+    enroll_prepared,
+    prepare_face,
+)
 from vigil.gallery.models import Cluster, ClusterState, Sighting
 from vigil.governance import audit
 from vigil.investigation import sightings
@@ -330,12 +336,23 @@ def _open(s: Session, cluster_id: int) -> Cluster:
     return c
 
 
-def promote(app: App, cluster_id: int, gallery: str, name: str, actor: str) -> PromoteReport:
+def promote(
+    app: App,
+    cluster_id: int,
+    gallery: str,
+    name: str,
+    actor: str,
+    *,
+    consent_on: date | None = None,
+    consent_by: str | None = None,
+) -> PromoteReport:
     """Enrol every member crop with a detectable face as identity ``name`` of ``gallery``.
 
     Crops with no detectable face are skipped and reported; if none has one, nothing changes
-    (:class:`NoFaceError`). The member sightings are linked to the new identity; audited."""
+    (:class:`NoFaceError`). The member sightings are linked to the new identity; audited. An
+    attendance gallery needs the person's consent (``consent_on``, ``consent_by``), as any enrolment."""
     check_gallery_open(app, gallery)
+    check_consent(app, gallery, name, consent_on, consent_by)
     with app.db.session() as s:
         _open(s, cluster_id)
         members = [
@@ -362,7 +379,7 @@ def promote(app: App, cluster_id: int, gallery: str, name: str, actor: str) -> P
             f"cluster {cluster_id}: no member crop has a face the detector finds",
             hint="enrol a better photo of the person by hand",
         )
-    result = enroll_prepared(app, gallery, name, prepared)
+    result = enroll_prepared(app, gallery, name, prepared, consent_on=consent_on, consent_by=consent_by)
     with app.db.session() as s:
         c = _open(s, cluster_id)
         c.state = ClusterState.promoted

@@ -3,7 +3,7 @@ sightings themselves, and unknown-face clusters (update, review, promote, dismis
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
@@ -97,6 +97,10 @@ class Promotion(BaseModel):
     model_config = ConfigDict(extra="forbid")
     gallery: str
     name: str
+    consent_on: date | None = None
+    """Attendance galleries: the day the person consented."""
+    consent_by: str | None = None
+    """Attendance galleries: who recorded the consent."""
 
 
 class Dismissal(BaseModel):
@@ -110,7 +114,15 @@ class Dismissal(BaseModel):
 )
 def promote_cluster(cluster_id: int, body: Promotion, st: State, me: Manage) -> clusters.PromoteReport:
     with st.face_lock:
-        return clusters.promote(st.app, cluster_id, body.gallery, body.name, me.actor)
+        return clusters.promote(
+            st.app,
+            cluster_id,
+            body.gallery,
+            body.name,
+            me.actor,
+            consent_on=body.consent_on,
+            consent_by=body.consent_by,
+        )
 
 
 @router.post("/clusters/{cluster_id}/dismiss", summary="Mark a cluster as not of interest (audited)")

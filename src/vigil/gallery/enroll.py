@@ -121,7 +121,7 @@ def load_templates(
     return ids, vectors
 
 
-def _bump_generation(s: Session, gallery_id: int) -> tuple[int, int]:
+def bump_generation(s: Session, gallery_id: int) -> tuple[int, int]:
     s.execute(update(Gallery).where(Gallery.id == gallery_id).values(generation=Gallery.generation + 1))
     new = int(s.scalar(select(Gallery.generation).where(Gallery.id == gallery_id)) or 0)
     return new - 1, new
@@ -284,7 +284,7 @@ def enroll_prepared(
             s.flush()
             for p in prepared:
                 photos.append(_add_photo(app, s, identity, p, model_id, new_blobs, added_ids, added_vecs))
-            change = _bump_generation(s, gallery_id) if added_ids else None
+            change = bump_generation(s, gallery_id) if added_ids else None
             result = EnrolResult(
                 gallery=gallery_name,
                 identity=identity.name,
@@ -419,21 +419,9 @@ def remove_identity(app: App, gallery_name: str, who: str) -> IdentityInfo:
         shas = set(s.scalars(select(Photo.sha256).where(Photo.identity_id == identity.id)).all())
         s.delete(identity)
         s.flush()
-        change = _bump_generation(s, gallery.id)
+        change = bump_generation(s, gallery.id)
         gallery_id = gallery.id
-    for model_id, ids in by_model.items():
-        dim = app.engine.card.dimension if model_id == app.engine.card.id else 0
-        if dim:
-            app.indexes.apply(
-                IndexKey(gallery_id, model_id),
-                change,
-                dim,
-                (np.zeros(0, np.int64), np.zeros((0, dim), np.float32)),
-                np.asarray(ids, np.int64),
-                lambda m=model_id: load_templates(app, gallery_id, m),
-            )
-        else:
-            app.indexes.drop([IndexKey(gallery_id, model_id)])
+    unindex(app, gallery_id, change, by_model)
     delete_unreferenced_blobs(app, shas)
     return info
 
@@ -463,7 +451,7 @@ def list_identities(app: App, gallery_name: str | None = None) -> list[IdentityI
         return [_identity_info(s, identity, gname) for identity, gname in s.execute(query)]
 
 
-def _unindex(app: App, gallery_id: int, change: tuple[int, int], removed: dict[str, list[int]]) -> None:
+def unindex(app: App, gallery_id: int, change: tuple[int, int], removed: dict[str, list[int]]) -> None:
     """Take removed template ids (by model) out of the gallery's indexes after a committed change."""
     for model_id, ids in removed.items():
         dim = app.engine.card.dimension if model_id == app.engine.card.id else 0
@@ -513,10 +501,10 @@ def remove_photos(app: App, gallery_name: str, photo_ids: Iterable[int]) -> list
             removed.append(RemovedPhoto(photo_id=photo.id, identity=identity_name, sha256=photo.sha256))
             s.delete(photo)
         s.flush()
-        change = _bump_generation(s, gallery.id) if by_model else None
+        change = bump_generation(s, gallery.id) if by_model else None
         gallery_id = gallery.id
     if change is not None:
-        _unindex(app, gallery_id, change, by_model)
+        unindex(app, gallery_id, change, by_model)
     delete_unreferenced_blobs(app, {r.sha256 for r in removed})
     return removed
 
@@ -540,7 +528,7 @@ def rename_identity(app: App, gallery_name: str, who: str, new_name: str) -> Ide
         change, by_model = _merge_into(s, identity, target)
         info = _identity_info(s, target, gallery.name)
         gallery_id = gallery.id
-    _unindex(app, gallery_id, change, by_model)
+    unindex(app, gallery_id, change, by_model)
     return info
 
 
@@ -578,7 +566,7 @@ def _merge_into(
     s.flush()
     s.delete(source)
     s.flush()
-    return _bump_generation(s, target.gallery_id), dropped
+    return bump_generation(s, target.gallery_id), dropped
 
 
 def update_identity(

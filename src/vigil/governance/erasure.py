@@ -18,8 +18,7 @@ from sqlalchemy.orm import Session
 
 from vigil.app import App
 from vigil.core.errors import NotFoundError
-from vigil.gallery.enroll import _bump_generation, delete_unreferenced_blobs, load_templates
-from vigil.gallery.index import IndexKey
+from vigil.gallery.enroll import bump_generation, delete_unreferenced_blobs, unindex
 from vigil.gallery.models import AlarmRecord, Gallery, Identity, Photo, Sighting, Template
 from vigil.governance import audit
 from vigil.investigation import sightings as sighting_store
@@ -117,21 +116,9 @@ def erase_identity(app: App, identity_id: int, actor: str, *, reason: str | None
         shas |= sighting_store.delete_sightings(s, sighting_ids)
         s.delete(identity)
         s.flush()
-        change = _bump_generation(s, gallery.id)
+        change = bump_generation(s, gallery.id)
         gallery_id, gallery_name = gallery.id, gallery.name
-    for model_id, ids in by_model.items():
-        if model_id == app.engine.card.id:
-            dim = app.engine.card.dimension
-            app.indexes.apply(
-                IndexKey(gallery_id, model_id),
-                change,
-                dim,
-                (np.zeros(0, np.int64), np.zeros((0, dim), np.float32)),
-                np.asarray(ids, np.int64),
-                lambda m=model_id: load_templates(app, gallery_id, m),
-            )
-        else:  # another model's index: rebuilt from the catalog when next used
-            app.indexes.drop([IndexKey(gallery_id, model_id)])
+    unindex(app, gallery_id, change, by_model)
     deleted = delete_unreferenced_blobs(app, shas)
     left = sum(app.blobs.exists(sha) for sha in shas)
     report = ErasureReport(

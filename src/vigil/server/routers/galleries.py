@@ -98,21 +98,8 @@ def create_gallery(body: NewGallery, st: State, me: Manage) -> svc.GalleryInfo:
     return info
 
 
-TERMS = {
-    "kind",
-    "purpose",
-    "legal_basis",
-    "authorized_by",
-    "expires_on",
-    "confirmations_required",
-    "sites",
-    "cameras",
-    "retention_days",
-    "attendance_start",
-    "attendance_end",
-    "attendance_days",
-    "attendance_grace_min",
-}
+TERMS = {"kind", *svc.UPDATABLE}
+"""The terms of a gallery the audit records (before and after each change)."""
 
 
 @router.patch(

@@ -278,8 +278,11 @@ class Pipeline:
         states = [self.states[int(t)] for t in faces.track_id]
         for mark in self.attendance.mark(frame, faces, [st.marked for st in states]):
             self.metrics.attendance_marks += 1
-            if not states[mark.face].alarmed:
-                states[mark.face].last_label = f"{mark.identity} (attendance) {mark.score:.3f}"
+            st = states[mark.face]
+            if not st.alarmed:
+                st.last_label = f"{mark.identity} (attendance) {mark.score:.3f}"
+            if st.match_score is None:  # the track's sighting records whom it matched
+                st.match_id, st.match_score = mark.identity_id, mark.score
 
     def _match(self, frame: Frame, faces: FaceDetections) -> list[Alarm]:
         self._refresh_watchlists()

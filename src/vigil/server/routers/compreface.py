@@ -154,9 +154,11 @@ class FacePage(BaseModel):
 
 
 class Found:
-    """Faces of one image, filtered and embedded, with the time each stage took."""
+    """Faces of one image, filtered (and embedded unless ``embed`` is False), with each stage's time."""
 
-    def __init__(self, st: ServerState, image: LoadedImage, min_score: float | None, limit: int) -> None:
+    def __init__(
+        self, st: ServerState, image: LoadedImage, min_score: float | None, limit: int, *, embed: bool = True
+    ) -> None:
         engine = st.app.engine
         t0 = time.perf_counter()
         faces = engine.detect(image.bgr)
@@ -167,7 +169,7 @@ class Found:
         t1 = time.perf_counter()
         if len(faces) == 0:
             raise NoFaceError(f"{image.name}: no face is found in the given image")
-        self.faces: FaceDetections = engine.embed(image.bgr, faces)
+        self.faces: FaceDetections = engine.embed(image.bgr, faces) if embed else faces
         self.size_wh = image.size_wh
         self.ms = {
             "detector": round((t1 - t0) * 1000, 1),
@@ -270,7 +272,7 @@ def detect(
 ) -> DetectResponse:
     image = read_upload(st, file)
     with st.face_lock:
-        found = Found(st, image, det_prob_threshold, limit)
+        found = Found(st, image, det_prob_threshold, limit, embed=False)
     plugins = _plugins(face_plugins)
     faces = [found.face(i, plugins) for i in range(len(found.faces))]
     return DetectResponse(result=faces, plugins_versions=_versions(st))
@@ -284,7 +286,7 @@ def detect(
 )
 def verify(
     st: State,
-    _: Live,
+    p: Live,
     images: Pair,
     limit: Limit = 0,
     det_prob_threshold: DetProb = None,
@@ -310,6 +312,17 @@ def verify(
         for i, score in enumerate(scores)
     ]
     matches.sort(key=lambda m: -m.similarity)
+    audited(
+        st,
+        p,
+        "verify",
+        target_type="photo",
+        target_id=source.sha256,
+        other_photo=target.sha256,
+        scores=[round(float(x), 6) for x in scores],
+        threshold=threshold,
+        fmr=st.app.settings.target_fmr,
+    )
     item = VerifyItem(
         source_image_face=a.face(0, plugins), face_matches=matches, plugins_versions=_versions(st)
     )

@@ -81,7 +81,7 @@ def frames_at(sizes: list[tuple[int, int]], count: int) -> dict[str, list[np.nda
 
 def bench_detection(quick: bool) -> list[dict[str, Any]]:
     from vigil.core.config import Settings
-    from vigil.video.pipeline import video_detector
+    from vigil.video.detection import video_detector
     from vigil.vision.engine import build_detector
 
     settings = Settings()

@@ -149,8 +149,17 @@ def eval_identify(
 @eval_cli.command("video")
 @handle_errors
 def eval_video(
-    manifest: Annotated[Path, typer.Option("--manifest", help="CSV: clip,identities (';'-separated)")],
-    stills: Annotated[Path, typer.Option("--stills", help="folder-per-identity photos to enrol")],
+    manifest: Annotated[
+        Path, typer.Option("--manifest", help="CSV: clip,identities (';'-separated); clips relative to it")
+    ],
+    stills: Annotated[
+        Path | None,
+        typer.Option(
+            "--stills",
+            help="photos to enrol: a folder per identity or files named after the person "
+            "[default: stills/ beside the manifest]",
+        ),
+    ] = None,
     out_dir: Annotated[
         Path | None, typer.Option("--out", help="write video.json, timeline.png and report.html here")
     ] = None,

@@ -1,10 +1,16 @@
 """Watchlist alarms on video clips with known content, measured per clip and overall.
 
-The manifest is a CSV file with a header and two columns: ``clip`` (a video file, relative to the
-manifest's folder) and ``identities`` (the people who appear in it, separated by ``;``; empty for a
-distractor clip in which no enrolled person appears). ``stills`` is a folder-per-identity set of photos;
-every identity in it is enrolled (largest face of each photo) into one watchlist in a temporary data
-directory, so the user's catalog is never touched. Each clip is then watched with the default pipeline.
+The manifest is a CSV file (comma- or tab-separated) with a header and two columns: ``clip`` (a video
+file, relative to the manifest's folder or absolute; ``video``, ``file`` and ``path`` are accepted as
+the column name too) and ``identities`` (the people who appear in it, separated by ``;`` or ``|``;
+empty for a distractor clip in which no enrolled person appears; ``identity``, ``people`` and
+``persons`` are accepted too). ``stills`` holds the photos to enrol: a folder per identity, and/or
+image files directly in it named after the person (``lin-manuel-miranda.png``, ``obama2.jpg``; a
+trailing number is dropped). Without ``stills`` the folder ``stills/`` beside the manifest is used.
+Names are compared without regard to case, spaces, ``-`` and ``_`` ("Lin-Manuel Miranda" is
+``lin_manuel_miranda``). Every identity is enrolled (largest face of each photo) into one watchlist
+in a temporary data directory, so the user's catalog is never touched. Each clip is then watched
+with the default pipeline.
 
 Per clip: correct alarms (for someone in the clip), false alarms (for someone enrolled but not in the
 clip), missed people (in the clip and enrolled, never alarmed), and the time from the clip's start to
@@ -15,6 +21,7 @@ hour of video.
 from __future__ import annotations
 
 import csv
+import re
 import tempfile
 from collections.abc import Callable
 from datetime import date, timedelta
@@ -32,9 +39,21 @@ from vigil.gallery import galleries
 from vigil.video.pipeline import PipelineEvent
 from vigil.video.sources import FileSource
 from vigil.video.watch import watch
-from vigil.vision.image import load_image
+from vigil.vision.image import IMAGE_SUFFIXES, load_image
 
 WATCHLIST = "eval-watchlist"
+CLIP_COLUMNS = ("clip", "video", "file", "path")
+IDENTITY_COLUMNS = ("identities", "identity", "people", "persons")
+
+
+def name_key(name: str) -> str:
+    """The form in which names are compared: case-folded, runs of spaces, ``-`` and ``_`` as one space."""
+    return " ".join(re.split(r"[\s_\-]+", name.casefold())).strip()
+
+
+def _stem_name(path: Path) -> str:
+    """The person a flat still is named after: the file stem without a trailing number."""
+    return re.sub(r"[\s_\-]*\d+$", "", path.stem) or path.stem
 
 
 class ClipEntry(BaseModel):
@@ -78,34 +97,67 @@ class VideoEvalResult(BaseModel):
     median_time_to_first_alarm_s: float | None
 
 
+def _column(fieldnames: list[str], accepted: tuple[str, ...]) -> str | None:
+    by_key = {f.strip().casefold(): f for f in fieldnames}
+    return next((by_key[a] for a in accepted if a in by_key), None)
+
+
 def read_manifest(path: Path) -> list[ClipEntry]:
     if not path.is_file():
         raise InputError(f"{path}: no such manifest", hint="a CSV file with the columns clip,identities")
     entries = []
-    with path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        if reader.fieldnames is None or not {"clip", "identities"} <= set(reader.fieldnames):
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        header = fh.readline()
+        fh.seek(0)
+        reader = csv.DictReader(fh, delimiter="\t" if "\t" in header and "," not in header else ",")
+        fields = list(reader.fieldnames or [])
+        clip_col, names_col = _column(fields, CLIP_COLUMNS), _column(fields, IDENTITY_COLUMNS)
+        if clip_col is None or names_col is None:
             raise InputError(
-                f"{path}: the header must name the columns clip and identities",
+                f"{path}: the header must name the columns clip and identities (found: {', '.join(fields)})",
                 hint='for example:\nclip,identities\nstage.mp4,"Lin-Manuel Miranda"\nstreet.mp4,',
             )
         for line, row in enumerate(reader, start=2):
-            if not (row.get("clip") or "").strip():
+            if not (row.get(clip_col) or "").strip():
+                if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
+                    continue  # a blank line
                 raise InputError(f"{path}:{line}: empty clip")
-            clip = (path.parent / row["clip"].strip()).resolve()
+            clip = (path.parent / row[clip_col].strip()).expanduser().resolve()
             if not clip.is_file():
                 raise InputError(f"{path}:{line}: clip {clip} does not exist")
-            names = [n.strip() for n in (row.get("identities") or "").split(";") if n.strip()]
+            names = [n.strip() for n in re.split(r"[;|]", row.get(names_col) or "") if n.strip()]
             entries.append(ClipEntry(clip=clip, identities=names))
     if not entries:
         raise InputError(f"{path}: no clips listed")
     return entries
 
 
-def _enrol(app: App, stills: Path, progress: Callable[[str], None]) -> list[str]:
+def read_stills(stills: Path) -> dict[str, list[Path]]:
+    """Identity name -> its photos: one folder per identity, plus flat files named after the person.
+
+    Raises:
+        InputError: ``stills`` is not a folder or holds no photos.
+    """
     people = list_identities(stills)
+    keys = {name_key(n): n for n in people}
+    flat = sorted(
+        p
+        for p in stills.iterdir()
+        if p.is_file() and not p.name.startswith((".", "_")) and p.suffix.lower() in IMAGE_SUFFIXES
+    )
+    for photo in flat:
+        name = keys.setdefault(name_key(_stem_name(photo)), _stem_name(photo))
+        people.setdefault(name, []).append(photo)
     if not people:
-        raise InputError(f"{stills}: no identity folders with photos", hint="stills/<person>/<photos>")
+        raise InputError(
+            f"{stills}: no photos to enrol",
+            hint="give stills/<person>/<photos> or photos named after the person (stills/<person>.jpg)",
+        )
+    return people
+
+
+def _enrol(app: App, stills: Path, progress: Callable[[str], None]) -> list[str]:
+    people = read_stills(stills)
     spec = galleries.validate_spec(
         name=WATCHLIST,
         kind="watchlist",
@@ -138,17 +190,30 @@ def _enrol(app: App, stills: Path, progress: Callable[[str], None]) -> list[str]
 def evaluate_video(
     settings: Settings,
     manifest: Path,
-    stills: Path,
+    stills: Path | None = None,
     *,
     on_clip: Callable[[int, int], None] | None = None,
     on_warning: Callable[[str], None] = lambda m: None,
 ) -> VideoEvalResult:
+    """Enrol ``stills`` (default: ``stills/`` beside the manifest) and watch every clip of ``manifest``.
+
+    Raises:
+        InputError: the manifest or the stills cannot be used (the message says which and why).
+    """
     entries = read_manifest(manifest)
+    if stills is None:
+        stills = manifest.parent / "stills"
+        if not stills.is_dir():
+            raise InputError(
+                f"no stills given and no folder {stills}",
+                hint="pass --stills DIR (a folder per identity, or photos named after the person)",
+            )
     with tempfile.TemporaryDirectory(prefix="vigil-eval-video-") as tmp:
         app = App(settings.model_copy(update={"data_dir": Path(tmp), "database_url": None}))
         try:
             enrolled = _enrol(app, stills, on_warning)
-            unknown = sorted({n for e in entries for n in e.identities} - set(enrolled))
+            keys = {name_key(n) for n in enrolled}
+            unknown = sorted({n for e in entries for n in e.identities if name_key(n) not in keys})
             if unknown:
                 on_warning("not enrolled (no usable stills), counted as not present: " + ", ".join(unknown))
             results = []
@@ -163,7 +228,8 @@ def evaluate_video(
 
 
 def _run_clip(app: App, entry: ClipEntry, enrolled: set[str]) -> ClipResult:
-    present = sorted(set(entry.identities) & enrolled)
+    declared = {name_key(n) for n in entry.identities}
+    present = sorted(n for n in enrolled if name_key(n) in declared)
     events: list[PipelineEvent] = []
     try:
         source_fps = FileSource(entry.clip, entry.clip.stem).source_fps

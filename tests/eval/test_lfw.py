@@ -14,6 +14,7 @@ from vigil.eval.lfw import (
     LfwResult,
     best_threshold,
     evaluate_lfw,
+    find_image_root,
     image_path,
     kfold_accuracy,
     plot_roc,
@@ -207,3 +208,12 @@ def test_lfw_dev_test_accuracy(shared_data: Path, tmp_path_factory: pytest.TempP
     # boxes, the central face at any detector confidence; 1 image without a face).
     assert result.accuracy >= 0.990, result.model_dump()
     assert result.tar_at_far["0.01"] >= 0.98
+
+
+def test_image_root_found_one_folder_down(shared_data: Path) -> None:
+    """The parent of the image folder (as the LFW archive unpacks) finds the images below it."""
+    pairs = read_pairs(shared_data / "lfw-dev" / "pairsDevTest.txt")
+    assert find_image_root(shared_data, pairs) == shared_data / "lfw-dev"
+    assert find_image_root(shared_data / "lfw-dev", pairs) == shared_data / "lfw-dev"
+    # Nowhere to be found: the root is kept, so the error names the folder the user gave.
+    assert find_image_root(shared_data / "people", pairs) == shared_data / "people"

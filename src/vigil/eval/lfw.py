@@ -89,6 +89,26 @@ def _view1_folds(n: int) -> npt.NDArray[np.int64]:
     return (np.arange(n, dtype=np.int64) * N_FOLDS) // max(n, 1)
 
 
+def find_image_root(root: Path, pairs: list[LfwPair]) -> Path:
+    """``root``, or the one folder below it that holds the pairs' images (``lfw/`` of the archive).
+
+    The folder that holds the images of most of the first 20 pairs wins; ``root`` itself when none does.
+    """
+    sample = [p for pair in pairs[:20] for p in pair.paths(Path())]
+
+    def found(folder: Path) -> int:
+        return sum((folder / p).is_file() for p in sample)
+
+    if not root.is_dir() or found(root) == len(sample):
+        return root
+    candidates = [root, *sorted(d for d in root.iterdir() if d.is_dir())]
+    best = max(candidates, key=found)
+    if best != root and found(best) > found(root):
+        log.info("LFW images found under %s", best)
+        return best
+    return root
+
+
 def read_pairs(path: Path) -> list[LfwPair]:
     """Parse an LFW View 1 or View 2 pair file (format detected from the first line).
 
@@ -282,6 +302,7 @@ def evaluate_lfw(
     """
     test_pairs = read_pairs(pairs_file)
     train_pairs = read_pairs(train_pairs_file) if train_pairs_file is not None else []
+    root = find_image_root(root, test_pairs)
     images: dict[Path, int] = {}
     for pair in (*test_pairs, *train_pairs):
         for p in pair.paths(root):

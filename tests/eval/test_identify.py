@@ -121,3 +121,11 @@ def test_cli_eval_identify_and_calibrate(run, shared_data: Path, tmp_path: Path)
     for r in rows:  # FPIR = 1 - (1 - FMR)^N
         assert 1 - (1 - r["fmr"]) ** r["gallery_size"] == pytest.approx(0.01, rel=1e-6)
     assert (tmp_path / "thr.png").read_bytes()[:4] == b"\x89PNG"
+
+    # Measured on a set of the user's instead of the card's calibration (the card is not changed).
+    out, _ = run("eval", "calibrate", "--fpir", "0.1", "--root", str(shared_data / "deepface-13"), "--json")
+    measured = json.loads(out)
+    assert measured["calibrated_on"] == "deepface-13"
+    assert [r["threshold"] for r in measured["rows"]] == sorted(r["threshold"] for r in measured["rows"])
+    out, _ = run("eval", "calibrate", "--json")
+    assert json.loads(out)["calibrated_on"] == "lfw-dev"

@@ -198,6 +198,13 @@ def eval_video(
 @handle_errors
 def eval_calibrate(
     fpir: Annotated[list[float] | None, typer.Option("--fpir", help="target FPIR (repeatable)")] = None,
+    root: Annotated[
+        Path | None,
+        typer.Option(
+            "--root",
+            help="measure the scores on this folder-per-identity set (not saved) instead of the card's",
+        ),
+    ] = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="write the plot (PNG) here")] = None,
     as_json: bool = JsonOpt,
 ) -> None:
@@ -209,6 +216,14 @@ def eval_calibrate(
 
     s = settings()
     card = build_embedder(s).card
+    if root is not None:
+        from vigil.eval.calibrate import apply_calibration
+        from vigil.eval.calibrate import calibrate as measure
+
+        if not root.is_dir():
+            raise InputError(f"{root} is not a folder", hint="give a folder with one sub-folder per identity")
+        with progress_bar("embedding images") as update:
+            card = apply_calibration(card, measure(s, root, progress=update))
     targets = fpir or sorted({s.target_fpir, 0.1, 0.01, 0.001})
     table = threshold_table(card, targets, GALLERY_SIZES)
     if plot is not None:
@@ -221,9 +236,20 @@ def eval_calibrate(
                 f"{n:,}", *[f"{r.threshold:.4f} (FMR {r.fmr:.1e})" for r in table if r.gallery_size == n]
             )
         out.print(t)
+        if root is not None and card.calibration is not None:
+            cal = card.calibration
+            err.print(
+                f"measured on {cal.dataset}: {cal.images} images, {cal.identities} identities, "
+                f"{cal.impostor_pairs:,} impostor pairs (not saved: `vigil calibrate` writes a card)"
+            )
         if card.calibration is None:
             err.print(
                 "this card has no calibration: thresholds extrapolate its default; run `vigil calibrate`"
             )
 
-    emit({"model": card.id, "rows": [r.model_dump() for r in table]}, as_json, render)
+    calibrated_on = card.calibration.dataset if card.calibration else None
+    emit(
+        {"model": card.id, "calibrated_on": calibrated_on, "rows": [r.model_dump() for r in table]},
+        as_json,
+        render,
+    )

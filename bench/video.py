@@ -6,6 +6,8 @@ Runs, each in its own process pinned to 1 or 2 cores (``os.sched_setaffinity``):
 
 - the default pipeline on the hamilton clip (640x360) played 4 times in a row, and on the same
   clip upscaled to 1280x720, with Lin-Manuel Miranda enrolled in a watchlist;
+- the same pipeline as it was before the onnxruntime backends (``vigil-before``: dlib's own ResNet
+  embedder, detection inside the frame loop), on the same clip, for the ratio of the ONNX issue;
 - the same clip through the ``face_recognition`` library's frame loop (HOG detection with its
   default upsampling + the same dlib ResNet on every face of every frame + ``compare_faces``), as
   documented in its examples: the baseline. Install it beside dlib-bin with
@@ -66,7 +68,8 @@ def make_clips(workdir: Path) -> dict[str, Path]:
     return out
 
 
-def run_vigil(clip: str, cores: int) -> dict[str, Any]:
+def run_vigil(clip: str, cores: int, *, before: bool = False) -> dict[str, Any]:
+    """The default pipeline; ``before``: dlib's embedder and detection in the frame loop."""
     pin(cores)
     from vigil.app import App
     from vigil.core.config import Settings
@@ -75,7 +78,8 @@ def run_vigil(clip: str, cores: int) -> dict[str, Any]:
     from vigil.vision.image import load_image
 
     with tempfile.TemporaryDirectory() as tmp:
-        app = App(Settings(data_dir=Path(tmp), threads=cores))
+        variant: dict[str, Any] = {"embedder": "dlib-resnet", "video_detect_threads": 1} if before else {}
+        app = App(Settings(data_dir=Path(tmp), threads=cores, **variant))
         spec = galleries.validate_spec(
             name="bench",
             kind="watchlist",
@@ -139,8 +143,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         kind, clip, cores = args.child
-        fn = run_vigil if kind == "vigil" else run_baseline
-        print(json.dumps(fn(clip, int(cores))))
+        if kind == "baseline":
+            print(json.dumps(run_baseline(clip, int(cores))))
+        else:
+            print(json.dumps(run_vigil(clip, int(cores), before=kind == "vigil-before")))
         return
     if not CLIP.is_file():
         sys.exit(f"shared data not found at {SHARED}; set VIGIL_SHARED_DATA")
@@ -150,7 +156,13 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         clips = make_clips(Path(tmp))
-        plan = [("vigil", "640x360", 1), ("vigil", "640x360", 2), ("baseline", "640x360 (1x)", 1)]
+        plan = [
+            ("vigil", "640x360", 1),
+            ("vigil", "640x360", 2),
+            ("vigil-before", "640x360", 1),
+            ("vigil-before", "640x360", 2),
+            ("baseline", "640x360 (1x)", 1),
+        ]
         if not args.quick:
             plan += [("vigil", "1280x720", 1), ("vigil", "1280x720", 2)]
         for kind, name, cores in plan:
@@ -159,6 +171,7 @@ def main() -> None:
             result = child(kind, clip, cores)
             rows.append({"pipeline": kind, "clip": name, "cores": cores, **result})
     base = next(r["fps"] for r in rows if r["pipeline"] == "baseline")
+    before = {r["cores"]: r["fps"] for r in rows if r["pipeline"] == "vigil-before"}
     table = Table(title="vigil watch: frames per second (hamilton clip)")
     for col in (
         "pipeline",
@@ -167,6 +180,7 @@ def main() -> None:
         "frames",
         "fps",
         "x baseline",
+        "x before",
         "detect ms",
         "embed ms",
         "alarms",
@@ -177,6 +191,8 @@ def main() -> None:
         stages = r.get("stage_ms_per_frame", {})
         lat = r.get("alarm_latency_ms") or {}
         r["ratio_to_baseline"] = round(r["fps"] / base, 2)
+        same_cores_before = before.get(r["cores"]) if r["pipeline"] == "vigil" else None
+        r["ratio_to_before"] = round(r["fps"] / same_cores_before, 2) if same_cores_before else None
         table.add_row(
             r["pipeline"],
             r["clip"],
@@ -184,6 +200,7 @@ def main() -> None:
             str(r["frames"]),
             f"{r['fps']:.1f}",
             f"{r['ratio_to_baseline']:.1f}",
+            f"{r['ratio_to_before']:.2f}" if r["ratio_to_before"] else "",
             f"{stages.get('detect', 0):.1f}" if stages else "",
             f"{stages.get('embed', 0):.1f}" if stages else "",
             str(r.get("alarms", r.get("matched_faces", ""))),

@@ -91,3 +91,24 @@ def test_both_alignments_tell_obama_from_biden(engine, people: Path) -> None:
         v = {n: emb.embed(images[n], faces[n])[0] for n in images}
         assert all(abs(float(np.linalg.norm(x)) - 1) < 1e-5 for x in v.values())
         assert float(v["obama.jpg"] @ v["obama2.jpg"]) > float(v["obama.jpg"] @ v["biden.jpg"]) + 0.05
+
+
+def test_detector_and_embedder_are_safe_from_many_threads(shared_data: Path) -> None:
+    """The server detects on a thread pool and the video pipeline on worker threads: same results."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from vigil.vision.dlib.embedder import DlibEmbedder
+
+    detector, embedder = DlibDetector(), DlibEmbedder()
+    images = [load_image(p).bgr for p in sorted((shared_data / "deepface-13").glob("*/*"))[:8]]
+
+    def run(bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        faces = detector.detect(bgr)
+        return faces.xyxy, embedder.embed(bgr, faces)
+
+    serial = [run(b) for b in images]
+    with ThreadPoolExecutor(4) as pool:
+        threaded = list(pool.map(run, images * 3))
+    for (xyxy, vec), (xyxy_t, vec_t) in zip(serial * 3, threaded, strict=True):
+        np.testing.assert_array_equal(xyxy, xyxy_t)
+        np.testing.assert_allclose(vec, vec_t, atol=1e-6)

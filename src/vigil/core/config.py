@@ -73,6 +73,13 @@ class Settings(BaseSettings):
 
     # Video (the per-camera pipeline)
     video_detect_every: int = Field(default=3, ge=1, description="run the detector on every Nth frame")
+    video_detect_threads: int = Field(
+        default=0,
+        ge=0,
+        description="detector runs in flight at once: frames are detected ahead on this many threads "
+        "while earlier frames are tracked and matched (1: detection inside the frame loop; 0: one per "
+        "usable core, at most 4)",
+    )
     video_detect_side_px: int = Field(
         default=960,
         ge=160,

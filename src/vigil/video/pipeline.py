@@ -38,7 +38,7 @@ from vigil.gallery.matching import Match, identify_faces
 from vigil.gallery.models import AlarmRecord, Camera, Gallery, GalleryKind
 from vigil.governance import audit
 from vigil.investigation import sightings
-from vigil.video.detection import video_detector
+from vigil.video.detection import DetectAhead, Detected, detect_threads, video_detector
 from vigil.video.sources import Frame, SourceStatus, now_utc
 from vigil.video.tracker import IouTracker, Track
 from vigil.vision.protocols import Detector
@@ -218,6 +218,13 @@ class Pipeline:
         self._refreshed = time.monotonic()
         self.attendance = AttendanceMarker(app, camera, galleries, camera_id)
         self.detector = detector or video_detector(app.settings)
+        self.ahead: DetectAhead[Frame] | None = None
+        workers = detect_threads(self.settings)
+        if workers > 1:
+            self.ahead = DetectAhead(
+                self._detect, lambda f: f.bgr, every=self.settings.video_detect_every, workers=workers
+            )
+        self.frames_fed = 0
         self.embedder = app.engine.embedder
         self.tracker = IouTracker(
             high_score=self.settings.video_track_confidence, max_lost_s=self.settings.video_max_lost_s
@@ -494,8 +501,31 @@ class Pipeline:
 
     # -- entry points ---------------------------------------------------------------------------
 
-    def process(self, frame: Frame) -> list[PipelineEvent]:
-        """Run one frame through the pipeline; the events it caused, in order."""
+    def feed(self, frame: Frame) -> list[PipelineEvent]:
+        """Take the next frame; the events of the frames done meanwhile, in order.
+
+        With ``video_detect_threads`` > 1 the frame's detection starts now on a worker thread and
+        the frame is processed once it is back (a few frames later); :meth:`finish` (or a source
+        status) processes the rest. Otherwise the frame is processed at once, as :meth:`process`.
+        """
+        self.frames_fed += 1
+        if self.ahead is None:
+            return self.process(frame)
+        waited = self.ahead.waited_s
+        ready = self.ahead.push(frame)
+        self._last_read += self.ahead.waited_s - waited  # waiting on the detector is not decoding
+        return [e for f, detected in ready for e in self.process(f, detected)]
+
+    def _drain(self) -> list[PipelineEvent]:
+        if self.ahead is None:
+            return []
+        return [e for f, detected in self.ahead.drain() for e in self.process(f, detected)]
+
+    def process(self, frame: Frame, detected: Detected | None = None) -> list[PipelineEvent]:
+        """Run one frame through the pipeline; the events it caused, in order.
+
+        ``detected``: the frame's detection made beforehand (see :meth:`feed`), for detection frames.
+        """
         m = self.metrics
         now = time.monotonic()
         m.add("decode", max(0.0, now - self._last_read))
@@ -506,9 +536,13 @@ class Pipeline:
         ended: list[Track]
         if is_detect_frame:
             t0 = time.monotonic()
-            faces = self._detect(frame.bgr)
+            if detected is None:
+                faces = self._detect(frame.bgr)
+                m.add("detect", time.monotonic() - t0)
+            else:
+                faces = detected.faces
+                m.add("detect", detected.seconds)
             t1 = time.monotonic()
-            m.add("detect", t1 - t0)
             m.detected_frames += 1
             m.faces += len(faces)
             update = self.tracker.update(faces, frame.index, frame.pos_s)
@@ -557,6 +591,7 @@ class Pipeline:
 
     def status(self, status: SourceStatus) -> list[PipelineEvent]:
         """A live source went offline or came back: the matching camera event."""
+        events: list[PipelineEvent] = self._drain()
         self._last_read = time.monotonic()
         if status.state == "offline":
             # The tracks cannot continue across a gap in the stream.
@@ -564,12 +599,17 @@ class Pipeline:
             offline = CameraOffline(
                 camera=self.camera, ts=status.ts, reason=status.reason, retry_in_s=status.retry_in_s
             )
-            return [*ended, offline]
-        return [CameraOnline(camera=self.camera, ts=status.ts, reconnects=status.reconnects)]
+            return [*events, *ended, offline]
+        return [*events, CameraOnline(camera=self.camera, ts=status.ts, reconnects=status.reconnects)]
 
     def finish(self) -> list[PipelineEvent]:
-        """The end of the stream: end every track."""
-        events: list[PipelineEvent] = list(self._ended(self.tracker.finish(), self._last_frame))
+        """The end of the stream: process the frames still queued, end every track."""
+        try:
+            events = self._drain()
+        finally:
+            if self.ahead is not None:
+                self.ahead.close()
+        events.extend(self._ended(self.tracker.finish(), self._last_frame))
         if self.annotator is not None:
             self.annotator.close()
         return events

@@ -87,9 +87,9 @@ def watch(
     next_metrics = time.monotonic() + metrics_every_s
     try:
         for item in source:
-            if (max_frames is not None and pipeline.metrics.frames >= max_frames) or (stop and stop.is_set()):
+            if (max_frames is not None and pipeline.frames_fed >= max_frames) or (stop and stop.is_set()):
                 break
-            events = pipeline.status(item) if isinstance(item, SourceStatus) else pipeline.process(item)
+            events = pipeline.status(item) if isinstance(item, SourceStatus) else pipeline.feed(item)
             for event in events:
                 on_event(event)
             if on_progress is not None and not isinstance(item, SourceStatus):

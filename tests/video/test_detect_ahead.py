@@ -1,0 +1,94 @@
+"""Detection ahead on worker threads: frames come back in order, with the same events as without."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vigil.app import App
+from vigil.core.types import FaceDetections
+from vigil.gallery import enroll as enrolment
+from vigil.gallery import galleries
+from vigil.video.detection import DetectAhead
+from vigil.video.pipeline import PipelineEvent
+from vigil.video.watch import watch
+from vigil.vision.image import load_image
+
+
+class SlowDetector:
+    """Sleeps longer on even frames (so later jobs finish first) and records the concurrency seen."""
+
+    def __init__(self) -> None:
+        self.running = 0
+        self.most = 0
+        self.seen: list[int] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, image: np.ndarray) -> FaceDetections:
+        with self._lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+            self.seen.append(int(image[0, 0, 0]))
+        time.sleep(0.03 if int(image[0, 0, 0]) % 2 == 0 else 0.001)
+        with self._lock:
+            self.running -= 1
+        return FaceDetections.empty()
+
+
+def test_frames_come_back_in_order_with_detections_every_nth() -> None:
+    detector = SlowDetector()
+    ahead: DetectAhead[int] = DetectAhead(
+        detector, lambda i: np.full((2, 2, 3), i, np.uint8), every=3, workers=2
+    )
+    out = []
+    for i in range(20):
+        out.extend(ahead.push(i))
+        assert sum(d is not None for _, d in ahead._pending) <= 2  # never more jobs than workers
+    out.extend(ahead.drain())
+    ahead.close()
+    assert [f for f, _ in out] == list(range(20))
+    assert [f for f, d in out if d is not None] == list(range(0, 20, 3))
+    assert sorted(detector.seen) == list(range(0, 20, 3)) and detector.most == 2
+
+
+def test_a_detector_error_reaches_the_caller() -> None:
+    def broken(image: np.ndarray) -> FaceDetections:
+        raise RuntimeError("model file damaged")
+
+    ahead: DetectAhead[int] = DetectAhead(broken, lambda i: np.zeros((2, 2, 3), np.uint8), every=1, workers=2)
+    with pytest.raises(RuntimeError, match="model file damaged"):
+        for i in range(5):
+            ahead.push(i)
+        ahead.drain()
+    ahead.close()
+
+
+def _events(app: App, clip: Path, threads: int) -> list[dict]:
+    app.settings = app.settings.model_copy(update={"video_detect_threads": threads})
+    events: list[PipelineEvent] = []
+    summary = watch(app, str(clip), on_event=events.append)
+    assert summary["frames"] == 275
+    volatile = {"ts", "latency_ms", "alarm_id"}
+    return [{k: v for k, v in e.model_dump().items() if k not in volatile} for e in events]
+
+
+def test_two_detection_threads_give_the_same_events(app: App, people: Path, shared_data: Path) -> None:
+    spec = galleries.validate_spec(
+        name="wanted",
+        kind="watchlist",
+        purpose="test",
+        legal_basis="court order 12",
+        authorized_by="Judge A",
+        expires_on=date.today() + timedelta(days=30),
+    )
+    galleries.create_gallery(app, spec)
+    enrolment.enroll(app, "wanted", "Lin-Manuel Miranda", [load_image(people / "lin-manuel-miranda.png")])
+    clip = shared_data / "video" / "short_hamilton_clip.mp4"
+    serial, threaded = _events(app, clip, 1), _events(app, clip, 2)
+    assert threaded == serial
+    assert sum(e["type"] == "alarm" for e in threaded) >= 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from vigil.app import App
 from vigil.core.types import FaceDetections
 from vigil.gallery import enroll as enrolment
 from vigil.gallery import galleries
-from vigil.video.detection import DetectAhead
+from vigil.video.detection import DetectAhead, Detected
 from vigil.video.pipeline import PipelineEvent
 from vigil.video.watch import watch
 from vigil.vision.image import load_image
@@ -40,27 +41,46 @@ class SlowDetector:
         return FaceDetections.empty()
 
 
+def _image(i: int) -> np.ndarray:
+    return np.full((2, 2, 3), i, np.uint8)
+
+
 def test_frames_come_back_in_order_with_detections_every_nth() -> None:
     detector = SlowDetector()
-    ahead: DetectAhead[int] = DetectAhead(
-        detector, lambda i: np.full((2, 2, 3), i, np.uint8), every=3, workers=2
+    processed: list[int] = []
+
+    def process(i: int, detected: Detected | None) -> list[tuple[int, Detected | None]]:
+        processed.append(i)
+        return [(i, detected)]
+
+    def needs(k: int) -> int | None:
+        return k - 2 if k % 2 else None  # odd detections need detection k - 2 processed
+
+    def plan(i: int) -> Callable[[], FaceDetections]:
+        k = i // 3
+        if needs(k) is not None and k >= 2:
+            assert processed[-1] >= 3 * (k - 2)
+        return lambda: detector(_image(i))
+
+    ahead: DetectAhead[int, tuple[int, Detected | None]] = DetectAhead(
+        plan, process, every=3, workers=2, needs=needs
     )
     out = []
     for i in range(20):
         out.extend(ahead.push(i))
-        assert sum(d is not None for _, d in ahead._pending) <= 2  # never more jobs than workers
+        assert sum(d is not None for _, d in ahead._pending) <= 3  # at most workers + 1 queued
     out.extend(ahead.drain())
     ahead.close()
-    assert [f for f, _ in out] == list(range(20))
+    assert [f for f, _ in out] == list(range(20)) == processed
     assert [f for f, d in out if d is not None] == list(range(0, 20, 3))
     assert sorted(detector.seen) == list(range(0, 20, 3)) and detector.most == 2
 
 
 def test_a_detector_error_reaches_the_caller() -> None:
-    def broken(image: np.ndarray) -> FaceDetections:
+    def broken() -> FaceDetections:
         raise RuntimeError("model file damaged")
 
-    ahead: DetectAhead[int] = DetectAhead(broken, lambda i: np.zeros((2, 2, 3), np.uint8), every=1, workers=2)
+    ahead: DetectAhead[int, int] = DetectAhead(lambda i: broken, lambda i, d: [i], every=1, workers=2)
     with pytest.raises(RuntimeError, match="model file damaged"):
         for i in range(5):
             ahead.push(i)
@@ -89,6 +109,7 @@ def test_two_detection_threads_give_the_same_events(app: App, people: Path, shar
     galleries.create_gallery(app, spec)
     enrolment.enroll(app, "wanted", "Lin-Manuel Miranda", [load_image(people / "lin-manuel-miranda.png")])
     clip = shared_data / "video" / "short_hamilton_clip.mp4"
+    # Detection every third frame, every other one only around the tracked faces (the defaults).
     serial, threaded = _events(app, clip, 1), _events(app, clip, 2)
     assert threaded == serial
     assert sum(e["type"] == "alarm" for e in threaded) >= 1

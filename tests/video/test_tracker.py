@@ -58,3 +58,23 @@ def test_a_track_ends_after_max_lost_seconds_and_a_return_is_a_new_track() -> No
     assert [t.id for t in ended] == [1]
     up = tracker.update(dets([[0, 0, 50, 50]]), 31, 1.24)
     assert [t.id for t in up.started] == [2]
+
+
+def test_a_young_fast_track_is_followed_by_distance_not_a_new_track() -> None:
+    """Seen once, then 6 frames later 60 px on (IoU 0.14 with no speed known yet): the same track.
+    A face of another size, or two face sizes away, starts its own track."""
+    tracker = IouTracker()
+    first = tracker.update(dets([[100, 100, 180, 180]]), 0, 0.0)
+    later = tracker.update(dets([[160, 102, 240, 182]]), 6, 0.24)
+    assert first.faces.track_id is not None and later.faces.track_id is not None
+    assert later.started == [] and int(later.faces.track_id[0]) == int(first.faces.track_id[0])
+    # The track now knows its speed (10 px/frame): IoU follows it again.
+    assert int(tracker.update(dets([[190, 102, 270, 182]]), 9, 0.36).faces.track_id[0]) == 1
+
+    other = IouTracker()
+    other.update(dets([[100, 100, 180, 180]]), 0, 0.0)
+    far = other.update(dets([[280, 100, 360, 180]]), 3, 0.12)  # 180 px = 2.25 face sizes away
+    big = IouTracker()
+    big.update(dets([[100, 100, 180, 180]]), 0, 0.0)
+    grown = big.update(dets([[130, 80, 290, 240]]), 3, 0.12)  # twice the size, centre 70 px away
+    assert len(far.started) == 1 and len(grown.started) == 1

@@ -73,18 +73,28 @@ class Settings(BaseSettings):
 
     # Video (the per-camera pipeline)
     video_detect_every: int = Field(default=3, ge=1, description="run the detector on every Nth frame")
+    video_full_frame_every: int = Field(
+        default=2,
+        ge=1,
+        description="every Nth detection scans the whole frame; the ones between scan only around the "
+        "faces being tracked (1: every detection scans the whole frame)",
+    )
     video_detect_threads: int = Field(
         default=0,
         ge=0,
+        le=4,
         description="detector runs in flight at once: frames are detected ahead on this many threads "
         "while earlier frames are tracked and matched (1: detection inside the frame loop; 0: one per "
-        "usable core, at most 4)",
+        "usable core; at most 4)",
     )
     video_detect_side_px: int = Field(
         default=960,
         ge=160,
         description="frames are scaled (up or down) to this long side for detection; 960 finds faces of "
         "about 50 px in a 640x360 frame",
+    )
+    video_detect_gray: bool = Field(
+        default=True, description="the HOG detector scans grey frames (about 20 % faster than colour)"
     )
     video_detect_upsample: bool = Field(
         default=False, description="also upsample 2x inside the detector (very small faces; ~4x slower)"

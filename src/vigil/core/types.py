@@ -149,6 +149,36 @@ class FaceDetections:
             return left, right, lm[:, 4]
         return lm[:, 0], lm[:, 1], lm[:, 2]
 
+    def shifted(self, dx: float, dy: float) -> FaceDetections:
+        """Boxes and landmarks moved by ``(dx, dy)`` pixels (from a crop to the image it was cut from)."""
+        offset = np.array([dx, dy], np.float32)
+        return self.with_(
+            xyxy=self.xyxy + np.tile(offset, 2),
+            landmarks=None if self.landmarks is None else self.landmarks + offset,
+        )
+
+    @classmethod
+    def concat(cls, parts: list[FaceDetections]) -> FaceDetections:
+        """The faces of ``parts`` one after the other (optional fields kept where every part has them)."""
+        if not parts:
+            return cls.empty()
+        if len(parts) == 1:
+            return parts[0]
+
+        def cat(name: str) -> npt.NDArray[Any] | None:
+            values = [getattr(p, name) for p in parts]
+            return None if any(v is None for v in values) else np.concatenate(values)
+
+        return cls(
+            xyxy=np.concatenate([p.xyxy for p in parts]),
+            score=np.concatenate([p.score for p in parts]),
+            landmarks=cat("landmarks"),
+            landmark_scheme=parts[0].landmark_scheme,
+            quality=cat("quality"),
+            embedding=cat("embedding"),
+            track_id=cat("track_id"),
+        )
+
     def scaled(self, factor: float) -> FaceDetections:
         """Boxes and landmarks multiplied by ``factor`` (to map between image scales)."""
         return self.with_(

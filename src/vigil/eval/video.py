@@ -181,9 +181,14 @@ def _enrol(app: App, stills: Path, progress: Callable[[str], None]) -> list[str]
                 prepared.append(enrolment.prepare_face(app, image, largest=True))
             except VigilError as exc:
                 progress(f"skipping {image.name}: {exc}")
-        if prepared:
+        if not prepared:
+            continue
+        try:
             enrolment.enroll_prepared(app, WATCHLIST, name, prepared)
-            enrolled.append(name)
+        except VigilError as exc:  # the same photo under two names, for instance
+            progress(f"not enrolling {name}: {exc}")
+            continue
+        enrolled.append(name)
     return enrolled
 
 

@@ -31,17 +31,70 @@ class ScaledDetector:
         return f"{self.inner.name}@{self.side_px}"
 
     def detect(self, bgr: npt.NDArray[np.uint8]) -> FaceDetections:
+        h, w = bgr.shape[:2]
+        return self._detect_at(bgr, self.side_px / max(h, w))
+
+    def _detect_at(self, bgr: npt.NDArray[np.uint8], factor: float) -> FaceDetections:
         import cv2
 
-        h, w = bgr.shape[:2]
-        factor = self.side_px / max(h, w)
         if abs(factor - 1.0) < 0.02:
             return self.inner.detect(bgr)
+        h, w = bgr.shape[:2]
         interpolation = cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR
         small = np.asarray(
             cv2.resize(bgr, (round(w * factor), round(h * factor)), interpolation=interpolation), np.uint8
         )
         return self.inner.detect(small).scaled(1.0 / factor)
+
+    def detect_regions(self, bgr: npt.NDArray[np.uint8], regions: list[Region]) -> FaceDetections:
+        """Faces inside ``regions`` of ``bgr`` only, at the scale :meth:`detect` uses for the whole frame."""
+        h, w = bgr.shape[:2]
+        factor = self.side_px / max(h, w)
+        parts = [
+            self._detect_at(np.ascontiguousarray(bgr[y1:y2, x1:x2]), factor).shifted(x1, y1)
+            for x1, y1, x2, y2 in regions
+        ]
+        return FaceDetections.concat([p for p in parts if len(p)]) if parts else FaceDetections.empty("dlib5")
+
+
+HOG_WINDOW_PX = 80
+"""The smallest face dlib's detectors find without upsampling, in pixels at the detection scale."""
+
+Region = tuple[int, int, int, int]
+"""A rectangle of a frame in whole pixels, x1, y1, x2, y2 (x2 and y2 excluded)."""
+
+
+def regions_around(
+    boxes: npt.NDArray[np.float32], width: int, height: int, *, grow: float, min_side: int
+) -> list[Region]:
+    """Rectangles around ``boxes`` ((n, 4) xyxy), grown by ``grow`` box sizes on every side, at least
+    ``min_side`` pixels wide and high, clipped to the frame; overlapping ones are merged."""
+    rects: list[list[int]] = []
+    for x1, y1, x2, y2 in boxes:
+        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+        half = max((1 + 2 * grow) * max(x2 - x1, y2 - y1), min_side) / 2
+        rects.append(
+            [
+                max(0, int(cx - half)),
+                max(0, int(cy - half)),
+                min(width, int(np.ceil(cx + half))),
+                min(height, int(np.ceil(cy + half))),
+            ]
+        )
+    merged = True
+    while merged and len(rects) > 1:
+        merged = False
+        for i in range(len(rects)):
+            for j in range(i + 1, len(rects)):
+                a, b = rects[i], rects[j]
+                if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]:
+                    rects[i] = [min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])]
+                    del rects[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    return [(r[0], r[1], r[2], r[3]) for r in rects if r[2] > r[0] and r[3] > r[1]]
 
 
 def video_detector(settings: Settings) -> Detector:
@@ -53,22 +106,30 @@ def video_detector(settings: Settings) -> Detector:
             "detect_min_confidence": settings.video_min_confidence,
         }
     )
-    return ScaledDetector(build_detector(tuned), settings.video_detect_side_px)
+    return ScaledDetector(
+        build_detector(tuned, gray=settings.video_detect_gray), settings.video_detect_side_px
+    )
+
+
+MAX_DETECT_THREADS = 4
+"""Detection threads at most (more would only hold more frames in memory)."""
 
 
 def detect_threads(settings: Settings) -> int:
     """Threads the video pipeline detects on: ``video_detect_threads``, or one per usable core (<= 4)."""
     if settings.video_detect_threads > 0:
-        return settings.video_detect_threads
+        return min(settings.video_detect_threads, MAX_DETECT_THREADS)
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
-    return max(1, min(4, cores))
+    return max(1, min(MAX_DETECT_THREADS, cores))
 
 
 F = TypeVar("F")
 """A frame (whatever carries the image; the ahead only passes it along)."""
+R = TypeVar("R")
+"""What processing a frame gives (the pipeline's events)."""
 
 
 @dataclass(frozen=True)
@@ -79,46 +140,56 @@ class Detected:
     seconds: float
 
 
-class DetectAhead(Generic[F]):
-    """Detects upcoming frames on worker threads while the caller handles earlier ones, in order.
+class DetectAhead(Generic[F, R]):
+    """Detects upcoming frames on worker threads while earlier ones are processed, in order.
 
-    Every ``every``-th frame pushed (the first included) is a detection frame. Up to ``workers``
-    detections run at once, calling ``detect`` from that many threads, so it must be thread-safe
-    (vigil's detectors are; dlib and onnxruntime release the GIL while they compute, so two threads
-    use two cores). Frames come back
-    from :meth:`push` and :meth:`drain` in the order they were pushed, each with its
-    :class:`Detected` (None for the frames in between), once everything before them is back.
+    Every ``every``-th frame pushed (the first included) is a detection frame: ``plan(frame)`` is
+    called at once, in the caller's thread, and the work it returns runs on a worker thread. Up to
+    ``workers`` detections run at once, so the work must be thread-safe (vigil's detectors are;
+    dlib and onnxruntime release the GIL while they compute, so two threads use two cores).
+    ``process(frame, detected)`` is called in the caller's thread, in the order frames were pushed,
+    once the frame's detection (None for the frames in between) is back.
+
+    Detections are numbered from 0. Before detection ``k`` is planned, every frame up to and
+    including detection ``needs(k)`` (when not None) has been processed, so a plan may rely on what
+    processing those frames left behind. At most ``workers + 1`` detections are queued or running.
     """
 
     def __init__(
         self,
-        detect: Callable[[npt.NDArray[np.uint8]], FaceDetections],
-        image: Callable[[F], npt.NDArray[np.uint8]],
+        plan: Callable[[F], Callable[[], FaceDetections]],
+        process: Callable[[F, Detected | None], list[R]],
         *,
         every: int,
         workers: int,
+        needs: Callable[[int], int | None] = lambda k: None,
     ) -> None:
-        self._detect_fn = detect
-        self._image = image
+        self._plan = plan
+        self._process = process
+        self._needs = needs
         self.every = every
         self.workers = workers
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="vigil-detect")
         self._pending: deque[tuple[F, Future[Detected] | None]] = deque()
         self._pushed = 0
+        self._planned = 0
+        self._processed = 0
+        """Detections processed so far."""
         self.waited_s = 0.0
         """Seconds the caller spent waiting for a detection to finish."""
 
-    def _detect(self, bgr: npt.NDArray[np.uint8]) -> Detected:
+    @staticmethod
+    def _run(work: Callable[[], FaceDetections]) -> Detected:
         t0 = time.monotonic()
-        faces = self._detect_fn(bgr)
+        faces = work()
         return Detected(faces, time.monotonic() - t0)
 
     def _jobs(self) -> int:
         return sum(job is not None for _, job in self._pending)
 
-    def _release(self, *, block: bool) -> list[tuple[F, Detected | None]]:
-        """The frames at the head whose detection is back (waiting for the first one if ``block``)."""
-        out: list[tuple[F, Detected | None]] = []
+    def _release(self, *, block: bool) -> list[R]:
+        """Process the frames at the head whose detection is back (waiting for the first if ``block``)."""
+        out: list[R] = []
         while self._pending:
             frame, job = self._pending[0]
             if job is not None and not job.done():
@@ -129,26 +200,29 @@ class DetectAhead(Generic[F]):
                 self.waited_s += time.monotonic() - t0
                 block = False
             self._pending.popleft()
-            out.append((frame, job.result() if job is not None else None))
+            out.extend(self._process(frame, job.result() if job is not None else None))
+            self._processed += job is not None
         return out
 
-    def push(self, frame: F) -> list[tuple[F, Detected | None]]:
-        """Queue ``frame``; the frames now ready, in order (the detector's errors are raised here)."""
-        out: list[tuple[F, Detected | None]] = []
+    def push(self, frame: F) -> list[R]:
+        """Queue ``frame``; what processing the frames now ready gave (the detector's errors raise here)."""
+        out: list[R] = []
         is_detect_frame = self._pushed % self.every == 0
         self._pushed += 1
         job = None
         if is_detect_frame:
-            while self._jobs() >= self.workers:
+            needed = self._needs(self._planned)
+            while self._jobs() > self.workers or (needed is not None and self._processed <= needed):
                 out.extend(self._release(block=True))
-            job = self._pool.submit(self._detect, self._image(frame))
+            self._planned += 1
+            job = self._pool.submit(self._run, self._plan(frame))
         self._pending.append((frame, job))
         out.extend(self._release(block=False))
         return out
 
-    def drain(self) -> list[tuple[F, Detected | None]]:
-        """Every frame still queued, waiting for their detections."""
-        out: list[tuple[F, Detected | None]] = []
+    def drain(self) -> list[R]:
+        """Process every frame still queued, waiting for their detections."""
+        out: list[R] = []
         while self._pending:
             out.extend(self._release(block=True))
         return out

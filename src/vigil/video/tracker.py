@@ -3,7 +3,10 @@
 Each track predicts its box with a constant-velocity model. On every frame with detections,
 confident detections are matched to the predicted boxes first (Hungarian assignment on IoU), then
 the remaining tracks get a second chance with the low-confidence detections, which keeps a track
-alive through a blurred or turned face without letting weak detections start tracks. A track not
+alive through a blurred or turned face without letting weak detections start tracks. Tracks still
+unmatched then take the nearest confident detection of a similar size whose centre lies within
+``match_distance`` face sizes of the prediction (a face that moved further than IoU can follow, such
+as a young track whose speed is not known yet after a gap between detections). A track not
 matched for ``max_lost_s`` seconds ends. Frames without detection (the detection interval) only
 advance the predictions.
 """
@@ -85,11 +88,14 @@ class IouTracker:
     Args:
         high_score: detections at least this confident are matched first and may start tracks.
         match_iou: the least IoU between a predicted box and a detection to match them.
+        match_distance: the farthest a confident detection's centre may lie from an unmatched
+            track's predicted centre, in face sizes, to be matched by distance (sizes within 1.5x).
         max_lost_s: a track unmatched for this long (video time) ends.
     """
 
     high_score: float = 0.8
     match_iou: float = 0.2
+    match_distance: float = 1.0
     max_lost_s: float = 1.0
     _tracks: list[Track] = field(default_factory=list, init=False)
     _next_id: int = field(default=1, init=False)
@@ -106,6 +112,20 @@ class IouTracker:
         rows, cols = linear_sum_assignment(-iou)
         return [(int(r), int(c)) for r, c in zip(rows, cols, strict=True) if iou[r, c] >= self.match_iou]
 
+    def _assign_by_distance(self, tracks: list[Track], boxes: F32, frame: int) -> list[tuple[int, int]]:
+        if not tracks or len(boxes) == 0:
+            return []
+        predicted = np.stack([t.predict(frame) for t in tracks])
+        size_t = np.maximum(predicted[:, 2:] - predicted[:, :2], 1.0).max(axis=1)
+        size_d = np.maximum(boxes[:, 2:] - boxes[:, :2], 1.0).max(axis=1)
+        centre_t = (predicted[:, :2] + predicted[:, 2:]) / 2
+        centre_d = (boxes[:, :2] + boxes[:, 2:]) / 2
+        distance = np.linalg.norm(centre_t[:, None] - centre_d[None], axis=2) / size_t[:, None]
+        ratio = size_d[None, :] / size_t[:, None]
+        ok = (distance <= self.match_distance) & (ratio >= 1 / 1.5) & (ratio <= 1.5)
+        rows, cols = linear_sum_assignment(np.where(ok, distance, 1e6))
+        return [(int(r), int(c)) for r, c in zip(rows, cols, strict=True) if ok[r, c]]
+
     def update(self, faces: FaceDetections, frame: int, pos_s: float) -> TrackUpdate:
         """Match this frame's detections to the tracks; start and end tracks."""
         track_ids = np.zeros(len(faces), np.int64)
@@ -121,6 +141,11 @@ class IouTracker:
                 track_ids[det] = unmatched[r].id
                 matched.add(r)
             unmatched = [t for i, t in enumerate(unmatched) if i not in matched]
+        free = np.array([d for d in high if track_ids[d] == 0], np.int64)
+        for r, c in self._assign_by_distance(unmatched, faces.xyxy[free], frame):
+            det = int(free[c])
+            unmatched[r].update(faces.xyxy[det], frame, pos_s)
+            track_ids[det] = unmatched[r].id
         started = []
         for det in (int(d) for d in high):
             if track_ids[det] == 0:

@@ -51,7 +51,8 @@ class FaceEngine:
         return self.embed(bgr, self.detect(bgr))
 
 
-def build_detector(settings: Settings) -> Detector:
+def build_detector(settings: Settings, *, gray: bool = False) -> Detector:
+    """The settings' detector; ``gray``: HOG scans the grey image (video frames)."""
     if settings.detector in ("hog", "mmod", "mmod-dlib"):
         from vigil.vision.dlib.detector import DlibDetector
 
@@ -62,6 +63,7 @@ def build_detector(settings: Settings) -> Detector:
             max_side_px=settings.detect_max_side_px,
             upsample_below_px=settings.detect_upsample_below_px,
             min_confidence=settings.detect_min_confidence,
+            gray=gray,
         )
     if settings.onnx_detector_path is None:
         raise ConfigError(

@@ -47,6 +47,8 @@ class DlibDetector:
     onnx_cache_dir: Path | None = None
     """For MMOD: run dlib's network converted to ONNX (models cached here) instead of dlib's own."""
     threads: int = 0
+    gray: bool = False
+    """HOG on the grey image instead of the colour one (about 20 % faster; the video pipeline's choice)."""
 
     @property
     def name(self) -> str:
@@ -65,25 +67,29 @@ class DlibDetector:
     def detect(self, bgr: npt.NDArray[np.uint8]) -> FaceDetections:
         import cv2
 
-        rgb = np.ascontiguousarray(bgr[:, :, ::-1])
-        h, w = rgb.shape[:2]
+        h, w = bgr.shape[:2]
         scale = min(1.0, self.max_side_px / max(h, w))
-        small = (
-            rgb
-            if scale == 1.0
-            else cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
-        )
-        upsample = 1 if max(small.shape[:2]) < self.upsample_below_px else 0
+        size = (round(w * scale), round(h * scale))
+        upsample = 1 if max(size) < self.upsample_below_px else 0
+        rgb: npt.NDArray[np.uint8] | None = None
+        if (
+            self.method == "hog" and self.gray
+        ):  # grey straight from BGR: no colour copy unless a face is found
+            gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+            scanned = gray if scale == 1.0 else cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+        else:
+            rgb = np.ascontiguousarray(bgr[:, :, ::-1])
+            scanned = rgb if scale == 1.0 else cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
         if self.method == "hog":
-            rects, margins, _ = hog().run(small, upsample, -0.5)
+            rects, margins, _ = hog().run(scanned, upsample, -0.5)
             boxes = [(r.left(), r.top(), r.right(), r.bottom()) for r in rects]
         elif self.onnx_cache_dir is not None:
-            found_onnx = self._model(small, upsample)
+            found_onnx = self._model(scanned, upsample)
             boxes = [d[:4] for d in found_onnx]
             margins = [d[4] for d in found_onnx]
         else:
             with MMOD_LOCK:
-                found = self._model(small, upsample)
+                found = self._model(scanned, upsample)
             boxes = [(d.rect.left(), d.rect.top(), d.rect.right(), d.rect.bottom()) for d in found]
             margins = [d.confidence for d in found]
         if not boxes:
@@ -94,6 +100,8 @@ class DlibDetector:
         score = _confidence(np.asarray(margins, np.float32))
         keep = score >= self.min_confidence
         xyxy, score = xyxy[keep], score[keep]
+        if rgb is None:
+            rgb = np.ascontiguousarray(bgr[:, :, ::-1])
         return FaceDetections(
             xyxy=xyxy, score=score, landmarks=dlib_landmarks(rgb, xyxy), landmark_scheme="dlib5"
         )

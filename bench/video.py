@@ -179,7 +179,7 @@ def main() -> None:
             result = child(kind, clip, cores)
             rows.append({"pipeline": kind, "clip": name, "cores": cores, **result})
     base = next(r["fps"] for r in rows if r["pipeline"] == "baseline")
-    before = {r["cores"]: r["fps"] for r in rows if r["pipeline"] == "vigil-before"}
+    before = {(r["clip"], r["cores"]): r["fps"] for r in rows if r["pipeline"] == "vigil-before"}
     table = Table(title="vigil watch: frames per second (hamilton clip)")
     for col in (
         "pipeline",
@@ -199,7 +199,7 @@ def main() -> None:
         stages = r.get("stage_ms_per_frame", {})
         lat = r.get("alarm_latency_ms") or {}
         r["ratio_to_baseline"] = round(r["fps"] / base, 2)
-        same_cores_before = before.get(r["cores"]) if r["pipeline"] == "vigil" else None
+        same_cores_before = before.get((r["clip"], r["cores"])) if r["pipeline"] == "vigil" else None
         r["ratio_to_before"] = round(r["fps"] / same_cores_before, 2) if same_cores_before else None
         table.add_row(
             r["pipeline"],

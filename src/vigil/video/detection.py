@@ -46,6 +46,12 @@ class ScaledDetector:
         )
         return self.inner.detect(small).scaled(1.0 / factor)
 
+    def detect_coarse(self, bgr: npt.NDArray[np.uint8]) -> FaceDetections:
+        """The whole frame at two thirds of :meth:`detect`'s scale: about half the cost, and faces
+        from 1.5x the smallest size :meth:`detect` finds."""
+        h, w = bgr.shape[:2]
+        return self._detect_at(bgr, self.side_px / max(h, w) / COARSE_RATIO)
+
     def detect_regions(self, bgr: npt.NDArray[np.uint8], regions: list[Region]) -> FaceDetections:
         """Faces inside ``regions`` of ``bgr`` only, at the scale :meth:`detect` uses for the whole frame."""
         h, w = bgr.shape[:2]
@@ -56,6 +62,9 @@ class ScaledDetector:
         ]
         return FaceDetections.concat([p for p in parts if len(p)]) if parts else FaceDetections.empty("dlib5")
 
+
+COARSE_RATIO = 1.5
+"""How much smaller a coarse scan's scale is than a full one's."""
 
 HOG_WINDOW_PX = 80
 """The smallest face dlib's detectors find without upsampling, in pixels at the detection scale."""

@@ -4,6 +4,7 @@ crops), sightings, clusters (update, detail, promote, dismiss)."""
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -89,3 +90,27 @@ def test_clusters_api(server: Any) -> None:
     with server.client("auditor") as c:
         actions = [e["action"] for e in c.get("/api/audit", params={"limit": 50}).json()]
         assert {"cluster_update", "cluster_promote", "cluster_dismiss"} <= set(actions)
+
+
+@pytest.mark.slow
+def test_serve_clusters_on_its_schedule(seed: Seed, tmp_path: Path) -> None:
+    """With `cluster_interval_s`, `vigil serve` clusters the unmatched sightings by itself (audited)."""
+    s = harness.start_server(
+        copy_seed(seed, tmp_path / "data"), {"VIGIL_START_CAMERAS": "false", "VIGIL_CLUSTER_INTERVAL_S": "2"}
+    )
+    try:
+        with s.client("supervisor") as c:
+            deadline = time.monotonic() + 60
+            listed: list[Any] = []
+            while time.monotonic() < deadline and len(listed) < 3:
+                time.sleep(0.5)
+                listed = c.get("/api/investigations/clusters").json()
+            assert sorted(x["size"] for x in listed) == [2, 2, 2]
+            # Nothing new afterwards: no second run makes more.
+            time.sleep(2.5)
+            assert len(c.get("/api/investigations/clusters").json()) == 3
+        with s.client("auditor") as c:
+            entries = c.get("/api/audit", params={"action": "cluster_update"}).json()
+            assert [e["actor"] for e in entries] == ["system:scheduler"]
+    finally:
+        harness.stop_server(s)

@@ -149,6 +149,12 @@ class Settings(BaseSettings):
     purge_interval_s: float = Field(
         default=3600.0, gt=0, description="`vigil serve` deletes what is past its retention this often"
     )
+    cluster_interval_s: float = Field(
+        default=3600.0,
+        ge=0,
+        description="`vigil serve` clusters new unmatched sightings into recurring unknown people this "
+        "often (0: only when asked, `vigil clusters update` or the API)",
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -36,7 +36,7 @@ from vigil.server.routers import (
     users,
     webhooks,
 )
-from vigil.server.scheduler import PurgeScheduler
+from vigil.server.scheduler import schedules
 from vigil.server.supervisor import Supervisor
 from vigil.video.cameras import list_cameras
 
@@ -55,7 +55,7 @@ def create_app(settings: Settings, *, start_cameras: bool | None = None) -> Fast
     st = ServerState(app=vigil_app, bus=bus, supervisor=supervisor)
     notifiers = st.extras["notifiers"] = Notifiers(vigil_app, bus)
     run_cameras = settings.start_cameras if start_cameras is None else start_cameras
-    purger = PurgeScheduler(vigil_app, settings.purge_interval_s)
+    scheduled = st.extras["scheduled"] = schedules(vigil_app)
 
     @asynccontextmanager
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
@@ -63,7 +63,8 @@ def create_app(settings: Settings, *, start_cameras: bool | None = None) -> Fast
         notifiers.start()
         bus.start()
         supervisor.start()
-        purger.start()
+        for job in scheduled:
+            job.start()
         for hook in st.extras.get("on_start", []):
             hook(st)
         if run_cameras:
@@ -73,7 +74,8 @@ def create_app(settings: Settings, *, start_cameras: bool | None = None) -> Fast
         try:
             yield
         finally:
-            purger.stop()
+            for job in scheduled:
+                job.stop()
             supervisor.shutdown()
             for hook in st.extras.get("on_stop", []):
                 hook(st)

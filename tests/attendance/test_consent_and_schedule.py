@@ -14,7 +14,7 @@ from vigil.app import App
 from vigil.attendance.schedule import parse_days, parse_hhmm
 from vigil.core.errors import ForbiddenError, InputError
 from vigil.gallery import enroll as enrolment
-from vigil.gallery import galleries
+from vigil.gallery import galleries, identities
 from vigil.gallery.models import Identity, Photo, Template
 from vigil.vision.image import load_image
 
@@ -153,7 +153,7 @@ def test_enrolment_without_consent_is_refused_and_stores_nothing(staff: App, peo
     # More photos of a person whose consent is on record need no new consent.
     more = enrolment.enroll(staff, "staff", "Barack Obama", [load_image(people / "obama2.jpg")])
     assert more.consent_on == date(2025, 3, 1) and not more.created
-    (info,) = enrolment.list_identities(staff, "staff")
+    (info,) = identities.list_identities(staff, "staff")
     assert (info.consent_on, info.consent_by, info.templates) == (date(2025, 3, 1), "HR, J. Doe", 2)
 
 

@@ -16,7 +16,7 @@ from vigil.attendance.report import attendance_report, day_names
 from vigil.core.config import Settings
 from vigil.core.errors import ConfigError, InputError
 from vigil.gallery import enroll as enrolment
-from vigil.gallery import galleries
+from vigil.gallery import galleries, identities
 from vigil.gallery.models import AttendanceMark, Gallery
 
 ZONE = "America/New_York"
@@ -138,6 +138,6 @@ def test_erasure_and_removal_delete_the_marks(ny: App) -> None:
     for who in (ann, bob):
         mark(ny, "staff", who, "2025-03-10T13:05:00")
     erase_identity(ny, ann, "cli:test", reason="consent withdrawn")
-    enrolment.remove_identity(ny, "staff", "Bob")
+    identities.remove_identity(ny, "staff", "Bob")
     with ny.db.session() as s:
         assert s.scalar(select(func.count(AttendanceMark.id))) == 0

@@ -15,7 +15,7 @@ from vigil.core.errors import (
     NotFoundError,
 )
 from vigil.gallery import enroll as enrolment
-from vigil.gallery import galleries
+from vigil.gallery import galleries, identities
 from vigil.gallery.db import MIGRATIONS
 from vigil.gallery.index import IndexKey
 from vigil.gallery.models import Gallery
@@ -145,7 +145,7 @@ def test_index_follows_adds_and_removals_and_rebuilds(app: App, people: Path) ->
     b = enrolment.enroll(app, "staff", "Biden", [load_image(people / "biden.jpg")])
     ids_all = _index_ids(app, "staff")
     assert len(ids_all) == 3
-    removed = enrolment.remove_identity(app, "staff", "Obama")
+    removed = identities.remove_identity(app, "staff", "Obama")
     assert removed.templates == 2
     assert len(_index_ids(app, "staff")) == 1
     assert not app.blobs.exists(load_image(people / "obama.jpg").sha256)  # photos really gone
@@ -164,7 +164,7 @@ def test_index_follows_adds_and_removals_and_rebuilds(app: App, people: Path) ->
     assert len(_index_ids(fresh2, "staff")) == 1
     assert a.identity_id != b.identity_id
     with pytest.raises(NotFoundError):
-        enrolment.remove_identity(app, "staff", "Obama")
+        identities.remove_identity(app, "staff", "Obama")
 
 
 def test_delete_gallery_removes_photos_and_indexes(app: App, people: Path) -> None:

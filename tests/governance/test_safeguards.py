@@ -13,7 +13,7 @@ from vigil.app import App
 from vigil.core.errors import ForbiddenError
 from vigil.events.schemas import Alarm
 from vigil.gallery import enroll as enrolment
-from vigil.gallery import galleries, matching
+from vigil.gallery import galleries, identities, matching
 from vigil.gallery.index import IndexKey
 from vigil.gallery.models import AlarmRecord, Gallery, Identity, Template
 from vigil.governance import audit, erasure, report, retention
@@ -199,7 +199,7 @@ def test_sensitive_metadata_keys_are_refused(app: App, lin, key: str) -> None:  
     galleries.create_gallery(app, galleries.validate_spec(name="staff", kind="reference"))
     with pytest.raises(ForbiddenError, match="sensitive trait"):
         enrolment.enroll(app, "staff", "Someone", [lin], attributes={key: "x"})
-    assert enrolment.list_identities(app, "staff") == []
+    assert identities.list_identities(app, "staff") == []
     with pytest.raises(ForbiddenError, match="sensitive trait"):
         check_metadata({"profile": {"nested": [{key: 1}]}})
 
@@ -209,7 +209,7 @@ def test_ordinary_metadata_is_kept(app: App, lin) -> None:  # type: ignore[no-un
     enrolment.enroll(
         app, "staff", "Someone", [lin], attributes={"employee_no": "4711", "department": "stage"}
     )
-    (info,) = enrolment.list_identities(app, "staff")
+    (info,) = identities.list_identities(app, "staff")
     assert info.attributes == {"employee_no": "4711", "department": "stage"}
     for harmless in ("party_size", "orientation", "traceback", "expression_id", "name"):
         assert sensitive_trait(harmless) is None

@@ -10,8 +10,8 @@ from rich.table import Table
 
 from vigil.cli.common import JsonOpt, app, audited, emit, handle_errors, out
 from vigil.core.errors import InputError
-from vigil.gallery import enroll as enrolment
 from vigil.gallery import galleries as svc
+from vigil.gallery import identities
 from vigil.gallery.models import GalleryKind
 
 gallery_cli = typer.Typer(help="Create, list, show and delete galleries.", no_args_is_help=True)
@@ -203,7 +203,7 @@ def people_list(
     as_json: bool = JsonOpt,
 ) -> None:
     """List enrolled people."""
-    people = enrolment.list_identities(app(), gallery)
+    people = identities.list_identities(app(), gallery)
 
     def render() -> None:
         table = Table("id", "gallery", "name", "external id", "photos", "templates")
@@ -222,7 +222,7 @@ def people_remove(
     as_json: bool = JsonOpt,
 ) -> None:
     """Remove a person with their templates, photos and index entries."""
-    info = enrolment.remove_identity(app(), gallery, who)
+    info = identities.remove_identity(app(), gallery, who)
     audited(
         "identity_remove",
         target_type="identity",

@@ -14,7 +14,7 @@ from datetime import date
 import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from vigil.app import App
@@ -59,20 +59,6 @@ class EnrolResult(BaseModel):
     created: bool
     photos: list[EnrolledPhoto]
     consent_on: date | None = None
-    consent_by: str | None = None
-
-
-class IdentityInfo(BaseModel):
-    id: int
-    gallery: str
-    name: str
-    external_id: str | None
-    notes: str | None
-    attributes: dict[str, str] | None = None
-    photos: int
-    templates: int
-    consent_on: date | None = None
-    """Attendance galleries: when the person consented, and who recorded it."""
     consent_by: str | None = None
 
 
@@ -393,64 +379,6 @@ def delete_unreferenced_blobs(app: App, shas: Iterable[str]) -> int:
     return sum(app.blobs.delete(sha) for sha in shas - used)
 
 
-def _find_identity(s: Session, gallery: Gallery, who: str) -> Identity:
-    query = select(Identity).where(Identity.gallery_id == gallery.id)
-    identity = s.scalar(query.where(Identity.name == who))
-    if identity is None and who.isdigit():
-        identity = s.scalar(query.where(Identity.id == int(who)))
-    if identity is None:
-        raise NotFoundError(
-            f"no identity {who!r} in gallery {gallery.name!r}", hint="see `vigil people list`"
-        )
-    return identity
-
-
-def remove_identity(app: App, gallery_name: str, who: str) -> IdentityInfo:
-    """Remove a person (by name or id) with their templates, photos and index entries."""
-    with app.db.session() as s:
-        gallery = get_gallery(s, gallery_name)
-        identity = _find_identity(s, gallery, who)
-        info = _identity_info(s, identity, gallery.name)
-        by_model: dict[str, list[int]] = {}
-        for tid, mid in s.execute(
-            select(Template.id, Template.model_id).where(Template.identity_id == identity.id)
-        ):
-            by_model.setdefault(mid, []).append(tid)
-        shas = set(s.scalars(select(Photo.sha256).where(Photo.identity_id == identity.id)).all())
-        s.delete(identity)
-        s.flush()
-        change = bump_generation(s, gallery.id)
-        gallery_id = gallery.id
-    unindex(app, gallery_id, change, by_model)
-    delete_unreferenced_blobs(app, shas)
-    return info
-
-
-def _identity_info(s: Session, identity: Identity, gallery_name: str) -> IdentityInfo:
-    photos = s.scalar(select(func.count(Photo.id)).where(Photo.identity_id == identity.id)) or 0
-    templates = s.scalar(select(func.count(Template.id)).where(Template.identity_id == identity.id)) or 0
-    return IdentityInfo(
-        id=identity.id,
-        gallery=gallery_name,
-        name=identity.name,
-        external_id=identity.external_id,
-        notes=identity.notes,
-        attributes=json.loads(identity.attributes) if identity.attributes else None,
-        photos=photos,
-        templates=templates,
-        consent_on=identity.consent_on,
-        consent_by=identity.consent_by,
-    )
-
-
-def list_identities(app: App, gallery_name: str | None = None) -> list[IdentityInfo]:
-    with app.db.session() as s:
-        query = select(Identity, Gallery.name).join(Gallery).order_by(Gallery.name, Identity.name)
-        if gallery_name is not None:
-            query = query.where(Gallery.id == get_gallery(s, gallery_name).id)
-        return [_identity_info(s, identity, gname) for identity, gname in s.execute(query)]
-
-
 def unindex(app: App, gallery_id: int, change: tuple[int, int], removed: dict[str, list[int]]) -> None:
     """Take removed template ids (by model) out of the gallery's indexes after a committed change."""
     for model_id, ids in removed.items():
@@ -466,141 +394,3 @@ def unindex(app: App, gallery_id: int, change: tuple[int, int], removed: dict[st
             )
         else:
             app.indexes.drop([IndexKey(gallery_id, model_id)])
-
-
-class RemovedPhoto(BaseModel):
-    photo_id: int
-    identity: str
-    sha256: str
-
-
-def remove_photos(app: App, gallery_name: str, photo_ids: Iterable[int]) -> list[RemovedPhoto]:
-    """Remove enrolment photos of a gallery with the templates made from them; ids not in the
-    gallery are skipped. The identities stay, even with no photo left."""
-    wanted = sorted(set(photo_ids))
-    removed: list[RemovedPhoto] = []
-    by_model: dict[str, list[int]] = {}
-    with app.db.session() as s:
-        gallery = get_gallery(s, gallery_name)
-        rows = s.execute(
-            select(Photo, Identity.name)
-            .join(Identity)
-            .where(Identity.gallery_id == gallery.id, Photo.id.in_(wanted))
-            .order_by(Photo.id)
-        )
-        for photo, identity_name in rows:
-            templates = s.scalars(
-                select(Template).where(
-                    Template.identity_id == photo.identity_id,
-                    (Template.photo_id == photo.id) | (Template.source_sha256 == photo.sha256),
-                )
-            )
-            for template in templates:
-                by_model.setdefault(template.model_id, []).append(template.id)
-                s.delete(template)
-            removed.append(RemovedPhoto(photo_id=photo.id, identity=identity_name, sha256=photo.sha256))
-            s.delete(photo)
-        s.flush()
-        change = bump_generation(s, gallery.id) if by_model else None
-        gallery_id = gallery.id
-    if change is not None:
-        unindex(app, gallery_id, change, by_model)
-    delete_unreferenced_blobs(app, {r.sha256 for r in removed})
-    return removed
-
-
-def rename_identity(app: App, gallery_name: str, who: str, new_name: str) -> IdentityInfo:
-    """Rename a person (by name or id). If ``new_name`` is taken in the gallery, the two are merged:
-    photos and templates move to that person (duplicates of what it already has are dropped)."""
-    new_name = new_name.strip()
-    if not new_name:
-        raise InputError("an identity needs a name")
-    with app.db.session() as s:
-        gallery = get_gallery(s, gallery_name)
-        identity = _find_identity(s, gallery, who)
-        target = s.scalar(
-            select(Identity).where(Identity.gallery_id == gallery.id, Identity.name == new_name)
-        )
-        if target is None or target.id == identity.id:
-            identity.name = new_name
-            s.flush()
-            return _identity_info(s, identity, gallery.name)
-        change, by_model = _merge_into(s, identity, target)
-        info = _identity_info(s, target, gallery.name)
-        gallery_id = gallery.id
-    unindex(app, gallery_id, change, by_model)
-    return info
-
-
-def _merge_into(
-    s: Session, source: Identity, target: Identity
-) -> tuple[tuple[int, int], dict[str, list[int]]]:
-    """Move ``source``'s photos and templates to ``target`` and delete ``source``; the generation
-    change and the template ids (by model) dropped as duplicates."""
-    have = set(
-        s.execute(
-            select(Template.model_id, Template.source_sha256).where(Template.identity_id == target.id)
-        ).all()
-    )
-    target_photos = {p.sha256: p.id for p in s.scalars(select(Photo).where(Photo.identity_id == target.id))}
-    dropped: dict[str, list[int]] = {}
-    moved: list[Template] = []
-    for template in s.scalars(select(Template).where(Template.identity_id == source.id)).all():
-        if (template.model_id, template.source_sha256) in have:
-            dropped.setdefault(template.model_id, []).append(template.id)
-            s.delete(template)
-        else:
-            moved.append(template)
-    s.flush()
-    for photo in s.scalars(select(Photo).where(Photo.identity_id == source.id)).all():
-        if photo.sha256 in target_photos:
-            for template in moved:
-                if template.photo_id == photo.id:
-                    template.photo_id = target_photos[photo.sha256]
-            s.delete(photo)
-        else:
-            photo.identity_id = target.id
-    s.flush()
-    for template in moved:
-        template.identity_id = target.id
-    s.flush()
-    s.delete(source)
-    s.flush()
-    return bump_generation(s, target.gallery_id), dropped
-
-
-def update_identity(
-    app: App,
-    identity_id: int,
-    *,
-    name: str | None = None,
-    external_id: str | None = None,
-    notes: str | None = None,
-    attributes: dict[str, str] | None = None,
-) -> tuple[IdentityInfo, IdentityInfo]:
-    """Change a person's name, external id, notes or metadata; returns (before, after)."""
-    check_metadata(attributes, "identity metadata")
-    with app.db.session() as s:
-        identity = s.get(Identity, identity_id)
-        if identity is None:
-            raise NotFoundError(f"no identity with id {identity_id}", hint="see `vigil people list`")
-        gallery = s.get(Gallery, identity.gallery_id)
-        assert gallery is not None
-        before = _identity_info(s, identity, gallery.name)
-        if name is not None and name.strip() != identity.name:
-            taken = s.scalar(
-                select(Identity.id).where(Identity.gallery_id == gallery.id, Identity.name == name.strip())
-            )
-            if taken is not None:
-                raise ConflictError(
-                    f"{name!r} is already in gallery {gallery.name!r}", hint="choose another name"
-                )
-            identity.name = name.strip()
-        if external_id is not None:
-            identity.external_id = external_id or None
-        if notes is not None:
-            identity.notes = notes or None
-        if attributes is not None:
-            identity.attributes = json.dumps(attributes) if attributes else None
-        s.flush()
-        return before, _identity_info(s, identity, gallery.name)

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from vigil.app import App
 from vigil.gallery import enroll as enrolment
-from vigil.gallery import galleries
+from vigil.gallery import galleries, identities
 from vigil.gallery.models import GalleryKind
 from vigil.video import cameras
 
@@ -85,7 +85,7 @@ def prepare_demo(app: App) -> DemoSetup:
                 expires_on=date.today() + timedelta(days=365),
             ),
         )
-    people = {i.name for i in enrolment.list_identities(app, DEMO_WATCHLIST)}
+    people = {i.name for i in identities.list_identities(app, DEMO_WATCHLIST)}
     if DEMO_PERSON not in people:
         enrolment.enroll(app, DEMO_WATCHLIST, DEMO_PERSON, [_png(_astronaut(), "skimage-astronaut.png")])
     video = app.settings.data_dir / "demo" / "astronaut.mp4"

@@ -31,7 +31,7 @@ from vigil.core.errors import (
 )
 from vigil.core.types import FaceDetections
 from vigil.gallery import enroll as enrolment
-from vigil.gallery import matching
+from vigil.gallery import identities, matching
 from vigil.gallery.models import Gallery, Identity, Photo
 from vigil.server.compreface_support import (
     CompreFaceRoute,
@@ -362,7 +362,7 @@ def add_subject(body: SubjectName, st: State, p: Manage) -> SubjectName:
 
 @router.get("/recognition/subjects", summary="List the subjects (CompreFace)")
 def list_subjects(st: State, p: Live) -> SubjectList:
-    return SubjectList(subjects=[i.name for i in enrolment.list_identities(st.app, _collection(st, p))])
+    return SubjectList(subjects=[i.name for i in identities.list_identities(st.app, _collection(st, p))])
 
 
 @router.put(
@@ -372,7 +372,7 @@ def rename_subject(subject: str, body: SubjectName, st: State, p: Manage) -> Upd
     gallery = _collection(st, p)
     _require_subject(st, gallery, subject)
     with st.face_lock:
-        enrolment.rename_identity(st.app, gallery, subject, body.subject)
+        identities.rename_identity(st.app, gallery, subject, body.subject)
     audited(
         st,
         p,
@@ -390,7 +390,7 @@ def delete_subject(subject: str, st: State, p: Manage) -> SubjectName:
     gallery = _collection(st, p)
     _require_subject(st, gallery, subject)
     with st.face_lock:
-        info = enrolment.remove_identity(st.app, gallery, subject)
+        info = identities.remove_identity(st.app, gallery, subject)
     audited(
         st,
         p,
@@ -410,8 +410,8 @@ def delete_subjects(st: State, p: Manage) -> Deleted:
     gallery = _collection(st, p)
     deleted = 0
     with st.face_lock:
-        for info in enrolment.list_identities(st.app, gallery):
-            enrolment.remove_identity(st.app, gallery, info.name)
+        for info in identities.list_identities(st.app, gallery):
+            identities.remove_identity(st.app, gallery, info.name)
             audited(
                 st,
                 p,
@@ -517,7 +517,7 @@ def delete_faces(st: State, p: Manage, subject: str | None = None) -> Deleted:
     gallery = _collection(st, p)
     ids = _photo_ids(st, gallery, subject)
     with st.face_lock:
-        removed = enrolment.remove_photos(st.app, gallery, ids)
+        removed = identities.remove_photos(st.app, gallery, ids)
     _audit_removed(st, p, gallery, removed)
     return Deleted(deleted=len(removed))
 
@@ -542,7 +542,7 @@ def delete_face_list(st: State, p: Manage, image_ids: Annotated[list[str], Body(
     gallery = _collection(st, p)
     ids = [int(i) for i in image_ids if i.isdigit()]
     with st.face_lock:
-        removed = enrolment.remove_photos(st.app, gallery, ids)
+        removed = identities.remove_photos(st.app, gallery, ids)
     _audit_removed(st, p, gallery, removed)
     return [FaceRef(image_id=str(r.photo_id), subject=r.identity) for r in removed]
 
@@ -552,7 +552,7 @@ def delete_face(image_id: str, st: State, p: Manage) -> FaceRef:
     gallery = _collection(st, p)
     photo_id, _ = _photo(st, gallery, image_id)
     with st.face_lock:
-        removed = enrolment.remove_photos(st.app, gallery, [photo_id])
+        removed = identities.remove_photos(st.app, gallery, [photo_id])
     _audit_removed(st, p, gallery, removed)
     if not removed:
         raise ImageNotFoundError(f"image {image_id!r} is not found")

@@ -15,6 +15,7 @@ from vigil.accounts import Principal
 from vigil.core.errors import InputError, NotFoundError
 from vigil.gallery import enroll as enrolment
 from vigil.gallery import galleries as svc
+from vigil.gallery import identities
 from vigil.gallery.models import Gallery, GalleryKind, Identity, Photo
 from vigil.governance import erasure
 from vigil.governance.erasure import ErasureReport
@@ -73,7 +74,7 @@ class PhotoInfo(BaseModel):
     height_px: int
 
 
-class IdentityDetail(enrolment.IdentityInfo):
+class IdentityDetail(identities.IdentityInfo):
     gallery_id: int
     photo_list: list[PhotoInfo]
 
@@ -145,8 +146,8 @@ def delete_gallery(name: str, st: State, me: Manage) -> svc.GalleryInfo:
 
 
 @router.get("/galleries/{name}/identities", summary="People of a gallery")
-def list_identities(name: str, st: State, _: Live) -> list[enrolment.IdentityInfo]:
-    return enrolment.list_identities(st.app, name)
+def list_identities(name: str, st: State, _: Live) -> list[identities.IdentityInfo]:
+    return identities.list_identities(st.app, name)
 
 
 @router.post(
@@ -217,8 +218,8 @@ class IdentityChange(BaseModel):
 
 
 @router.patch("/identities/{identity_id}", summary="Change a person's name, external id, notes or metadata")
-def update_identity(identity_id: int, body: IdentityChange, st: State, me: Manage) -> enrolment.IdentityInfo:
-    before, after = enrolment.update_identity(
+def update_identity(identity_id: int, body: IdentityChange, st: State, me: Manage) -> identities.IdentityInfo:
+    before, after = identities.update_identity(
         st.app,
         identity_id,
         name=body.name,
@@ -269,7 +270,7 @@ def _identity(st: State, identity_id: int) -> tuple[Identity, Gallery]:
 @router.get("/identities/{identity_id}", summary="A person with their photos")
 def show_identity(identity_id: int, st: State, _: Live) -> IdentityDetail:
     gallery = _identity(st, identity_id)[1]
-    info = next(i for i in enrolment.list_identities(st.app, gallery.name) if i.id == identity_id)
+    info = next(i for i in identities.list_identities(st.app, gallery.name) if i.id == identity_id)
     with st.app.db.session() as s:
         photos = [
             PhotoInfo(
@@ -302,10 +303,10 @@ def add_photos(
 
 
 @router.delete("/identities/{identity_id}", summary="Remove a person: templates, photos and index entries")
-def remove_identity(identity_id: int, st: State, me: Manage) -> enrolment.IdentityInfo:
+def remove_identity(identity_id: int, st: State, me: Manage) -> identities.IdentityInfo:
     gallery = _identity(st, identity_id)[1]
     with st.face_lock:
-        info = enrolment.remove_identity(st.app, gallery.name, str(identity_id))
+        info = identities.remove_identity(st.app, gallery.name, str(identity_id))
     audited(
         st,
         me,

@@ -112,6 +112,18 @@ class TestUploads:
         assert_problem(r, 422)
         self._nothing_stored(server)
 
+    def test_metadata_not_a_json_object(self, server: Server, people: Path) -> None:
+        photo = (people / "obama.jpg").read_bytes()
+        with server.client("supervisor") as c:
+            for text, detail in (("employee_no=4711", "not json"), ('["a", "b"]', "json object")):
+                r = c.post(
+                    "/api/galleries/uploads/identities",
+                    data={"identity": "Barack Obama", "metadata": text},
+                    files=[("files", ("obama.jpg", photo, "image/jpeg"))],
+                )
+                assert_problem(r, 422, detail)
+        self._nothing_stored(server)
+
     def test_several_faces_and_one_bad_photo_store_nothing(self, server: Server, people: Path) -> None:
         with server.client("supervisor") as c:
             r = enrol(c, "uploads", "group", people / "two_people.jpg")

@@ -88,6 +88,7 @@ def doctor(
     as_json: bool = JsonOpt,
 ) -> None:
     """Check the installation: versions, execution providers, settings, model cards, and a 5 s benchmark."""
+    from vigil.video.detection import detect_threads
     from vigil.vision.engine import build_embedder
 
     s = settings()
@@ -105,6 +106,9 @@ def doctor(
             "dlib_landmarks": s.dlib_landmarks,
             "target_fmr": s.target_fmr,
             "target_fpir": s.target_fpir,
+            "video_detect_every": s.video_detect_every,
+            "video_full_frame_every": s.video_full_frame_every,
+            "video_detect_threads": detect_threads(s),
         },
     }
     try:

@@ -113,3 +113,28 @@ def test_two_detection_threads_give_the_same_events(app: App, people: Path, shar
     serial, threaded = _events(app, clip, 1), _events(app, clip, 2)
     assert threaded == serial
     assert sum(e["type"] == "alarm" for e in threaded) >= 1
+
+
+def test_a_failing_detector_ends_the_run_cleanly(
+    app: App, shared_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The error reaches the caller; the run is still audited (with the frames it did)."""
+    from vigil.governance import audit
+    from vigil.video import pipeline
+
+    class Breaks:
+        name = "breaks"
+        calls = 0
+
+        def detect(self, bgr: np.ndarray) -> FaceDetections:
+            Breaks.calls += 1
+            if Breaks.calls == 5:
+                raise RuntimeError("detector crashed")
+            return FaceDetections.empty()
+
+    monkeypatch.setattr(pipeline, "video_detector", lambda settings: Breaks())
+    app.settings = app.settings.model_copy(update={"video_detect_threads": 2})
+    with pytest.raises(RuntimeError, match="detector crashed"):
+        watch(app, str(shared_data / "video" / "short_hamilton_clip.mp4"))
+    (run,) = audit.entries(app, action="camera_run")
+    assert 0 < run.detail["frames"] < 275

@@ -670,13 +670,23 @@ class Pipeline:
         return [*events, CameraOnline(camera=self.camera, ts=status.ts, reconnects=status.reconnects)]
 
     def finish(self) -> list[PipelineEvent]:
-        """The end of the stream: process the frames still queued, end every track."""
+        """The end of the stream: process the frames still queued, end every track.
+
+        A detection that failed on a queued frame is raised after the tracks are ended and the
+        annotated video is closed.
+        """
+        events: list[PipelineEvent] = []
+        failure: Exception | None = None
         try:
             events = self._drain()
+        except Exception as exc:  # raised again below, once the stream is closed
+            failure = exc
         finally:
             if self.ahead is not None:
                 self.ahead.close()
         events.extend(self._ended(self.tracker.finish(), self._last_frame))
         if self.annotator is not None:
             self.annotator.close()
+        if failure is not None:
+            raise failure
         return events

@@ -109,25 +109,27 @@ def watch(
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        for event in pipeline.finish():
-            on_event(event)
-        source.close()
-        audit.record(
-            app,
-            actor or audit.cli_actor(),
-            "camera_run",
-            target_type="camera",
-            target_id=camera_id,
-            target_name=source.name,
-            camera=source.name,
-            started=started.isoformat(),
-            ended=now_utc().isoformat(),
-            watchlists=pipeline.watchlists.names,
-            attendance=pipeline.attendance.galleries,
-            frames=pipeline.metrics.frames,
-            alarms=pipeline.metrics.alarms,
-            attendance_marks=pipeline.metrics.attendance_marks,
-        )
+        try:
+            for event in pipeline.finish():
+                on_event(event)
+        finally:
+            source.close()
+            audit.record(
+                app,
+                actor or audit.cli_actor(),
+                "camera_run",
+                target_type="camera",
+                target_id=camera_id,
+                target_name=source.name,
+                camera=source.name,
+                started=started.isoformat(),
+                ended=now_utc().isoformat(),
+                watchlists=pipeline.watchlists.names,
+                attendance=pipeline.attendance.galleries,
+                frames=pipeline.metrics.frames,
+                alarms=pipeline.metrics.alarms,
+                attendance_marks=pipeline.metrics.attendance_marks,
+            )
     for problem in source.problems:
         on_warning(problem)
     summary: dict[str, Any] = {"type": "summary", "camera": source.name}

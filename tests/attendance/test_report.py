@@ -141,3 +141,30 @@ def test_erasure_and_removal_delete_the_marks(ny: App) -> None:
     identities.remove_identity(ny, "staff", "Bob")
     with ny.db.session() as s:
         assert s.scalar(select(func.count(AttendanceMark.id))) == 0
+
+
+def test_marks_are_purged_after_the_gallery_retention(ny: App) -> None:
+    from sqlalchemy import func
+
+    from vigil.governance import audit, retention
+
+    gallery(ny, "staff", retention_days=30)
+    gallery(ny, "keep-all")
+    ann, bob = person(ny, "staff", "Ann"), person(ny, "keep-all", "Bob")
+    for day in ("2025-03-01", "2025-03-20"):
+        mark(ny, "staff", ann, f"{day}T13:05:00")
+        mark(ny, "keep-all", bob, f"{day}T13:05:00")
+    report = retention.purge(ny, now=datetime(2025, 4, 10, tzinfo=UTC))  # 30 days back: 2025-03-11
+    assert report.attendance_marks == 1
+    with ny.db.session() as s:
+        left = s.execute(
+            select(Gallery.name, func.date(AttendanceMark.at))
+            .join(Gallery, Gallery.id == AttendanceMark.gallery_id)
+            .order_by(Gallery.name, AttendanceMark.at)
+        ).all()
+    assert [tuple(r) for r in left] == [
+        ("keep-all", "2025-03-01"),
+        ("keep-all", "2025-03-20"),
+        ("staff", "2025-03-20"),
+    ]
+    assert audit.entries(ny, action="purge")[-1].detail["attendance_marks"] == 1

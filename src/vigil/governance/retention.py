@@ -1,7 +1,7 @@
 """Retention: what is kept, for how long, and the purge that deletes rows and files together.
 
-- Per gallery (``retention_days``): its alarms (rows, reviews, face crops and frame thumbnails) are
-  deleted that many days after capture.
+- Per gallery (``retention_days``): its alarms (rows, reviews, face crops and frame thumbnails) and,
+  for attendance galleries, its attendance marks are deleted that many days after capture.
 - Per camera (``retention_days``): its frame snapshots (the thumbnails of its alarms, which show
   bystanders) are deleted that many days after capture, and its sightings (rows and face crops) that
   many days after they were last seen (30 days when the camera sets none, see
@@ -21,7 +21,7 @@ from sqlalchemy import delete, select, update
 
 from vigil.app import App
 from vigil.gallery.enroll import delete_unreferenced_blobs
-from vigil.gallery.models import AlarmRecord, Camera, DeadLetter, Gallery, WebSession
+from vigil.gallery.models import AlarmRecord, AttendanceMark, Camera, DeadLetter, Gallery, WebSession
 from vigil.governance import audit
 from vigil.investigation import sightings as sighting_store
 
@@ -36,6 +36,7 @@ class PurgeReport(BaseModel):
     sessions: int
     dead_letters: int
     sightings: int = 0
+    attendance_marks: int = 0
 
 
 def _naive(t: datetime) -> datetime:
@@ -46,7 +47,7 @@ def purge(app: App, *, now: datetime | None = None, actor: str = "system:retenti
     """Delete everything past its retention at ``now`` (default: the current time)."""
     now = now or datetime.now(UTC)
     shas: set[str] = set()
-    alarms = snapshots = 0
+    alarms = snapshots = marks = 0
     with app.db.session() as s:
         for gallery_id, days in s.execute(
             select(Gallery.id, Gallery.retention_days).where(Gallery.retention_days.is_not(None))
@@ -61,6 +62,11 @@ def purge(app: App, *, now: datetime | None = None, actor: str = "system:retenti
                 shas |= {sha for _, crop, thumb in old for sha in (crop, thumb) if sha}
                 s.execute(delete(AlarmRecord).where(AlarmRecord.id.in_([r[0] for r in old])))
                 alarms += len(old)
+            marks += s.execute(
+                delete(AttendanceMark).where(
+                    AttendanceMark.gallery_id == gallery_id, AttendanceMark.at < cutoff
+                )
+            ).rowcount  # type: ignore[attr-defined]
         for camera_id, days in s.execute(
             select(Camera.id, Camera.retention_days).where(Camera.retention_days.is_not(None))
         ):
@@ -96,7 +102,8 @@ def purge(app: App, *, now: datetime | None = None, actor: str = "system:retenti
         sessions=int(sessions or 0),
         dead_letters=int(dead or 0),
         sightings=sightings,
+        attendance_marks=int(marks or 0),
     )
-    if alarms or snapshots or files or sightings:
+    if alarms or snapshots or files or sightings or marks:
         audit.record(app, actor, "purge", **report.model_dump(mode="json"))
     return report

@@ -268,6 +268,14 @@ def test_bad_uploads_carry_message_and_code(
     assert body["code"] == code and body["message"] and body["status"] == status
 
 
+def test_oversized_upload_carries_message_and_code(enrolled: httpx.Client) -> None:
+    big = b"\xff\xd8" + bytes(32_000_000)
+    r = enrolled.post("/api/v1/recognition/recognize", files={"file": ("huge.jpg", big, "image/jpeg")})
+    assert r.status_code == 413 and r.headers["content-type"].startswith(PROBLEM)
+    body = r.json()
+    assert body["code"] == 21 and "limit" in body["message"] and body["status"] == 413
+
+
 def test_missing_subject_and_bad_query(enrolled: httpx.Client, people: Path) -> None:
     with (people / "obama.jpg").open("rb") as fh:
         r = enrolled.post("/api/v1/recognition/faces", files={"file": fh})

@@ -107,13 +107,17 @@ def create_app(settings: Settings, *, start_cameras: bool | None = None) -> Fast
     ) -> Response:
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > limit:
+            limit_text = f"{settings.max_upload_bytes:,}-byte limit"
+            detail = f"the request body of {int(length):,} bytes is over the {limit_text}"
+            hint = "resize the photo or raise VIGIL_MAX_UPLOAD_BYTES"
+            # CompreFace clients read ``message`` and ``code`` (21: the image is not acceptable).
+            compat = (
+                {"message": f"{detail}: {hint}", "code": 21}
+                if request.url.path.startswith("/api/v1/")
+                else {}
+            )
             return problems.problem(
-                413,
-                "payload too large",
-                f"the request body of {int(length):,} bytes is over the "
-                f"{settings.max_upload_bytes:,}-byte limit",
-                hint="resize the photo or raise VIGIL_MAX_UPLOAD_BYTES",
-                instance=request.url.path,
+                413, "payload too large", detail, hint=hint, instance=request.url.path, **compat
             )
         response = await call_next(request)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")

@@ -93,6 +93,8 @@ def _events(app: App, clip: Path, threads: int) -> list[dict]:
     events: list[PipelineEvent] = []
     summary = watch(app, str(clip), on_event=events.append)
     assert summary["frames"] == 275
+    scans = summary["scans"]
+    assert sum(scans.values()) == summary["detected_frames"] == 92 and scans["regions"] > 0
     volatile = {"ts", "latency_ms", "alarm_id"}
     return [{k: v for k, v in e.model_dump().items() if k not in volatile} for e in events]
 

@@ -77,6 +77,8 @@ class Metrics:
 
     frames: int = 0
     detected_frames: int = 0
+    scans: dict[str, int] = field(default_factory=lambda: {"whole": 0, "regions": 0, "coarse": 0})
+    """Detections by what they scanned: the whole frame, regions around the tracks, or coarser."""
     faces: int = 0
     embeddings: int = 0
     alarms: int = 0
@@ -98,6 +100,7 @@ class Metrics:
             "fps": round(self.frames / elapsed, 2),
             "seconds": round(elapsed, 3),
             "detected_frames": self.detected_frames,
+            "scans": dict(self.scans),
             "faces": self.faces,
             "tracks": self.tracks,
             "embeddings": self.embeddings,
@@ -298,18 +301,23 @@ class Pipeline:
         """
         k = self._detections_planned
         self._detections_planned += 1
+        scans = self.metrics.scans
         if not self._scans_regions(k):
+            scans["whole"] += 1
             return lambda: self._detect(frame.bgr)
         assert isinstance(self.detector, ScaledDetector)
         tracks = self._tracks_after.get(k - ROI_LAG, [])
         if not tracks:  # nobody to follow: the whole frame, coarser, so that newcomers are found soon
+            scans["coarse"] += 1
             return lambda: self._detect(frame.bgr, coarse=True)
         boxes = np.stack([t.predict(frame.index) for t in tracks])
         h, w = frame.bgr.shape[:2]
         factor = self.detector.side_px / max(h, w)
         regions = regions_around(boxes, w, h, grow=ROI_GROW, min_side=round(2 * HOG_WINDOW_PX / factor))
         if sum((x2 - x1) * (y2 - y1) for x1, y1, x2, y2 in regions) > 0.5 * w * h:
+            scans["whole"] += 1
             return lambda: self._detect(frame.bgr)
+        scans["regions"] += 1
         return lambda: self._detect(frame.bgr, regions)
 
     def _choose_shots(self, faces: FaceDetections) -> npt.NDArray[np.int64]:

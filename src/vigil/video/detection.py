@@ -1,4 +1,10 @@
-"""The detection stage of the video pipeline: the settings' detector run on frames scaled to one size."""
+"""The detection stage of the video pipeline.
+
+- :class:`ScaledDetector`: the settings' detector run on frames scaled to one size, on the whole
+  frame, on regions of it (around the tracked faces), or coarser;
+- :func:`regions_around`: the regions to scan around predicted face boxes;
+- :class:`DetectAhead`: upcoming frames detected on worker threads while earlier ones are processed.
+"""
 
 from __future__ import annotations
 

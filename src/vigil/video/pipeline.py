@@ -1,6 +1,8 @@
 """The per-camera pipeline: frames in, events out.
 
-    Frame -> detect (every ``video_detect_every`` frames, scaled to ``video_detect_side_px``)
+    Frame -> detect (every ``video_detect_every`` frames, scaled to ``video_detect_side_px``; the
+             whole frame or around the tracked faces, see :mod:`vigil.video.planning`; ahead on
+             worker threads, see :class:`vigil.video.detection.DetectAhead`)
           -> track (IoU + motion) -> best shots (quality) -> embed the chosen shots only
           -> match against the active watchlists -> events
 
@@ -19,9 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
@@ -40,80 +40,23 @@ from vigil.gallery.models import AlarmRecord, Camera, Gallery, GalleryKind
 from vigil.governance import audit
 from vigil.investigation import sightings
 from vigil.video.detection import (
-    HOG_WINDOW_PX,
     DetectAhead,
     Detected,
-    Region,
-    ScaledDetector,
     detect_threads,
-    regions_around,
     video_detector,
 )
+from vigil.video.metrics import Metrics
+from vigil.video.planning import DetectionPlanner
 from vigil.video.sources import Frame, SourceStatus, now_utc
 from vigil.video.tracker import IouTracker, Track
 from vigil.vision.protocols import Detector
-from vigil.vision.quality import face_quality
 
 log = logging.getLogger(__name__)
-
-ROI_LAG = 2
-"""A detection around the tracked faces looks where the tracks of the detection this many before it
-predict them (the one just before may still be running on another thread)."""
-
-ROI_GROW = 0.6
-"""A region around a tracked face reaches this many face sizes beyond it on every side."""
 
 REFRESH_S = 30.0
 """Seconds between look-ups of the active watchlists."""
 
 PipelineEvent = SightingStarted | SightingEnded | Alarm | CameraOffline | CameraOnline
-
-STAGES = ("decode", "detect", "track", "embed", "match", "store", "annotate")
-
-
-@dataclass
-class Metrics:
-    """Counters and per-stage latencies of one pipeline run."""
-
-    frames: int = 0
-    detected_frames: int = 0
-    scans: dict[str, int] = field(default_factory=lambda: {"whole": 0, "regions": 0, "coarse": 0})
-    """Detections by what they scanned: the whole frame, regions around the tracks, or coarser."""
-    faces: int = 0
-    embeddings: int = 0
-    alarms: int = 0
-    attendance_marks: int = 0
-    tracks: int = 0
-    stage_s: dict[str, float] = field(default_factory=lambda: defaultdict(float))
-    alarm_latency_ms: list[float] = field(default_factory=list)
-    started: float = field(default_factory=time.monotonic)
-
-    def add(self, stage: str, seconds: float) -> None:
-        self.stage_s[stage] += seconds
-
-    def summary(self) -> dict[str, Any]:
-        elapsed = max(time.monotonic() - self.started, 1e-9)
-        lat = np.asarray(self.alarm_latency_ms) if self.alarm_latency_ms else None
-        per_frame = {s: round(1000 * self.stage_s.get(s, 0.0) / max(self.frames, 1), 3) for s in STAGES}
-        return {
-            "frames": self.frames,
-            "fps": round(self.frames / elapsed, 2),
-            "seconds": round(elapsed, 3),
-            "detected_frames": self.detected_frames,
-            "scans": dict(self.scans),
-            "faces": self.faces,
-            "tracks": self.tracks,
-            "embeddings": self.embeddings,
-            "alarms": self.alarms,
-            "attendance_marks": self.attendance_marks,
-            "stage_ms_per_frame": per_frame,
-            "alarm_latency_ms": None
-            if lat is None
-            else {
-                "p50": round(float(np.percentile(lat, 50)), 1),
-                "p95": round(float(np.percentile(lat, 95)), 1),
-            },
-        }
 
 
 @dataclass
@@ -238,26 +181,25 @@ class Pipeline:
         self._refreshed = time.monotonic()
         self.attendance = AttendanceMarker(app, camera, galleries, camera_id)
         self.detector = detector or video_detector(app.settings)
+        self.planner = DetectionPlanner(self.settings, self.detector)
         self.ahead: DetectAhead[Frame, PipelineEvent] | None = None
         workers = detect_threads(self.settings)
         if workers > 1:
             self.ahead = DetectAhead(
-                self._plan_detection,
+                self.planner.plan,
                 self.process,
                 every=self.settings.video_detect_every,
                 workers=workers,
-                needs=lambda k: k - ROI_LAG if self._scans_regions(k) else None,
+                needs=self.planner.needs,
             )
         self.frames_fed = 0
-        self._detections_planned = 0
-        self._tracks_after: dict[int, list[Track]] = {}
-        """Detection number -> the tracks as that detection left them (what later plans start from)."""
         self.embedder = app.engine.embedder
         self.tracker = IouTracker(
             high_score=self.settings.video_track_confidence, max_lost_s=self.settings.video_max_lost_s
         )
         self.states: dict[int, TrackState] = {}
         self.metrics = Metrics()
+        self.metrics.scans = self.planner.scans
         self.annotator = annotator
         self._last_frame: Frame | None = None
         self._last_read = time.monotonic()
@@ -265,60 +207,6 @@ class Pipeline:
         self._sightings_checked = time.monotonic()
 
     # -- stages ---------------------------------------------------------------------------------
-
-    def _detect(
-        self, bgr: npt.NDArray[np.uint8], regions: list[Region] | None = None, *, coarse: bool = False
-    ) -> FaceDetections:
-        if regions is None and not coarse:
-            faces = self.detector.detect(bgr)
-        else:
-            assert isinstance(self.detector, ScaledDetector)
-            faces = (
-                self.detector.detect_coarse(bgr)
-                if regions is None
-                else self.detector.detect_regions(bgr, regions)
-            )
-        faces = faces[faces.score >= self.settings.video_min_confidence]
-        if len(faces):
-            faces = faces.with_(quality=face_quality(bgr, faces))
-        return faces
-
-    def _scans_regions(self, k: int) -> bool:
-        """Detection ``k`` scans only around the tracked faces (not the whole frame)."""
-        every = self.settings.video_full_frame_every
-        return every > 1 and k >= ROI_LAG and k % every != 0 and isinstance(self.detector, ScaledDetector)
-
-    def _plan_detection(self, frame: Frame) -> Callable[[], FaceDetections]:
-        """The detection of this detection frame: the whole frame, or only around the tracked faces.
-
-        Every ``video_full_frame_every``-th detection scans the whole frame (new faces are found
-        there); the ones between scan only regions around the tracked faces (``ROI_GROW``), which
-        costs a fraction of a whole frame (with no face tracked: the whole frame at a coarser scale,
-        about half the cost, which finds all but the smallest faces).
-        Detection ``k`` looks where the tracks of detection ``k - 2`` are predicted to be at this
-        frame (detection ``k - 1`` may still be running on another thread), so the events are the
-        same whatever the number of threads.
-        """
-        k = self._detections_planned
-        self._detections_planned += 1
-        scans = self.metrics.scans
-        if not self._scans_regions(k):
-            scans["whole"] += 1
-            return lambda: self._detect(frame.bgr)
-        assert isinstance(self.detector, ScaledDetector)
-        tracks = self._tracks_after.get(k - ROI_LAG, [])
-        if not tracks:  # nobody to follow: the whole frame, coarser, so that newcomers are found soon
-            scans["coarse"] += 1
-            return lambda: self._detect(frame.bgr, coarse=True)
-        boxes = np.stack([t.predict(frame.index) for t in tracks])
-        h, w = frame.bgr.shape[:2]
-        factor = self.detector.side_px / max(h, w)
-        regions = regions_around(boxes, w, h, grow=ROI_GROW, min_side=round(2 * HOG_WINDOW_PX / factor))
-        if sum((x2 - x1) * (y2 - y1) for x1, y1, x2, y2 in regions) > 0.5 * w * h:
-            scans["whole"] += 1
-            return lambda: self._detect(frame.bgr)
-        scans["regions"] += 1
-        return lambda: self._detect(frame.bgr, regions)
 
     def _choose_shots(self, faces: FaceDetections) -> npt.NDArray[np.int64]:
         """Indices of the tracked faces worth embedding now (best-shot policy)."""
@@ -609,7 +497,7 @@ class Pipeline:
         if is_detect_frame:
             t0 = time.monotonic()
             if detected is None:
-                faces = self._plan_detection(frame)()
+                faces = self.planner.plan(frame)()
                 m.add("detect", time.monotonic() - t0)
             else:
                 faces = detected.faces
@@ -621,8 +509,7 @@ class Pipeline:
             update = self.tracker.update(faces, frame.index, frame.pos_s)
             m.add("track", time.monotonic() - t1)
             tracked, ended = update.faces, update.ended
-            self._tracks_after[detection] = [replace(t) for t in self.tracker.active]
-            self._tracks_after.pop(detection - ROI_LAG - 1, None)
+            self.planner.tracked(detection, self.tracker.active)
             for t in update.started:
                 self.states[t.id] = TrackState(t)
                 m.tracks += 1

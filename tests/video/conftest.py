@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import cv2
 import numpy as np
@@ -150,3 +151,20 @@ def write_video(path: str, frames: Sequence[npt.NDArray[np.uint8]], fps: float =
     for f in frames:
         writer.write(f)
     writer.release()
+
+
+def watchlist(app: Any, name: str, kind: str = "watchlist") -> None:
+    """A gallery for the tests: a watchlist with its legal basis and an expiry 30 days ahead, or ``kind``."""
+    from datetime import date, timedelta
+
+    from vigil.gallery import galleries
+
+    extra = {
+        "legal_basis": "court order 12",
+        "authorized_by": "Judge A",
+        "expires_on": date.today() + timedelta(days=30),
+    }
+    spec = galleries.validate_spec(
+        name=name, kind=kind, purpose="test", **(extra if kind == "watchlist" else {})
+    )
+    galleries.create_gallery(app, spec)

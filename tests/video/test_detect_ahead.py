@@ -5,16 +5,15 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import watchlist
 from vigil.app import App
 from vigil.core.types import FaceDetections
 from vigil.gallery import enroll as enrolment
-from vigil.gallery import galleries
 from vigil.video.detection import DetectAhead, Detected
 from vigil.video.pipeline import PipelineEvent
 from vigil.video.watch import watch
@@ -100,15 +99,7 @@ def _events(app: App, clip: Path, threads: int) -> list[dict]:
 
 
 def test_two_detection_threads_give_the_same_events(app: App, people: Path, shared_data: Path) -> None:
-    spec = galleries.validate_spec(
-        name="wanted",
-        kind="watchlist",
-        purpose="test",
-        legal_basis="court order 12",
-        authorized_by="Judge A",
-        expires_on=date.today() + timedelta(days=30),
-    )
-    galleries.create_gallery(app, spec)
+    watchlist(app, "wanted")
     enrolment.enroll(app, "wanted", "Lin-Manuel Miranda", [load_image(people / "lin-manuel-miranda.png")])
     clip = shared_data / "video" / "short_hamilton_clip.mp4"
     # Detection every third frame, every other one only around the tracked faces (the defaults).

@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from conftest import MjpegServer, render_walks, write_video
+from conftest import MjpegServer, render_walks, watchlist, write_video
 from vigil.app import App
 from vigil.events.schemas import (
     EVENT_ADAPTER,
@@ -22,21 +22,12 @@ from vigil.events.schemas import (
     SightingStarted,
 )
 from vigil.gallery import enroll as enrolment
-from vigil.gallery import galleries
 from vigil.gallery.models import AlarmRecord, Gallery
 from vigil.video.pipeline import PipelineEvent
 from vigil.video.watch import watch
 from vigil.vision.image import load_image
 
 FUTURE = date.today() + timedelta(days=30)
-
-
-def watchlist(app: App, name: str, kind: str = "watchlist") -> None:
-    extra = {"legal_basis": "court order 12", "authorized_by": "Judge A", "expires_on": FUTURE}
-    spec = galleries.validate_spec(
-        name=name, kind=kind, purpose="test", **(extra if kind == "watchlist" else {})
-    )
-    galleries.create_gallery(app, spec)
 
 
 def run_watch(app: App, source: Path | str, **kw: object) -> tuple[list[PipelineEvent], dict, list[str]]:

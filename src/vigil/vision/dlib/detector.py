@@ -72,9 +72,8 @@ class DlibDetector:
         size = (round(w * scale), round(h * scale))
         upsample = 1 if max(size) < self.upsample_below_px else 0
         rgb: npt.NDArray[np.uint8] | None = None
-        if (
-            self.method == "hog" and self.gray
-        ):  # grey straight from BGR: no colour copy unless a face is found
+        # Grey straight from BGR: no colour copy unless a face is found (for the landmarks).
+        if self.method == "hog" and self.gray:
             gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
             scanned = gray if scale == 1.0 else cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
         else:

@@ -34,7 +34,13 @@ def setup(shared_data: Path, tmp_path: Path) -> tuple[Path, Path]:
 
 def test_eval_video_counts(setup: tuple[Path, Path], tmp_path: Path) -> None:
     manifest, _ = setup
-    result = evaluate_video(Settings(data_dir=tmp_path / "data"), manifest)
+    seen: list[tuple[int, int]] = []
+    result = evaluate_video(
+        Settings(data_dir=tmp_path / "data"), manifest, on_progress=lambda d, t: seen.append((d, t))
+    )
+    # Progress follows the frames of both clips (275 each) and ends at the total.
+    assert seen[-1] == (550, 550) and all(t == 550 for _, t in seen)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen) and len(seen) > 500
     assert sorted(result.enrolled) == ["Barack Obama", "lin_manuel_miranda"]
     declared, distractor = result.clips
     assert declared.present == ["Barack Obama", "lin_manuel_miranda"] and distractor.present == []

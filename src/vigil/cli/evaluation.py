@@ -173,8 +173,8 @@ def eval_video(
     def warn(message: str) -> None:
         err.print(f"[yellow]warning[/]: {escape(message)}", markup=True)
 
-    with progress_bar("watching clips") as update:
-        result = evaluate_video(settings(), manifest, stills, on_clip=update, on_warning=warn)
+    with progress_bar("watching clips (frames)") as update:
+        result = evaluate_video(settings(), manifest, stills, on_progress=update, on_warning=warn)
     if out_dir is not None:
         write_video_report(result, out_dir, _command_line())
 

@@ -197,10 +197,12 @@ def evaluate_video(
     manifest: Path,
     stills: Path | None = None,
     *,
-    on_clip: Callable[[int, int], None] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
     on_warning: Callable[[str], None] = lambda m: None,
 ) -> VideoEvalResult:
     """Enrol ``stills`` (default: ``stills/`` beside the manifest) and watch every clip of ``manifest``.
+
+    ``on_progress(frames_done, frames_total)`` follows the frames of all clips together.
 
     Raises:
         InputError: the manifest or the stills cannot be used (the message says which and why).
@@ -221,24 +223,49 @@ def evaluate_video(
             unknown = sorted({n for e in entries for n in e.identities if name_key(n) not in keys})
             if unknown:
                 on_warning("not enrolled (no usable stills), counted as not present: " + ", ".join(unknown))
+            frames = [_frame_count(e.clip) for e in entries]
+            total = sum(frames)
+            report = on_progress or (lambda done, total: None)
+
+            def from_offset(offset: int) -> Callable[[int, int | None], None]:
+                return lambda n, _: report(min(offset + n, total), total)
+
             results = []
             for i, entry in enumerate(entries):
-                results.append(_run_clip(app, entry, set(enrolled)))
-                if on_clip:
-                    on_clip(i + 1, len(entries))
+                offset = sum(frames[:i])
+                results.append(_run_clip(app, entry, set(enrolled), from_offset(offset)))
+                report(offset + frames[i], total)
             model = app.engine.model_id
         finally:
             app.close()
     return summarise(results, enrolled, model)
 
 
-def _run_clip(app: App, entry: ClipEntry, enrolled: set[str]) -> ClipResult:
+def _frame_count(clip: Path) -> int:
+    """The clip's frame count as its container states it (0 when unknown or unreadable)."""
+    try:
+        source = FileSource(clip, clip.stem)
+    except VigilError:
+        return 0  # the clip's run reports the error
+    try:
+        return max(source.frame_count, 0)
+    finally:
+        source.close()
+
+
+def _run_clip(
+    app: App, entry: ClipEntry, enrolled: set[str], progress: Callable[[int, int | None], None]
+) -> ClipResult:
     declared = {name_key(n) for n in entry.identities}
     present = sorted(n for n in enrolled if name_key(n) in declared)
     events: list[PipelineEvent] = []
     try:
-        source_fps = FileSource(entry.clip, entry.clip.stem).source_fps
-        summary = watch(app, str(entry.clip), galleries=[WATCHLIST], on_event=events.append)
+        probe = FileSource(entry.clip, entry.clip.stem)
+        source_fps = probe.source_fps
+        probe.close()
+        summary = watch(
+            app, str(entry.clip), galleries=[WATCHLIST], on_event=events.append, on_progress=progress
+        )
     except VigilError as exc:
         return ClipResult(
             clip=str(entry.clip),

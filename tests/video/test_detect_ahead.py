@@ -34,7 +34,7 @@ class SlowDetector:
             self.running += 1
             self.most = max(self.most, self.running)
             self.seen.append(int(image[0, 0, 0]))
-        time.sleep(0.03 if int(image[0, 0, 0]) % 2 == 0 else 0.001)
+        time.sleep(0.1 if int(image[0, 0, 0]) % 2 == 0 else 0.001)
         with self._lock:
             self.running -= 1
         return FaceDetections.empty()

@@ -223,7 +223,8 @@ def evaluate_video(
             unknown = sorted({n for e in entries for n in e.identities if name_key(n) not in keys})
             if unknown:
                 on_warning("not enrolled (no usable stills), counted as not present: " + ", ".join(unknown))
-            frames = [_frame_count(e.clip) for e in entries]
+            probes = [_probe(e.clip) for e in entries]
+            frames = [0 if isinstance(pr, VigilError) else pr[0] for pr in probes]
             total = sum(frames)
             report = on_progress or (lambda done, total: None)
 
@@ -233,7 +234,7 @@ def evaluate_video(
             results = []
             for i, entry in enumerate(entries):
                 offset = sum(frames[:i])
-                results.append(_run_clip(app, entry, set(enrolled), from_offset(offset)))
+                results.append(_run_clip(app, entry, set(enrolled), probes[i], from_offset(offset)))
                 report(offset + frames[i], total)
             model = app.engine.model_id
         finally:
@@ -241,28 +242,33 @@ def evaluate_video(
     return summarise(results, enrolled, model)
 
 
-def _frame_count(clip: Path) -> int:
-    """The clip's frame count as its container states it (0 when unknown or unreadable)."""
+def _probe(clip: Path) -> tuple[int, float] | VigilError:
+    """The clip's frame count as its container states it (0 when unknown) and frame rate, opened once;
+    or why it cannot be opened (its run reports that)."""
     try:
         source = FileSource(clip, clip.stem)
-    except VigilError:
-        return 0  # the clip's run reports the error
+    except VigilError as exc:
+        return exc
     try:
-        return max(source.frame_count, 0)
+        return max(source.frame_count, 0), source.source_fps
     finally:
         source.close()
 
 
 def _run_clip(
-    app: App, entry: ClipEntry, enrolled: set[str], progress: Callable[[int, int | None], None]
+    app: App,
+    entry: ClipEntry,
+    enrolled: set[str],
+    probe: tuple[int, float] | VigilError,
+    progress: Callable[[int, int | None], None],
 ) -> ClipResult:
     declared = {name_key(n) for n in entry.identities}
     present = sorted(n for n in enrolled if name_key(n) in declared)
     events: list[PipelineEvent] = []
     try:
-        probe = FileSource(entry.clip, entry.clip.stem)
-        source_fps = probe.source_fps
-        probe.close()
+        if isinstance(probe, VigilError):
+            raise probe
+        source_fps = probe[1]
         summary = watch(
             app, str(entry.clip), galleries=[WATCHLIST], on_event=events.append, on_progress=progress
         )

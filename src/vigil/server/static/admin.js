@@ -262,7 +262,8 @@ function purgeSection() {
     if (!ok) return;
     try {
       const r = await busy(button, "Purging…", () => post("/api/purge"));
-      const total = r.alarms + r.snapshots + r.files + r.sessions + r.dead_letters + (r.sightings || 0);
+      const total =
+        r.alarms + r.snapshots + r.files + r.sessions + r.dead_letters + (r.sightings || 0) + (r.attendance_marks || 0);
       fill(
         slot,
         message("ok", "Purge done", total ? "What was past its retention is deleted." : "Nothing was past its retention."),
@@ -272,6 +273,7 @@ function purgeSection() {
           ["Frame snapshots", String(r.snapshots)],
           ["Files", String(r.files)],
           ["Sightings", String(r.sightings ?? 0)],
+          ["Attendance marks", String(r.attendance_marks ?? 0)],
           ["Sessions", String(r.sessions)],
           ["Dead letters", String(r.dead_letters)],
         ]),

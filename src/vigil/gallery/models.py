@@ -31,6 +31,10 @@ class Base(DeclarativeBase):
     pass
 
 
+AUTOINCREMENT = {"sqlite_autoincrement": True}
+"""An id is never handed out twice, even after the row with the largest one is deleted (migration 0006)."""
+
+
 class GalleryKind(enum.StrEnum):
     watchlist = "watchlist"
     attendance = "attendance"
@@ -40,6 +44,7 @@ class GalleryKind(enum.StrEnum):
 
 class Gallery(Base):
     __tablename__ = "galleries"
+    __table_args__ = AUTOINCREMENT
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
@@ -78,7 +83,10 @@ class Gallery(Base):
 
 class Identity(Base):
     __tablename__ = "identities"
-    __table_args__ = (UniqueConstraint("gallery_id", "name", name="uq_identity_gallery_name"),)
+    __table_args__ = (
+        UniqueConstraint("gallery_id", "name", name="uq_identity_gallery_name"),
+        AUTOINCREMENT,
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     gallery_id: Mapped[int] = mapped_column(ForeignKey("galleries.id", ondelete="CASCADE"), index=True)
@@ -106,7 +114,10 @@ class Photo(Base):
     """An enrolment photo, stored content-addressed in the blob store under its sha256."""
 
     __tablename__ = "photos"
-    __table_args__ = (UniqueConstraint("identity_id", "sha256", name="uq_photo_identity_sha"),)
+    __table_args__ = (
+        UniqueConstraint("identity_id", "sha256", name="uq_photo_identity_sha"),
+        AUTOINCREMENT,
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     identity_id: Mapped[int] = mapped_column(ForeignKey("identities.id", ondelete="CASCADE"), index=True)
@@ -125,6 +136,7 @@ class Template(Base):
     __tablename__ = "templates"
     __table_args__ = (
         UniqueConstraint("identity_id", "model_id", "source_sha256", name="uq_template_identity_model_src"),
+        AUTOINCREMENT,
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -146,6 +158,7 @@ class Camera(Base):
     """A registered video source: where it is and what kind of place it watches."""
 
     __tablename__ = "cameras"
+    __table_args__ = AUTOINCREMENT
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
@@ -173,6 +186,7 @@ class AlarmRecord(Base):
     """A watchlist hit on a camera, kept for people to review; never acted on by itself."""
 
     __tablename__ = "alarms"
+    __table_args__ = AUTOINCREMENT
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     camera_id: Mapped[int | None] = mapped_column(ForeignKey("cameras.id", ondelete="SET NULL"), index=True)
@@ -219,6 +233,7 @@ class AlarmReview(Base):
     """One person's review step on an alarm."""
 
     __tablename__ = "alarm_reviews"
+    __table_args__ = AUTOINCREMENT
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     alarm_id: Mapped[int] = mapped_column(ForeignKey("alarms.id", ondelete="CASCADE"), index=True)
@@ -241,6 +256,7 @@ class Role(enum.StrEnum):
 
 class User(Base):
     __tablename__ = "users"
+    __table_args__ = AUTOINCREMENT
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(String(100), unique=True)
@@ -268,6 +284,7 @@ class ApiKey(Base):
     """A key for an integration, with a role; optionally bound to a gallery (CompreFace's face collection)."""
 
     __tablename__ = "api_keys"
+    __table_args__ = AUTOINCREMENT
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
@@ -285,6 +302,7 @@ class Webhook(Base):
     """Where events are POSTed, signed with HMAC-SHA256 under ``secret``."""
 
     __tablename__ = "webhooks"
+    __table_args__ = AUTOINCREMENT
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     url: Mapped[str] = mapped_column(Text)
@@ -299,6 +317,7 @@ class DeadLetter(Base):
     """A notification that could not be delivered after every retry."""
 
     __tablename__ = "dead_letters"
+    __table_args__ = AUTOINCREMENT
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     channel: Mapped[str] = mapped_column(String(50))
@@ -341,6 +360,7 @@ class Sighting(Base):
     camera's retention period. Holds the best shot's template and crop (investigations, clustering)."""
 
     __tablename__ = "sightings"
+    __table_args__ = AUTOINCREMENT
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     camera_id: Mapped[int | None] = mapped_column(ForeignKey("cameras.id", ondelete="SET NULL"), index=True)
@@ -368,6 +388,7 @@ class Cluster(Base):
     """A recurring unknown person: sightings that matched no one, grouped by face."""
 
     __tablename__ = "clusters"
+    __table_args__ = AUTOINCREMENT
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     state: Mapped[ClusterState] = mapped_column(
@@ -390,6 +411,7 @@ class AttendanceMark(Base):
     """A person of an attendance gallery recognised by an entrance camera."""
 
     __tablename__ = "attendance_marks"
+    __table_args__ = AUTOINCREMENT
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     identity_id: Mapped[int] = mapped_column(ForeignKey("identities.id", ondelete="CASCADE"), index=True)

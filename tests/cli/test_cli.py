@@ -138,6 +138,7 @@ def test_bad_image_input(run, people: Path, tmp_path: Path) -> None:  # type: ig
         (["enroll", "X", str(people / "obama.jpg"), "--gallery", "ghost"], "no gallery named 'ghost'"),
         (["verify", str(blank), str(people / "obama.jpg")], "no face found"),
         (["identify", str(text)], "not an image file"),
+        (["identify", str(blank), "--gallery", "staff"], "no face found"),
     ]
     for args, message in cases:
         result = CliRunner().invoke(cli, ["--data-dir", str(run.data_dir), *args])

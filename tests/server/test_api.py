@@ -399,3 +399,14 @@ def test_transparency_report_equals_the_alarms_and_reviews(
     assert (
         runs and {"wanted-1", "wanted-2"} <= set(runs[0]["watchlists"]) and runs[0]["alarms"] == len(alarms)
     )
+
+
+def test_search_of_a_photo_with_no_face_is_a_422(server: Server, tmp_path: Path) -> None:
+    """Issue 16.3: as enrolment refuses it, search refuses a photo with no face (not a 500)."""
+    from PIL import Image
+
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (300, 300), "white").save(blank)
+    with server.client("operator") as c, blank.open("rb") as fh:
+        r = c.post("/api/search", files={"file": ("blank.png", fh, "image/png")})
+    assert_problem(r, 422, "no face found")

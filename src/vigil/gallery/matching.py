@@ -66,7 +66,8 @@ def _one_face(app: App, image: LoadedImage, largest: bool) -> FaceDetections:
 def verify(app: App, a: LoadedImage, b: LoadedImage, *, largest: bool = False) -> VerifyResult:
     """Are the faces in photos ``a`` and ``b`` the same person, at the target false-match rate?"""
     fa, fb = _one_face(app, a, largest), _one_face(app, b, largest)
-    assert fa.embedding is not None and fb.embedding is not None
+    if fa.embedding is None or fb.embedding is None:
+        raise ValueError("the engine returned faces without embeddings")
     score = float(fa.embedding[0] @ fb.embedding[0])
     fmr = app.settings.target_fmr
     threshold = app.engine.card.threshold_for_fmr(fmr)
@@ -125,7 +126,7 @@ def identify_faces(
             lambda gid=gallery_id: load_templates(app, gid, card.id),
         )
         ids, scores = index.search(faces.embedding, k=min(len(index), max(top_k * 4, 16)))
-        names = _identities_of(app, ids)
+        names = _identities_of(app, gallery_id, ids)
         identity_names = dict(names.values())
         for i in range(len(faces)):
             best: dict[int, float] = {}
@@ -146,7 +147,7 @@ def identify_faces(
                     )
                 )
     results = []
-    assert faces.quality is not None
+    quality = faces.quality if faces.quality is not None else np.zeros(len(faces), np.float32)
     for i, matches in enumerate(per_face):
         matches.sort(key=lambda m: -m.score)
         matches = matches[:top_k]
@@ -154,7 +155,7 @@ def identify_faces(
         results.append(
             FaceResult(
                 xyxy=[round(float(v), 1) for v in faces.xyxy[i]],
-                quality=round(float(faces.quality[i]), 4),
+                quality=round(float(quality[i]), 4),
                 matches=matches,
                 decision=decided.identity if decided else None,
                 decision_gallery=decided.gallery if decided else None,
@@ -182,13 +183,19 @@ def audit_summary(result: IdentifyResult) -> dict[str, Any]:
     }
 
 
-def _identities_of(app: App, template_ids: npt.NDArray[np.int64]) -> dict[int, tuple[int, str]]:
+def _identities_of(
+    app: App, gallery_id: int, template_ids: npt.NDArray[np.int64]
+) -> dict[int, tuple[int, str]]:
+    """template id -> (identity id, name), for the templates that belong to the gallery searched: an
+    index that is out of step with the catalog can only miss a match, never name someone else."""
     wanted = sorted({int(t) for t in template_ids.ravel() if t >= 0})
     if not wanted:
         return {}
     with app.db.session() as s:
         rows = s.execute(
-            select(Template.id, Identity.id, Identity.name).join(Identity).where(Template.id.in_(wanted))
+            select(Template.id, Identity.id, Identity.name)
+            .join(Identity)
+            .where(Template.id.in_(wanted), Identity.gallery_id == gallery_id)
         ).all()
     return {tid: (iid, name) for tid, iid, name in rows}
 
@@ -196,6 +203,13 @@ def _identities_of(app: App, template_ids: npt.NDArray[np.int64]) -> dict[int, t
 def identify(
     app: App, image: LoadedImage, galleries: list[str] | None = None, top_k: int = 5
 ) -> IdentifyResult:
-    """Every face in the photo, searched in the galleries (all unexpired ones by default)."""
-    faces = app.engine.analyze(image.bgr)
-    return identify_faces(app, faces, galleries, top_k)
+    """Every face in the photo, searched in the galleries (all unexpired ones by default).
+
+    A photo with no face is refused (:class:`NoFaceError`), as enrolment refuses it."""
+    faces = app.engine.detect(image.bgr)
+    if len(faces) == 0:
+        raise NoFaceError(
+            f"{image.name}: no face found, so there is nothing to search for",
+            hint="use a photo where the face is at least 80 px",
+        )
+    return identify_faces(app, app.engine.embed(image.bgr, faces), galleries, top_k)

@@ -159,7 +159,7 @@ def test_enroll_dir_reports_bad_photos_and_enrols_the_rest(run, people: Path, tm
     (root / "Biden" / "b.jpg").write_bytes((people / "biden.jpg").read_bytes())
     run("gallery", "create", "staff", "--kind", "reference")
     out, err = run("enroll-dir", str(root), "--gallery", "staff", "--json", code=3)
-    summary = json.loads(out)
+    summary = json.loads(out.splitlines()[-1])  # one line per person, then the summary
     assert summary["enrolled_photos"] == 2 and len(summary["errors"]) == 1
     assert "broken.jpg" in summary["errors"][0]["path"]
     _, err = run("enroll-dir", str(tmp_path / "nowhere"), "--gallery", "staff", code=3)
@@ -223,7 +223,7 @@ def test_killed_enroll_dir_leaves_a_consistent_catalog(shared_data: Path, tmp_pa
     )
     assert resumed.returncode == 0, resumed.stderr
     assert _count(db, "SELECT count(*) FROM identities") == 13
-    assert json.loads(resumed.stdout)["already_enrolled_photos"] >= templates
+    assert json.loads(resumed.stdout.splitlines()[-1])["already_enrolled_photos"] >= templates
 
 
 def test_doctor_reports_versions_providers_card_and_a_benchmark(run) -> None:  # type: ignore[no-untyped-def]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from pydantic import BaseModel
@@ -12,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from vigil.cli.common import JsonOpt, app, audited, emit, err, out, progress_bar
-from vigil.core.errors import ForbiddenError, InputError, VigilError
+from vigil.core.errors import ForbiddenError, InputError
 from vigil.gallery import enroll as enrolment
 from vigil.gallery import matching
 from vigil.gallery.matching import IdentifyResult
@@ -110,17 +111,22 @@ def _consent_day(value: str | None) -> date | None:
         raise InputError(f"--consent-on {value!r} is not a date", hint="use YYYY-MM-DD") from exc
 
 
-class PhotoError(BaseModel):
-    path: str
-    error: str
+class EnrolDirPerson(enrolment.PersonOutcome):
+    """One line of `enroll-dir --json`, written as soon as the person is stored."""
+
+    type: Literal["person"] = "person"
 
 
-class EnrolDirResult(BaseModel):
+class EnrolDirSummary(BaseModel):
+    """The last line of `enroll-dir --json`."""
+
+    type: Literal["summary"] = "summary"
     gallery: str
-    people: list[enrolment.EnrolResult]
-    errors: list[PhotoError]
+    people: int
     enrolled_photos: int
     already_enrolled_photos: int
+    skipped_photos: int
+    errors: list[enrolment.PhotoError]
 
 
 def _person_dirs(root: Path) -> list[tuple[str, list[Path]]]:
@@ -152,27 +158,21 @@ def enroll_dir(
     ] = False,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Enrol everyone in a folder: one transaction per person; bad photos are reported and skipped."""
+    """Enrol everyone in a folder: one transaction per person; bad photos are reported and skipped.
+    Each person is reported as soon as they are stored (--json: one JSON object per line), then a
+    summary."""
     a = app()
     enrolment.check_gallery_open(a, gallery)
     enrolment.check_consent(a, gallery, None, None, None)  # attendance: one by one, each with consent
     people = _person_dirs(root)
     total = sum(len(photos) for _, photos in people)
     results: list[enrolment.EnrolResult] = []
-    errors: list[PhotoError] = []
-    done = 0
+    errors: list[enrolment.PhotoError] = []
     with progress_bar(f"enrolling into {gallery}", total) as update:
-        for person, photos in people:
-            prepared = []
-            for path in photos:
-                try:
-                    prepared.append(enrolment.prepare_face(a, _load(path), largest=largest))
-                except VigilError as exc:
-                    errors.append(PhotoError(path=str(path), error=str(exc)))
-                done += 1
-                update(done, total)
-            if prepared:
-                r = enrolment.enroll_prepared(a, gallery, person, prepared)
+        outcomes = enrolment.enroll_people(a, gallery, people, _load, largest=largest, on_photo=update)
+        for outcome in outcomes:
+            if outcome.result is not None:
+                r = outcome.result
                 results.append(r)
                 audited(
                     "enrol",
@@ -182,25 +182,47 @@ def enroll_dir(
                     gallery=gallery,
                     photos=[{"sha256": p.sha256, "status": p.status} for p in r.photos],
                 )
-    summary = EnrolDirResult(
+            errors.extend(outcome.errors)
+            _report_person(outcome, as_json)
+    photos = [p for r in results for p in r.photos]
+    summary = EnrolDirSummary(
         gallery=gallery,
-        people=results,
+        people=len(results),
+        enrolled_photos=sum(p.status == "enrolled" for p in photos),
+        already_enrolled_photos=sum(p.status == "already-enrolled" for p in photos),
+        skipped_photos=len(errors),
         errors=errors,
-        enrolled_photos=sum(p.status == "enrolled" for r in results for p in r.photos),
-        already_enrolled_photos=sum(p.status == "already-enrolled" for r in results for p in r.photos),
     )
 
     def render() -> None:
         out.print(
-            f"{len(results)} people, {summary.enrolled_photos} photos enrolled, "
-            f"{summary.already_enrolled_photos} already enrolled, {len(errors)} skipped"
+            f"{summary.people} people, {summary.enrolled_photos} photos enrolled, "
+            f"{summary.already_enrolled_photos} already enrolled, {summary.skipped_photos} skipped"
         )
-        for e in errors:
-            err.print(f"[yellow]skipped[/] {escape(e.error)}", markup=True)
 
     emit(summary, as_json, render)
+    sys.stdout.flush()
     if errors:
         raise typer.Exit(InputError.exit_code)
+
+
+def _report_person(outcome: enrolment.PersonOutcome, as_json: bool) -> None:
+    """One line for one person, flushed at once (a run killed later keeps it in its log)."""
+    for e in outcome.errors:
+        err.print(f"[yellow]skipped[/] {escape(e.error)}", markup=True)
+    if as_json:
+        line = EnrolDirPerson(**outcome.model_dump())
+        sys.stdout.write(line.model_dump_json() + "\n")
+    elif outcome.result is None:
+        out.print(f"not enrolled {outcome.person!r}: no usable photo ({len(outcome.errors)} skipped)")
+    else:
+        r = outcome.result
+        enrolled = sum(p.status == "enrolled" for p in r.photos)
+        out.print(
+            f"{'enrolled' if r.created else 'updated'} {r.identity!r}: {enrolled} photos enrolled, "
+            f"{len(r.photos) - enrolled} already enrolled, {len(outcome.errors)} skipped"
+        )
+    sys.stdout.flush()
 
 
 def verify(

@@ -7,9 +7,10 @@ and nothing is stored. Enrolling the same photo for the same identity again chan
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -25,6 +26,7 @@ from vigil.core.errors import (
     MultipleFacesError,
     NoFaceError,
     NotFoundError,
+    VigilError,
 )
 from vigil.core.types import FaceDetections
 from vigil.gallery.galleries import get_gallery
@@ -87,6 +89,67 @@ def prepare_face(
         )
     one = app.engine.embed(image.bgr, faces[0])
     return PreparedFace(image=image, face=one, faces_found=len(faces))
+
+
+class PhotoError(BaseModel):
+    """A photo of a bulk enrolment that was skipped, and why."""
+
+    path: str
+    error: str
+
+
+class PersonOutcome(BaseModel):
+    """One person of a bulk enrolment, once their transaction is committed (or all photos failed)."""
+
+    person: str
+    result: EnrolResult | None
+    """None: no photo of theirs could be used, nothing was stored."""
+    errors: list[PhotoError]
+
+
+def enroll_people(
+    app: App,
+    gallery_name: str,
+    people: Sequence[tuple[str, Sequence[Path]]],
+    load: Callable[[Path], LoadedImage],
+    *,
+    largest: bool = False,
+    on_photo: Callable[[int, int], None] | None = None,
+) -> Iterator[PersonOutcome]:
+    """Enrol ``people`` (name, photo paths) one transaction per person, yielding each person's outcome
+    as soon as it is stored, so that a caller can report it before the next person is started.
+
+    A photo that cannot be loaded or has no usable face is skipped (its error is in the outcome);
+    ``on_photo(done, total)`` follows the photos. Attendance galleries are refused (each person needs
+    their own consent: enrol them one by one); the gallery is checked on the call, before any photo."""
+    check_gallery_open(app, gallery_name)
+    check_consent(app, gallery_name, None, None, None)
+    return _enroll_each(app, gallery_name, people, load, largest, on_photo)
+
+
+def _enroll_each(
+    app: App,
+    gallery_name: str,
+    people: Sequence[tuple[str, Sequence[Path]]],
+    load: Callable[[Path], LoadedImage],
+    largest: bool,
+    on_photo: Callable[[int, int], None] | None,
+) -> Iterator[PersonOutcome]:
+    total = sum(len(photos) for _, photos in people)
+    done = 0
+    for person, photos in people:
+        prepared: list[PreparedFace] = []
+        errors: list[PhotoError] = []
+        for path in photos:
+            try:
+                prepared.append(prepare_face(app, load(path), largest=largest))
+            except VigilError as exc:
+                errors.append(PhotoError(path=str(path), error=str(exc)))
+            done += 1
+            if on_photo is not None:
+                on_photo(done, total)
+        result = enroll_prepared(app, gallery_name, person, prepared) if prepared else None
+        yield PersonOutcome(person=person, result=result, errors=errors)
 
 
 def load_templates(

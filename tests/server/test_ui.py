@@ -121,9 +121,28 @@ def screenshot(page: Any, name: str) -> None:
 
 
 def nav_items(page: Any) -> list[str]:
+    """The pages in the main navigation, those under its "More" menu included (in order)."""
     nav = page.get_by_role("navigation", name="Main")
     expect(nav.get_by_role("link").first).to_be_visible()
-    return [t.strip() for t in nav.get_by_role("link").all_inner_texts()]
+    more = nav.get_by_role("button", name="More")
+    if more.count():
+        more.click()
+        expect(more).to_have_attribute("aria-expanded", "true")
+    items = [t.strip() for t in nav.get_by_role("link").all_inner_texts()]
+    if more.count():
+        page.keyboard.press("Escape")
+        expect(more).to_have_attribute("aria-expanded", "false")
+    return items
+
+
+def go(page: Any, label: str) -> None:
+    """Follow the main navigation to the page ``label``, opening the "More" menu if it is there."""
+    nav = page.get_by_role("navigation", name="Main")
+    expect(nav.get_by_role("link").first).to_be_visible()
+    link = nav.get_by_role("link", name=label, exact=True)
+    if not link.is_visible():
+        nav.get_by_role("button", name="More").click()
+    link.click()
 
 
 def test_wrong_password_shows_the_error(server: Server, page: Any) -> None:
@@ -136,7 +155,7 @@ def test_wrong_password_shows_the_error(server: Server, page: Any) -> None:
 
 def test_one_time_password_forces_a_change(server: Server, page: Any) -> None:
     login(page, server, "admin")
-    page.get_by_role("link", name="Users & keys").click()
+    go(page, "Users & keys")
     form = page.get_by_role("form", name="New user")
     form.get_by_label("Username").fill("newbie")
     form.get_by_label("Role").select_option("operator")
@@ -209,7 +228,7 @@ def test_navigation_follows_the_role(server: Server, page: Any, role: str, pages
         expect(page.get_by_role("main")).to_contain_text("Not available for your role")
         expect(page.get_by_role("table", name="Audit entries")).to_have_count(0)
     if role == "operator":
-        page.get_by_role("link", name="Cameras").click()
+        go(page, "Cameras")
         expect(page.get_by_role("main")).to_contain_text("Read-only")
         expect(page.get_by_role("form", name="Add a camera")).to_have_count(0)
 
@@ -220,7 +239,7 @@ def test_uploading_a_non_image_shows_a_clear_error(server: Server, page: Any, tm
     notes = tmp_path / "notes.txt"
     notes.write_text("hello, this is not a photo")
     login(page, server, "supervisor")
-    page.get_by_role("link", name="Galleries & people").click()
+    go(page, "Galleries & people")
     page.get_by_role("link", name="uploads", exact=True).click()
     form = page.get_by_role("form", name="Enrol a person")
     form.get_by_label("Person's name").fill("Somebody")
@@ -266,7 +285,7 @@ def test_investigation_search_needs_a_case_and_shows_sightings_and_timeline(
     server: Server, page: Any, people: Path, hamilton_sightings: tuple[str, ...]
 ) -> None:
     login(page, server, "supervisor")
-    page.get_by_role("link", name="Investigations").click()
+    go(page, "Investigations")
     form = page.get_by_role("form", name="Search the sightings")
     expect(form).to_contain_text("Every search is recorded in the audit log")
     form.get_by_label("Photo of the person").set_input_files(str(people / "lin-manuel-miranda.png"))
@@ -321,7 +340,7 @@ def test_unknown_faces_update_review_dismiss_and_promote(
     with server.client("supervisor") as c:
         assert c.post("/api/galleries", json={"name": "visitors", "kind": "reference"}).status_code == 201
     login(page, server, "supervisor")
-    page.get_by_role("link", name="Unknown faces").click()
+    go(page, "Unknown faces")
     update = page.get_by_role("button", name="Update clusters")
     update.click()
     status = page.get_by_role("main").locator(".slot").get_by_role("status")
@@ -370,14 +389,14 @@ def test_unknown_faces_update_review_dismiss_and_promote(
     expect(page.get_by_role("main").locator("dl.facts")).to_contain_text("promoted")
     page.get_by_role("link", name="Open Visitor B").click()
     expect(page.get_by_role("heading", name="Visitor B")).to_be_visible()
-    page.get_by_role("link", name="Unknown faces").click()
+    go(page, "Unknown faces")
     expect(page.get_by_role("list", name="Clusters").get_by_role("listitem")).to_have_count(1)
     with server.client("auditor") as c:
         (entry,) = c.get("/api/audit", params={"action": "cluster_dismiss"}).json()
     assert entry["detail"]["reason"] == "a passer-by" and entry["actor"] == "user:supervisor"
 
     # The promoted person can be searched for by their enrolled photos.
-    page.get_by_role("link", name="Investigations").click()
+    go(page, "Investigations")
     form = page.get_by_role("form", name="Search the sightings")
     form.get_by_label("An enrolled person").check()
     form.get_by_label("Gallery").select_option("visitors")
@@ -405,7 +424,7 @@ def test_attendance_gallery_schedule_consent_and_report(server: Server, page: An
     day = _monday_before_last_week()
     consent = (day - timedelta(days=3)).isoformat()
     login(page, server, "supervisor")
-    page.get_by_role("link", name="Galleries & people").click()
+    go(page, "Galleries & people")
     form = page.get_by_role("form", name="New gallery")
     expect(form.get_by_label("Expected arrival")).to_be_hidden()
     form.get_by_label("Gallery name").fill("attendance-ui")
@@ -524,7 +543,7 @@ def test_compare_galleries_job_with_progress_and_pairs(server: Server, page: Any
                     )
                 assert r.status_code == 201, r.text
     login(page, server, "supervisor")
-    page.get_by_role("link", name="Compare galleries").click()
+    go(page, "Compare galleries")
     form = page.get_by_role("form", name="New comparison")
     form.get_by_label("Gallery A (searched for)").select_option("cmp-a")
     form.get_by_label("Gallery B (searched in)").select_option("cmp-b")
@@ -606,7 +625,7 @@ def test_live_alarm_and_two_person_review(server: Server, page: Any, shared_data
     login(page, server, "supervisor")
 
     # A watchlist needing two confirmations; the form says which fields a watchlist needs.
-    page.get_by_role("link", name="Galleries & people").click()
+    go(page, "Galleries & people")
     form = page.get_by_role("form", name="New gallery")
     form.get_by_label("Gallery name").fill("wanted")
     form.get_by_label("Kind").select_option("watchlist")
@@ -634,7 +653,7 @@ def test_live_alarm_and_two_person_review(server: Server, page: Any, shared_data
     expect(page.get_by_role("table", name="People")).to_contain_text("Lin-Manuel Miranda")
 
     # The clip as a camera, started from the dashboard.
-    page.get_by_role("link", name="Cameras").click()
+    go(page, "Cameras")
     add = page.get_by_role("form", name="Add a camera")
     add.get_by_label("Camera name").fill("hamilton")
     add.get_by_label("Address").fill(str(clip))
@@ -643,7 +662,7 @@ def test_live_alarm_and_two_person_review(server: Server, page: Any, shared_data
     add.get_by_label("Start it now").uncheck()
     add.get_by_role("button", name="Add camera").click()
     expect(add.get_by_role("status")).to_contain_text("Camera added")
-    page.get_by_role("link", name="Dashboard").click()
+    go(page, "Dashboard")
     tile = page.get_by_role("article", name="Camera hamilton")
     expect(tile).to_contain_text("stopped")
     page.evaluate("window.__sameDocument = true")
@@ -680,16 +699,18 @@ def test_live_alarm_and_two_person_review(server: Server, page: Any, shared_data
     expect(status).to_contain_text("Your confirmation is recorded (1 of 2)")
     expect(main).to_contain_text("1 of 2 required")
 
-    # The same person cannot confirm twice.
-    main.get_by_role("button", name="Confirm").click()
-    expect(status.get_by_role("alert")).to_contain_text(f"you have already confirmed alarm {alarm_id}")
-    expect(status).to_contain_text("needs 2 confirmations by different people")
+    # The same person cannot confirm twice (the server refuses it): the button is off, and says why.
+    expect(main.get_by_role("button", name="Confirm")).to_be_disabled()
+    expect(main.get_by_role("button", name="Confirm")).to_have_accessible_description(
+        "You confirmed; waiting for another person to confirm (nobody confirms twice)."
+    )
+    expect(main.get_by_role("button", name="Dismiss")).to_be_enabled()
     expect(main).to_contain_text("1 of 2 required")
     logout(page)
 
     # A second supervisor finds it in the queue and confirms it.
     login(page, server, "supervisor2")
-    page.get_by_role("link", name="Alarms").click()
+    go(page, "Alarms")
     queue = page.get_by_role("table", name="Alarms")
     queue.get_by_role("link", name=f"Open alarm {alarm_id}").click()
     main.get_by_role("button", name="Confirm").click()
@@ -924,7 +945,7 @@ def test_erasure_from_the_person_page(server: Server, page: Any, people: Path) -
 
 def test_camera_retention_at_creation_and_in_the_edit_form(server: Server, page: Any) -> None:
     login(page, server, "supervisor")
-    page.get_by_role("link", name="Cameras").click()
+    go(page, "Cameras")
     add = page.get_by_role("form", name="Add a camera")
     add.get_by_label("Camera name").fill("lobby")
     add.get_by_label("Address").fill("webcam:9")
@@ -952,7 +973,7 @@ def test_camera_retention_at_creation_and_in_the_edit_form(server: Server, page:
 
 def test_admin_webhooks_secret_shown_once_and_purge(server: Server, page: Any) -> None:
     login(page, server, "admin")
-    page.get_by_role("link", name="Webhooks").click()
+    go(page, "Webhooks")
     form = page.get_by_role("form", name="New webhook")
     form.get_by_label("URL").fill("http://127.0.0.1:9/vigil-hook")
     form.get_by_label("camera_offline").check()
@@ -983,7 +1004,7 @@ def test_admin_webhooks_secret_shown_once_and_purge(server: Server, page: Any) -
     page.get_by_role("dialog").get_by_role("button", name="Delete").click()
     expect(page.get_by_role("main")).to_contain_text("No webhooks yet")
 
-    page.get_by_role("link", name="Users & keys").click()
+    go(page, "Users & keys")
     page.get_by_role("button", name="Purge now").click()
     page.get_by_role("dialog", name="Purge now?").get_by_role("button", name="Purge now").click()
     report = page.get_by_role("region", name="Retention")
@@ -997,7 +1018,7 @@ def test_transparency_report_shows_figures(server: Server, page: Any, people: Pa
     with server.client("auditor") as c:
         expected = c.get("/api/reports/transparency").json()
     login(page, server, "auditor")
-    page.get_by_role("link", name="Transparency").click()
+    go(page, "Transparency")
     expect(page.get_by_role("heading", name="Transparency report")).to_be_visible()
     summary = page.get_by_role("table", name="Summary")
 

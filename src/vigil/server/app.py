@@ -45,6 +45,16 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 # Multipart overhead allowed beyond the upload limit before a request is refused unread.
 MULTIPART_SLACK = 1_000_000
+# The web UI loads only its own files: no inline script or style, no framing by other sites.
+UI_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+# Swagger UI's page (/docs only) starts itself with an inline script and styles itself inline.
+DOCS_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
 
 
 def create_app(settings: Settings, *, start_cameras: bool | None = None) -> FastAPI:
@@ -122,6 +132,9 @@ def create_app(settings: Settings, *, start_cameras: bool | None = None) -> Fast
         response = await call_next(request)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
+        csp = DOCS_CSP if request.url.path == "/docs" else UI_CSP
+        response.headers.setdefault("Content-Security-Policy", csp)
+        response.headers.setdefault("X-Frame-Options", "DENY")
         return response
 
     for module in (

@@ -257,15 +257,28 @@ async function renderDetail(root, id) {
     const box = h("div", { class: "actions left" });
     if (a.state === "pending") {
       const left = a.confirmations_required - a.confirmations;
+      // The server refuses a second confirmation by the same person: do not offer one.
       box.append(
-        h("button", { type: "button", class: "confirm", onclick: (e) => review(e.currentTarget, "confirm") }, "Confirm"),
+        h(
+          "button",
+          {
+            type: "button",
+            class: "confirm",
+            disabled: mine,
+            "aria-describedby": "review-note",
+            onclick: (e) => review(e.currentTarget, "confirm"),
+          },
+          "Confirm",
+        ),
         h("button", { type: "button", class: "danger", onclick: (e) => review(e.currentTarget, "dismiss") }, "Dismiss"),
       );
-      const note =
-        a.confirmations_required > 1
+      const others = left === 1 ? "another person" : `${left} other people`;
+      const note = mine
+        ? `You confirmed; waiting for ${others} to confirm (nobody confirms twice).`
+        : a.confirmations_required > 1
           ? `This watchlist needs ${a.confirmations_required} confirmations by different people; ${left} more needed.`
           : "One confirmation closes the question.";
-      return [box, h("p", { class: "muted small" }, mine ? `You have confirmed it. ${note}` : note)];
+      return [box, h("p", { class: "muted small", id: "review-note" }, note)];
     }
     if (a.state === "confirmed" || a.state === "dismissed") {
       box.append(h("button", { type: "button", onclick: (e) => review(e.currentTarget, "close") }, "Close"));

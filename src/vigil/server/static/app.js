@@ -19,6 +19,7 @@ import * as webhooks from "./webhooks.js";
 
 const MIN_PASSWORD = 10;
 
+// ``more``: the group a page joins in the "More" menu when a role has too many pages for one row.
 const PAGES = {
   dashboard: { label: "Dashboard", module: dashboard },
   alarms: { label: "Alarms", module: alarms },
@@ -27,14 +28,16 @@ const PAGES = {
   cameras: { label: "Cameras", module: cameras },
   search: { label: "Search", module: search },
   investigations: { label: "Investigations", module: investigations },
-  clusters: { label: "Unknown faces", module: clusters },
-  compare: { label: "Compare galleries", module: compare },
-  attendance: { label: "Attendance", module: attendance },
-  audit: { label: "Audit log", module: audit },
-  transparency: { label: "Transparency", module: transparency },
-  admin: { label: "Users & keys", module: admin },
-  webhooks: { label: "Webhooks", module: webhooks },
+  clusters: { label: "Unknown faces", module: clusters, more: "tools" },
+  compare: { label: "Compare galleries", module: compare, more: "tools" },
+  attendance: { label: "Attendance", module: attendance, more: "tools" },
+  audit: { label: "Audit log", module: audit, more: "governance" },
+  transparency: { label: "Transparency", module: transparency, more: "governance" },
+  admin: { label: "Users & keys", module: admin, more: "governance" },
+  webhooks: { label: "Webhooks", module: webhooks, more: "governance" },
 };
+// A role with at most this many pages sees them all in the bar; more would wrap at 1280 px.
+const INLINE_MAX = 7;
 
 const main = () => document.getElementById("main");
 let cleanup = null;
@@ -63,16 +66,50 @@ function parseHash() {
   return { name: parts[0] || "", params: parts.slice(1) };
 }
 
+function navLink(name, current) {
+  return h("a", { href: `#/${name}`, "aria-current": name === current ? "page" : null }, PAGES[name].label);
+}
+
 function renderNav(current) {
   const nav = document.getElementById("nav");
-  const items = (ROLE_PAGES[session.role] || []).map((name) =>
-    h(
-      "li",
-      {},
-      h("a", { href: `#/${name}`, "aria-current": name === current ? "page" : null }, PAGES[name].label),
-    ),
-  );
+  const names = ROLE_PAGES[session.role] || [];
+  const grouped = names.length > INLINE_MAX;
+  const inline = grouped ? names.filter((n) => !PAGES[n].more) : names;
+  const more = grouped ? names.filter((n) => PAGES[n].more) : [];
+  const items = inline.map((name) => h("li", {}, navLink(name, current)));
+  if (more.length) {
+    const menu = h("ul", { id: "nav-more", class: "more-menu", hidden: true });
+    more.forEach((name, i) => {
+      if (i > 0 && PAGES[name].more !== PAGES[more[i - 1]].more) menu.append(h("li", { role: "separator", class: "sep" }));
+      menu.append(h("li", {}, navLink(name, current)));
+    });
+    const toggle = h(
+      "button",
+      {
+        type: "button",
+        class: `more-toggle${more.includes(current) ? " current" : ""}`,
+        "aria-expanded": "false",
+        "aria-controls": "nav-more",
+        onclick: () => setMoreOpen(menu.hidden),
+      },
+      "More",
+      h("span", { "aria-hidden": "true" }, " ▾"),
+    );
+    menu.addEventListener("click", (ev) => {
+      if (ev.target.closest("a")) setMoreOpen(false);
+    });
+    items.push(h("li", { class: "nav-more" }, toggle, menu));
+  }
   fill(nav, items);
+}
+
+/** Open or close the "More" menu of the navigation (if the role has one). */
+function setMoreOpen(open) {
+  const menu = document.getElementById("nav-more");
+  const toggle = document.querySelector(".more-toggle");
+  if (!menu || !toggle) return;
+  menu.hidden = !open;
+  toggle.setAttribute("aria-expanded", String(open));
 }
 
 async function route() {
@@ -263,6 +300,16 @@ async function logout() {
 
 async function boot() {
   document.getElementById("logout").addEventListener("click", logout);
+  // The "More" menu closes on a click elsewhere and on Escape (focus back on its button).
+  document.addEventListener("click", (ev) => {
+    if (!ev.target.closest(".nav-more")) setMoreOpen(false);
+  });
+  document.addEventListener("keydown", (ev) => {
+    const menu = document.getElementById("nav-more");
+    if (ev.key !== "Escape" || !menu || menu.hidden) return;
+    setMoreOpen(false);
+    document.querySelector(".more-toggle")?.focus();
+  });
   window.addEventListener("hashchange", route);
   onLive((ev) => {
     // Every page hears of a new alarm; the dashboard lists it too.

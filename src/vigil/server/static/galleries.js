@@ -728,7 +728,9 @@ function enrolForm(gallery, reload) {
         photoFeedback(result),
       );
       toast("ok", `Enrolled ${result.identity}`, `${result.photos.length} photo(s)`);
-      files.value = "";
+      // Ready for the next person: nothing of this one stays in the form (the result above names them).
+      for (const input of [identity, externalId, files, consentOn, consentBy]) input.value = "";
+      largest.checked = false;
       meta.reset();
       await reload();
     } catch (err) {

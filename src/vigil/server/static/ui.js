@@ -2,8 +2,8 @@
 
 /**
  * ``h("button", {type: "button", onclick: fn}, "Save")``. Attributes starting with "on" become
- * listeners; ``class``, ``for`` and boolean attributes work as in HTML; children may be strings,
- * nodes, arrays, or null/false (skipped).
+ * listeners; ``class``, ``for`` and boolean attributes work as in HTML; ``style`` is set through the
+ * CSSOM (allowed by the page's CSP); children may be strings, nodes, arrays, or null/false (skipped).
  */
 export function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
@@ -11,6 +11,8 @@ export function h(tag, attrs = {}, ...children) {
     if (v === null || v === undefined || v === false) continue;
     if (k.startsWith("on") && typeof v === "function") el.addEventListener(k.slice(2), v);
     else if (k === "dataset") Object.assign(el.dataset, v);
+    // Through the CSSOM: the Content-Security-Policy refuses inline style attributes.
+    else if (k === "style") el.style.cssText = String(v);
     else if (k === "value" && "value" in el) el.value = v;
     else if (v === true) el.setAttribute(k, "");
     else el.setAttribute(k, String(v));
@@ -129,7 +131,7 @@ export function toast(kind, title, detail, hint, ttl) {
   close.addEventListener("click", () => el.remove());
   el.dataset.born = String(Date.now());
   box.prepend(el);
-  while (box.children.length > 5) box.lastChild.remove();
+  while (box.children.length > 3) box.lastChild.remove(); // a short stack, newest on top
   setTimeout(() => el.remove(), ttl ?? (kind === "error" ? 15000 : 5000));
 }
 

@@ -23,7 +23,12 @@ from vigil.vision.image import IMAGE_SUFFIXES, LoadedImage, load_image
 
 def _load(path: Path) -> LoadedImage:
     s = app().settings
-    return load_image(path, max_pixels=s.max_image_pixels, max_bytes=s.max_upload_bytes)
+    return load_image(
+        path,
+        max_pixels=s.max_image_pixels,
+        max_bytes=s.max_upload_bytes,
+        max_memory_bytes=s.max_image_memory_bytes,
+    )
 
 
 def parse_meta(items: list[str] | None) -> dict[str, str] | None:

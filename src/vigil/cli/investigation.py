@@ -62,7 +62,10 @@ def search_cmd(
     image = None
     if photo is not None:
         image = load_image(
-            photo, max_pixels=a.settings.max_image_pixels, max_bytes=a.settings.max_upload_bytes
+            photo,
+            max_pixels=a.settings.max_image_pixels,
+            max_bytes=a.settings.max_upload_bytes,
+            max_memory_bytes=a.settings.max_image_memory_bytes,
         )
     request = search.SearchRequest(
         case=case, since=start, until=end, cameras=tuple(camera or ()), limit=limit

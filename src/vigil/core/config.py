@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     )
     max_image_pixels: int = Field(default=50_000_000, ge=1, description="decompression-bomb guard")
     max_upload_bytes: int = Field(default=30_000_000, ge=1)
+    max_image_memory_bytes: int = Field(
+        default=256 * 2**20, ge=1, description="decompression-bomb guard: memory to decode one image"
+    )
     target_fmr: float = Field(default=1e-3, gt=0, lt=1, description="1:1 verification false-match rate")
     target_fpir: float = Field(default=1e-2, gt=0, lt=1, description="1:N false-positive identification rate")
     threads: int = Field(default=0, ge=0, description="threads for model runtimes; 0 = all cores")

@@ -141,7 +141,11 @@ def _embed_file(engine: FaceEngine, settings: Settings, path: Path) -> _Result:
     sha = hashlib.sha256(data).hexdigest()
     try:
         image = decode_image(
-            data, name=str(path), max_pixels=settings.max_image_pixels, max_bytes=settings.max_upload_bytes
+            data,
+            name=str(path),
+            max_pixels=settings.max_image_pixels,
+            max_bytes=settings.max_upload_bytes,
+            max_memory_bytes=settings.max_image_memory_bytes,
         )
         vector, detected = embed_image(engine, image.bgr)
     except VigilError as exc:

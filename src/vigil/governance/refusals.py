@@ -109,14 +109,16 @@ def refuse_sensitive_keys(keys: Iterable[str], where: str = "metadata") -> None:
 
 
 def all_keys(value: Any) -> Iterator[str]:
-    """Every mapping key in a JSON-like value, at any depth."""
-    if isinstance(value, Mapping):
-        for k, v in value.items():
-            yield str(k)
-            yield from all_keys(v)
-    elif isinstance(value, list | tuple):
-        for v in value:
-            yield from all_keys(v)
+    """Every mapping key in a JSON-like value, at any depth (iteratively: no depth can overflow it)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Mapping):
+            for k, v in item.items():
+                yield str(k)
+                stack.append(v)
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
 
 
 def check_metadata(metadata: Mapping[str, Any] | None, where: str = "metadata") -> None:

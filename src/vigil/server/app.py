@@ -14,9 +14,10 @@ from fastapi.staticfiles import StaticFiles
 
 from vigil import __version__
 from vigil.app import App
+from vigil.core import memory
 from vigil.core.config import Settings
 from vigil.notify import Notifiers
-from vigil.server import problems, refusal
+from vigil.server import limits, problems, refusal
 from vigil.server.bus import EventBus
 from vigil.server.deps import AnyRole, ServerState
 from vigil.server.routers import (
@@ -43,8 +44,6 @@ from vigil.video.cameras import list_cameras
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
-# Multipart overhead allowed beyond the upload limit before a request is refused unread.
-MULTIPART_SLACK = 1_000_000
 # The web UI loads only its own files: no inline script or style, no framing by other sites.
 UI_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
@@ -59,6 +58,7 @@ DOCS_CSP = (
 
 def create_app(settings: Settings, *, start_cameras: bool | None = None) -> FastAPI:
     """The server. Cameras that are enabled start with it unless ``start_cameras`` is False."""
+    memory.return_large_blocks()  # one large request must not keep the server's memory up
     vigil_app = App(settings)
     bus = EventBus()
     supervisor = Supervisor(settings, bus, vigil_app)
@@ -109,26 +109,12 @@ def create_app(settings: Settings, *, start_cameras: bool | None = None) -> Fast
     problems.install(api)
     refusal.install(api)
 
-    limit = settings.max_upload_bytes + MULTIPART_SLACK
+    limits.install(api, settings)
 
     @api.middleware("http")
-    async def refuse_oversized(
+    async def security_headers(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > limit:
-            limit_text = f"{settings.max_upload_bytes:,}-byte limit"
-            detail = f"the request body of {int(length):,} bytes is over the {limit_text}"
-            hint = "resize the photo or raise VIGIL_MAX_UPLOAD_BYTES"
-            # CompreFace clients read ``message`` and ``code`` (21: the image is not acceptable).
-            compat = (
-                {"message": f"{detail}: {hint}", "code": 21}
-                if request.url.path.startswith("/api/v1/")
-                else {}
-            )
-            return problems.problem(
-                413, "payload too large", detail, hint=hint, instance=request.url.path, **compat
-            )
         response = await call_next(request)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")

@@ -61,6 +61,7 @@ class MissingPartError(ImageError):
 
 # CompreFace's error codes (its CommonExceptionCode), first match wins.
 _CODES: list[tuple[type[VigilError], int]] = [
+    (problems.PayloadTooLargeError, 21),
     (NoCollectionError, 10),
     (ImageNotFoundError, 11),
     (AuthError, 20),
@@ -79,15 +80,19 @@ def _code(exc: VigilError) -> int:
 
 
 def _error(request: Request, exc: VigilError) -> Response:
-    status = problems.status_of(exc)
-    if status >= 500:
+    if problems.status_of(exc) >= 500:
         log.error("%s %s: %s", request.method, request.url.path, exc)
+    return error_response(request.url.path, exc)
+
+
+def error_response(path: str, exc: VigilError) -> Response:
+    """``exc`` as problem+json with CompreFace's ``message`` and ``code`` (for the /api/v1/ routes)."""
     return problems.problem(
-        status,
+        problems.status_of(exc),
         exc.title,
         exc.message,
         hint=exc.hint,
-        instance=request.url.path,
+        instance=path,
         message=str(exc),
         code=_code(exc),
     )

@@ -123,4 +123,11 @@ def read_upload(st: ServerState, upload: UploadFile | None, field_name: str = "f
             f"{name}: over the {limit:,}-byte upload limit",
             hint="resize the photo or raise VIGIL_MAX_UPLOAD_BYTES",
         )
-    return decode_image(data, name=name, max_pixels=st.app.settings.max_image_pixels, max_bytes=limit)
+    s = st.app.settings
+    return decode_image(
+        data,
+        name=name,
+        max_pixels=s.max_image_pixels,
+        max_bytes=limit,
+        max_memory_bytes=s.max_image_memory_bytes,
+    )

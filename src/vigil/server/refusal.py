@@ -1,7 +1,9 @@
 """The API's refusal of sensitive traits: every request's query keys, JSON keys (at any depth), form
 field names and JSON-valued form fields are checked before any route sees them (see
 :mod:`vigil.governance.refusals`). A pure ASGI middleware: the body is read once, checked, and
-replayed to the application unchanged."""
+replayed to the application unchanged. JSON nested deeper than :data:`MAX_JSON_DEPTH` is refused
+here too (422), before a parser can overflow the stack on it. The body was bounded before it got
+here (:mod:`vigil.server.limits`)."""
 
 from __future__ import annotations
 
@@ -13,12 +15,49 @@ from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from vigil.core.errors import ForbiddenError
+from vigil.core.errors import ForbiddenError, InputError
 from vigil.governance.refusals import all_keys, refuse_sensitive_keys
 from vigil.server import problems
 
 _FORM_NAME = re.compile(rb'Content-Disposition:[^\r\n]*?\bname="([^"]*)"', re.IGNORECASE)
 _JSON_FIELDS = {"metadata", "attributes"}
+MAX_JSON_DEPTH = 32
+"""No request of the API nests deeper than a few levels; metadata is flat or nearly so."""
+
+
+def parse_json(data: bytes | str) -> Any:
+    """``json.loads``, refusing documents nested deeper than :data:`MAX_JSON_DEPTH`.
+
+    Raises:
+        ValueError: not JSON (the route reports it).
+        InputError: nested too deeply.
+    """
+    try:
+        value = json.loads(data)
+    except RecursionError:
+        value, depth = None, MAX_JSON_DEPTH + 1
+    else:
+        depth = _depth(value)
+    if depth > MAX_JSON_DEPTH:
+        raise InputError(
+            f"the JSON is nested more than {MAX_JSON_DEPTH} levels deep",
+            hint="send flat objects; no vigil request nests deeper than a few levels",
+        )
+    return value
+
+
+def _depth(value: Any) -> int:
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, level)
+        if deepest > MAX_JSON_DEPTH:
+            break
+        stack.extend((c, level + 1) for c in children)
+    return deepest
 
 
 def _form_keys(body: bytes, boundary: bytes) -> list[str]:
@@ -32,7 +71,7 @@ def _form_keys(body: bytes, boundary: bytes) -> list[str]:
         keys.append(name)
         if name in _JSON_FIELDS:
             with contextlib.suppress(ValueError, UnicodeDecodeError):  # the route reports it malformed
-                keys.extend(all_keys(json.loads(value.rstrip(b"\r\n").decode())))
+                keys.extend(all_keys(parse_json(value.rstrip(b"\r\n").decode())))
     return keys
 
 
@@ -44,7 +83,7 @@ def request_keys(scope: Scope, body: bytes) -> list[str]:
         return keys
     if "json" in ctype:
         with contextlib.suppress(ValueError):
-            keys.extend(all_keys(json.loads(body)))
+            keys.extend(all_keys(parse_json(body)))
     elif ctype.startswith("multipart/form-data"):
         m = re.search(r'boundary="?([^";]+)"?', headers.get("content-type", ""))
         if m:
@@ -55,7 +94,7 @@ def request_keys(scope: Scope, body: bytes) -> list[str]:
         for k, v in pairs:
             if k in _JSON_FIELDS:
                 with contextlib.suppress(ValueError):
-                    keys.extend(all_keys(json.loads(v)))
+                    keys.extend(all_keys(parse_json(v)))
     return keys
 
 
@@ -78,9 +117,10 @@ class RefuseSensitiveTraits:
         body = b"".join(chunks)
         try:
             refuse_sensitive_keys(request_keys(scope, body), "request")
-        except ForbiddenError as exc:
+        except (ForbiddenError, InputError) as exc:
+            status = 403 if isinstance(exc, ForbiddenError) else 422
             response = problems.problem(
-                403, exc.title, exc.message, hint=exc.hint, instance=scope.get("path")
+                status, exc.title, exc.message, hint=exc.hint, instance=scope.get("path")
             )
             await response(scope, receive, send)
             return

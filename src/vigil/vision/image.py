@@ -10,6 +10,7 @@ import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -18,6 +19,7 @@ from vigil.core.errors import ImageError
 
 DEFAULT_MAX_PIXELS = 50_000_000
 DEFAULT_MAX_BYTES = 30_000_000
+DEFAULT_MAX_MEMORY_BYTES = 256 * 2**20
 
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
@@ -52,11 +54,13 @@ def decode_image(
     name: str = "<bytes>",
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    max_memory_bytes: int = DEFAULT_MAX_MEMORY_BYTES,
 ) -> LoadedImage:
     """Decode image bytes into a :class:`LoadedImage`.
 
     Raises:
-        ImageError: empty, oversized or non-image data, a decompression bomb, or a broken file.
+        ImageError: empty, oversized or non-image data, a decompression bomb (too many pixels, or
+            more than ``max_memory_bytes`` to decode them), or a broken file.
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -79,9 +83,14 @@ def decode_image(
                         "(possible decompression bomb)",
                         hint="resize the photo or raise VIGIL_MAX_IMAGE_PIXELS",
                     )
-                im.load()
-                upright = ImageOps.exif_transpose(im)
-                rgb = np.asarray(upright.convert("RGB"), dtype=np.uint8)
+                need = decode_bytes(im.mode, w, h)
+                if need > max_memory_bytes:
+                    raise ImageError(
+                        f"{name}: decoding {w}x{h} pixels ({im.mode}) takes about {need / 2**20:,.0f} MiB, "
+                        f"over the {max_memory_bytes / 2**20:,.0f} MiB limit (possible decompression bomb)",
+                        hint="resize the photo or raise VIGIL_MAX_IMAGE_MEMORY_BYTES",
+                    )
+                bgr = _decode_bgr(im, ImageOps)
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -97,12 +106,46 @@ def decode_image(
         raise ImageError(
             f"{name}: the image is damaged or truncated ({exc})", hint="re-export the photo"
         ) from exc
-    bgr = np.ascontiguousarray(rgb[:, :, ::-1])
     return LoadedImage(bgr=bgr, sha256=hashlib.sha256(data).hexdigest(), data=data, format=fmt, name=name)
 
 
+_ONE_BYTE_MODES = frozenset({"1", "L", "P"})
+
+
+def decode_bytes(mode: str, width: int, height: int) -> int:
+    """Peak bytes to decode a ``width`` x ``height`` image of PIL ``mode`` into a BGR array: PIL keeps
+    1 byte a pixel for bilevel, grey and palette images and 4 for the others (16-bit and float
+    modes too); any mode but RGB is converted to an RGB copy (4); the array takes 3."""
+    pil = 1 if mode in _ONE_BYTE_MODES else 4
+    converted = 0 if mode == "RGB" else 4
+    return width * height * (pil + converted + 3)
+
+
+def _decode_bgr(im: Any, image_ops: Any) -> npt.NDArray[np.uint8]:
+    """The opened PIL image as a (h, w, 3) uint8 BGR array, upright.
+
+    The orientation is applied in place and a converted copy is closed as soon as the array exists:
+    the peak is :func:`decode_bytes` (PIL's pixels, a converted copy, the array)."""
+    import cv2
+
+    im.load()
+    image_ops.exif_transpose(im, in_place=True)
+    rgb_image = im if im.mode == "RGB" else im.convert("RGB")
+    try:
+        bgr = np.array(rgb_image, dtype=np.uint8)
+    finally:
+        if rgb_image is not im:
+            rgb_image.close()
+    cv2.cvtColor(bgr, cv2.COLOR_RGB2BGR, dst=bgr)
+    return bgr
+
+
 def load_image(
-    path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = DEFAULT_MAX_BYTES
+    path: Path,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_memory_bytes: int = DEFAULT_MAX_MEMORY_BYTES,
 ) -> LoadedImage:
     """Read and decode an image file (see :func:`decode_image`)."""
     try:
@@ -119,4 +162,6 @@ def load_image(
         raise ImageError(f"{path}: is a folder, not an image", hint="give an image file") from exc
     except PermissionError as exc:
         raise ImageError(f"{path}: permission denied", hint="check the file's permissions") from exc
-    return decode_image(data, name=str(path), max_pixels=max_pixels, max_bytes=max_bytes)
+    return decode_image(
+        data, name=str(path), max_pixels=max_pixels, max_bytes=max_bytes, max_memory_bytes=max_memory_bytes
+    )

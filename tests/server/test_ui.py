@@ -494,7 +494,7 @@ def test_attendance_gallery_schedule_consent_and_report(server: Server, page: An
     finally:
         app.close()
 
-    page.get_by_role("link", name="Attendance", exact=True).click()
+    go(page, "Attendance")
     choose = page.get_by_role("form", name="Choose the report")
     choose.get_by_label("Attendance gallery").select_option("attendance-ui")
     choose.get_by_label("Date").fill(day.isoformat())

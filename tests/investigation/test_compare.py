@@ -29,7 +29,7 @@ from typer.testing import CliRunner
 from vigil.app import App
 from vigil.cli import cli
 from vigil.core.config import Settings
-from vigil.core.errors import ForbiddenError, NoFaceError
+from vigil.core.errors import InputError, NoFaceError
 from vigil.core.modelcard import ModelCard
 from vigil.gallery import enroll as enrolment
 from vigil.gallery import galleries
@@ -211,7 +211,7 @@ def test_same_person_enrolled_twice_in_one_gallery_is_found(filled: App, faces: 
 def test_a_comparison_without_a_case_is_refused(filled: App, case: str | None) -> None:
     before = audit.count(filled)
     request = compare.CompareRequest(gallery_a="wanted", gallery_b="enrolled", case=case)
-    with pytest.raises(ForbiddenError, match="case reference"):
+    with pytest.raises(InputError, match="case reference"):
         compare.compare_galleries(filled, request, actor="test")
     assert audit.count(filled) == before
 
@@ -239,7 +239,7 @@ def test_cli_compare_json_csv_and_refusal(filled: App, tmp_path: Path) -> None:
     runner = CliRunner()
     base = ["--data-dir", str(filled.settings.data_dir), "compare", "wanted", "enrolled"]
     refused = runner.invoke(cli, base)
-    assert refused.exit_code == ForbiddenError.exit_code and "case reference" in refused.stderr
+    assert refused.exit_code == InputError.exit_code and "case reference" in refused.stderr
     out = tmp_path / "pairs.csv"
     done = runner.invoke(cli, [*base, "--case", "cli case", "--json", "--csv", str(out), "--top-k", "3"])
     assert done.exit_code == 0, (done.stdout, done.stderr)
@@ -329,7 +329,7 @@ def test_api_job_with_progress_paged_results_and_csv(
                 with server.client(who) as other:
                     assert other.post("/api/compare", json=body).status_code == status
             refused = c.post("/api/compare", json={**body, "case": " "})
-            assert refused.status_code == 403 and "case reference" in refused.json()["detail"]
+            assert refused.status_code == 422 and "case reference" in refused.json()["detail"]
             assert c.post("/api/compare", json={**body, "gallery_b": "nope"}).status_code == 404
             started = c.post("/api/compare", json={**body, "batch_size": 16})
             assert started.status_code == 202, started.text

@@ -28,6 +28,7 @@ from vigil.core.errors import (
     NotFoundError,
     VigilError,
 )
+from vigil.core.names import check_name
 from vigil.core.types import FaceDetections
 from vigil.gallery.galleries import get_gallery
 from vigil.gallery.index import IndexKey
@@ -210,6 +211,15 @@ def enroll(
     )
 
 
+def photo_name(name: str) -> str:
+    """What a photo's name keeps of where it came from: the file name, never the folders of the machine
+    it was read on (a CLI path, or an upload's file name with ``../`` or ``C:\\`` in it); control and
+    invisible characters are dropped."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    visible = "".join(c for c in base if c.isprintable())
+    return visible.strip()[-200:] or "photo"
+
+
 def check_gallery_open(app: App, gallery_name: str) -> int:
     """The gallery's id; raises if it does not exist or is an expired watchlist."""
     with app.db.session() as s:
@@ -298,9 +308,7 @@ def enroll_prepared(
     ``attributes`` is operator-defined metadata; keys naming sensitive traits are refused.
     Attendance galleries need the person's consent (see :func:`check_consent`)."""
     check_metadata(attributes, "identity metadata")
-    identity_name = identity_name.strip()
-    if not identity_name:
-        raise InputError("an identity needs a name")
+    identity_name = check_name(identity_name, "person's name")
     gallery_id = check_gallery_open(app, gallery_name)
     model_id, dim = app.engine.card.id, app.engine.card.dimension
 
@@ -408,7 +416,11 @@ def _add_photo(
             new_blobs.append(sha)
         w, h = p.image.size_wh
         photo = Photo(
-            identity_id=identity.id, sha256=sha, original_name=p.image.name[-500:], width_px=w, height_px=h
+            identity_id=identity.id,
+            sha256=sha,
+            original_name=photo_name(p.image.name),
+            width_px=w,
+            height_px=h,
         )
         s.add(photo)
         s.flush()

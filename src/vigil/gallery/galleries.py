@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from vigil.app import App
 from vigil.attendance.schedule import parse_days, parse_hhmm
 from vigil.core.errors import ConflictError, InputError, NotFoundError
+from vigil.core.names import SegmentName, check_name
 from vigil.gallery.models import Gallery, GalleryKind, Identity, Photo, Template
 
 
@@ -19,7 +20,7 @@ class GallerySpec(BaseModel):
     an expiry date in the future."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    name: str = Field(min_length=1, max_length=200)
+    name: SegmentName
     kind: GalleryKind
     purpose: str | None = None
     legal_basis: str | None = None
@@ -63,7 +64,7 @@ class GallerySpec(BaseModel):
     def _names(cls, v: list[str] | None) -> list[str] | None:
         if v is None:
             return None
-        names = [n.strip() for n in v if n and n.strip()]
+        names = [check_name(n, "site or camera name", segment=True) for n in v if n and n.strip()]
         if any("," in n for n in names):
             raise ValueError("a site or camera name cannot contain a comma")
         return names or None

@@ -15,7 +15,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from vigil.app import App
-from vigil.core.errors import ConflictError, InputError, NotFoundError
+from vigil.core.errors import ConflictError, NotFoundError
+from vigil.core.names import check_name
 from vigil.gallery.enroll import bump_generation, delete_unreferenced_blobs, unindex
 from vigil.gallery.galleries import get_gallery
 from vigil.gallery.models import Gallery, Identity, Photo, Template
@@ -138,9 +139,7 @@ def remove_photos(app: App, gallery_name: str, photo_ids: Iterable[int]) -> list
 def rename_identity(app: App, gallery_name: str, who: str, new_name: str) -> IdentityInfo:
     """Rename a person (by name or id). If ``new_name`` is taken in the gallery, the two are merged:
     photos and templates move to that person (duplicates of what it already has are dropped)."""
-    new_name = new_name.strip()
-    if not new_name:
-        raise InputError("an identity needs a name")
+    new_name = check_name(new_name, "person's name")
     with app.db.session() as s:
         gallery = get_gallery(s, gallery_name)
         identity = _find_identity(s, gallery, who)
@@ -213,15 +212,17 @@ def update_identity(
         gallery = s.get(Gallery, identity.gallery_id)
         assert gallery is not None
         before = _identity_info(s, identity, gallery.name)
-        if name is not None and name.strip() != identity.name:
+        if name is not None:
+            name = check_name(name, "person's name")
+        if name is not None and name != identity.name:
             taken = s.scalar(
-                select(Identity.id).where(Identity.gallery_id == gallery.id, Identity.name == name.strip())
+                select(Identity.id).where(Identity.gallery_id == gallery.id, Identity.name == name)
             )
             if taken is not None:
                 raise ConflictError(
                     f"{name!r} is already in gallery {gallery.name!r}", hint="choose another name"
                 )
-            identity.name = name.strip()
+            identity.name = name
         if external_id is not None:
             identity.external_id = external_id or None
         if notes is not None:

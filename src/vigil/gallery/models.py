@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from datetime import UTC, date, datetime
+from typing import Any
 
 from sqlalchemy import (
     Boolean,
@@ -16,6 +17,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -25,6 +27,25 @@ from vigil.core.crypto import EncryptedBytes
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A moment in UTC, read back with its time zone on every database. SQLite keeps no zone, so what
+    it gives back would be naive (and the API's date-times zone-less); a naive value written is taken
+    as UTC, an aware one converted to UTC."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class Base(DeclarativeBase):
@@ -53,7 +74,7 @@ class Gallery(Base):
     legal_basis: Mapped[str | None] = mapped_column(Text)
     authorized_by: Mapped[str | None] = mapped_column(String(200))
     expires_on: Mapped[date | None] = mapped_column(Date)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     generation: Mapped[int] = mapped_column(Integer, default=0)
     """Bumped by every change to the gallery's templates; indexes record the generation they hold."""
     confirmations_required: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
@@ -99,7 +120,7 @@ class Identity(Base):
     """Attendance galleries: the date the person consented to being recognised."""
     consent_by: Mapped[str | None] = mapped_column(String(200))
     """Attendance galleries: who recorded the consent."""
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     gallery: Mapped[Gallery] = relationship(back_populates="identities")
     photos: Mapped[list[Photo]] = relationship(
@@ -125,7 +146,7 @@ class Photo(Base):
     original_name: Mapped[str | None] = mapped_column(String(500))
     width_px: Mapped[int] = mapped_column(Integer)
     height_px: Mapped[int] = mapped_column(Integer)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     identity: Mapped[Identity] = relationship(back_populates="photos")
 
@@ -149,7 +170,7 @@ class Template(Base):
     quality: Mapped[float] = mapped_column(Float)
     source_sha256: Mapped[str] = mapped_column(String(64), index=True)
     box_xyxy: Mapped[str | None] = mapped_column(String(100))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     identity: Mapped[Identity] = relationship(back_populates="templates")
 
@@ -172,7 +193,7 @@ class Camera(Base):
     """Sightings and snapshots of this camera are purged this many days after capture."""
     keep_sightings: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     """Opt-in: keep a record of every track, matched or not (for investigations)."""
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class AlarmState(enum.StrEnum):
@@ -200,7 +221,7 @@ class AlarmRecord(Base):
     identity_name: Mapped[str] = mapped_column(String(200))
     track_id: Mapped[int] = mapped_column(Integer)
     frame_index: Mapped[int] = mapped_column(Integer)
-    captured_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    captured_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     score: Mapped[float] = mapped_column(Float)
     threshold: Mapped[float] = mapped_column(Float)
     fpir: Mapped[float] = mapped_column(Float)
@@ -212,7 +233,7 @@ class AlarmRecord(Base):
     state: Mapped[AlarmState] = mapped_column(
         Enum(AlarmState, native_enum=False, length=20), default=AlarmState.pending, index=True
     )
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     """Bumped by every review step; a review that names an older version is refused (409)."""
     confirmations: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
@@ -242,7 +263,7 @@ class AlarmReview(Base):
     """``user:<name>`` or ``key:<name>``, kept when the account is deleted."""
     action: Mapped[ReviewAction] = mapped_column(Enum(ReviewAction, native_enum=False, length=20))
     reason: Mapped[str | None] = mapped_column(Text)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     alarm: Mapped[AlarmRecord] = relationship(back_populates="reviews")
 
@@ -264,8 +285,8 @@ class User(Base):
     role: Mapped[Role] = mapped_column(Enum(Role, native_enum=False, length=20))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class WebSession(Base):
@@ -276,8 +297,8 @@ class WebSession(Base):
     token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     csrf_token: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class ApiKey(Base):
@@ -293,8 +314,8 @@ class ApiKey(Base):
     role: Mapped[Role] = mapped_column(Enum(Role, native_enum=False, length=20))
     gallery_id: Mapped[int | None] = mapped_column(ForeignKey("galleries.id", ondelete="SET NULL"))
     created_by: Mapped[str | None] = mapped_column(String(100))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
@@ -310,7 +331,7 @@ class Webhook(Base):
     event_types: Mapped[str] = mapped_column(String(500), default="alarm")
     """Comma-separated event types, or ``*`` for all."""
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class DeadLetter(Base):
@@ -327,7 +348,7 @@ class DeadLetter(Base):
     payload: Mapped[str] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer)
     last_error: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class AuditEntry(Base):
@@ -336,7 +357,7 @@ class AuditEntry(Base):
     __tablename__ = "audit_log"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     actor: Mapped[str] = mapped_column(String(200))
     action: Mapped[str] = mapped_column(String(50), index=True)
     target_type: Mapped[str | None] = mapped_column(String(50))
@@ -366,8 +387,8 @@ class Sighting(Base):
     camera_id: Mapped[int | None] = mapped_column(ForeignKey("cameras.id", ondelete="SET NULL"), index=True)
     camera_name: Mapped[str] = mapped_column(String(200), index=True)
     track_id: Mapped[int] = mapped_column(Integer)
-    first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
-    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    first_seen: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime())
     frames: Mapped[int] = mapped_column(Integer, default=0)
     quality: Mapped[float] = mapped_column(Float)
     model_id: Mapped[str] = mapped_column(String(100))
@@ -381,7 +402,7 @@ class Sighting(Base):
     """The identity a watchlist or attendance gallery matched, if any."""
     score: Mapped[float | None] = mapped_column(Float)
     cluster_id: Mapped[int | None] = mapped_column(ForeignKey("clusters.id", ondelete="SET NULL"), index=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class Cluster(Base):
@@ -395,16 +416,16 @@ class Cluster(Base):
         Enum(ClusterState, native_enum=False, length=20), default=ClusterState.open, index=True
     )
     size: Mapped[int] = mapped_column(Integer, default=0)
-    first_seen: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    last_seen: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    first_seen: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_seen: Mapped[datetime | None] = mapped_column(UTCDateTime())
     cameras: Mapped[str | None] = mapped_column(Text)
     """Comma-separated camera names."""
     centroid: Mapped[bytes | None] = mapped_column(LargeBinary)
     """float32, L2-normalised mean of the members' templates (incremental clustering)."""
     promoted_identity_id: Mapped[int | None] = mapped_column(ForeignKey("identities.id", ondelete="SET NULL"))
     decided_by: Mapped[str | None] = mapped_column(String(200))
-    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class AttendanceMark(Base):
@@ -418,8 +439,8 @@ class AttendanceMark(Base):
     gallery_id: Mapped[int] = mapped_column(ForeignKey("galleries.id", ondelete="CASCADE"), index=True)
     camera_id: Mapped[int | None] = mapped_column(ForeignKey("cameras.id", ondelete="SET NULL"))
     camera_name: Mapped[str] = mapped_column(String(200))
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     score: Mapped[float] = mapped_column(Float)
     threshold: Mapped[float] = mapped_column(Float)
     track_id: Mapped[int | None] = mapped_column(Integer)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -9,12 +9,14 @@ classifier anywhere in vigil; this is what keeps one from being bolted on throug
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from vigil.core.errors import ForbiddenError
+from vigil.core.errors import ForbiddenError, InputError
+from vigil.core.names import InvalidNameError, check_name
 
 # Normalised (lower case, letters only) stems. A key is refused when one of its words, or a run of its
 # words joined, equals a stem, or starts with a stem of six letters or more ("ethnicity", "emotional").
@@ -121,6 +123,31 @@ def all_keys(value: Any) -> Iterator[str]:
             stack.extend(item)
 
 
+MAX_METADATA_KEYS = 50
+MAX_METADATA_BYTES = 8_192
+"""Metadata is a few operator-defined fields (a badge number, a department), not a document."""
+
+
 def check_metadata(metadata: Mapping[str, Any] | None, where: str = "metadata") -> None:
-    if metadata:
-        refuse_sensitive_keys(all_keys(metadata), where)
+    """Refuses sensitive keys, keys that are not visible names, and metadata over
+    :data:`MAX_METADATA_KEYS` keys or :data:`MAX_METADATA_BYTES` bytes as JSON."""
+    if not metadata:
+        return
+    keys = list(all_keys(metadata))
+    if len(keys) > MAX_METADATA_KEYS:
+        raise InputError(
+            f"{where} has {len(keys):,} keys; at most {MAX_METADATA_KEYS} are kept",
+            hint="keep a few fields (a badge number, a department); link to other records by id",
+        )
+    size = len(json.dumps(metadata, ensure_ascii=False).encode())
+    if size > MAX_METADATA_BYTES:
+        raise InputError(
+            f"{where} is {size:,} bytes as JSON; at most {MAX_METADATA_BYTES:,} are kept",
+            hint="keep a few short fields; link to other records by id",
+        )
+    for key in keys:
+        try:
+            check_name(key, f"{where} key", max_chars=100)
+        except InvalidNameError as exc:
+            raise InputError(f"{where}: {exc.message}") from exc
+    refuse_sensitive_keys(keys, where)

@@ -46,6 +46,7 @@ from vigil.gallery.enroll import load_templates
 from vigil.gallery.galleries import get_gallery
 from vigil.gallery.index import FaissIndex, IndexKey
 from vigil.gallery.models import Gallery, Identity, Template
+from vigil.investigation.search import check_case
 
 BATCH_SIZE = 4096
 """Templates of A searched per batch."""
@@ -168,17 +169,6 @@ def model_card(app: App) -> ModelCard:
     return app.engine.card
 
 
-def check_case(case: str | None) -> str:
-    """The case reference, stripped; a comparison without one is refused."""
-    ref = (case or "").strip()
-    if not ref:
-        raise ForbiddenError(
-            "a gallery comparison needs a case reference",
-            hint="name the case or file it is for (--case in the CLI, `case` in the API)",
-        )
-    return ref
-
-
 def _sizes(app: App, gallery_id: int, model_id: str) -> tuple[int, int, int]:
     """(templates, identities with templates, most templates of one identity) of a gallery and model."""
     with app.db.session() as s:
@@ -199,10 +189,11 @@ def plan_comparison(app: App, request: CompareRequest) -> ComparePlan:
     """Check a request (case, galleries, expiry) and fix the threshold; searches nothing.
 
     Raises:
-        ForbiddenError: no case reference, or an expired watchlist.
+        InputError: no case reference.
+        ForbiddenError: an expired watchlist.
         NotFoundError: a gallery does not exist.
     """
-    case = check_case(request.case)
+    case = check_case(request.case, "a gallery comparison")
     card = model_card(app)
     with app.db.session() as s:
         galleries: list[Gallery] = [get_gallery(s, request.gallery_a), get_gallery(s, request.gallery_b)]

@@ -97,12 +97,12 @@ class SearchResult(BaseModel):
     """The timeline plot, base64 PNG, when asked for."""
 
 
-def check_case(case: str | None) -> str:
-    """The case reference, stripped; refuses an empty one."""
+def check_case(case: str | None, what: str = "a retrospective search") -> str:
+    """The case reference, stripped; refuses an empty one (a 422, as any missing field) for ``what``."""
     ref = (case or "").strip()
     if not ref:
         raise InputError(
-            "a retrospective search needs a case reference",
+            f"{what} needs a case reference",
             hint="give the case or incident number with --case (API: the 'case' field); it is audited",
         )
     return ref

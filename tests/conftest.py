@@ -52,7 +52,7 @@ def app(tmp_path: Path, engine):  # type: ignore[no-untyped-def]
     from vigil.app import App
     from vigil.core.config import Settings
 
-    a = App(Settings(data_dir=tmp_path / "data"), engine_override=engine)
+    a = App(Settings(data_dir=tmp_path / "data", media_dirs=[tmp_path, SHARED_DATA]), engine_override=engine)
     yield a
     a.close()
 

@@ -97,7 +97,7 @@ def build_day(shared_data: Path, engine: Any, root: Path) -> EntranceDay:
 
     lfw = shared_data / "lfw-dev"
     clips = _clips(lfw, root)
-    app = App(Settings(data_dir=root / "data", timezone=ZONE), engine_override=engine)
+    app = App(Settings(data_dir=root / "data", timezone=ZONE, media_dirs=[root]), engine_override=engine)
     galleries.create_gallery(
         app,
         galleries.validate_spec(

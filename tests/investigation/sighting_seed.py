@@ -82,7 +82,7 @@ def make_seed(shared_data: Path, engine, root: Path) -> Seed:  # type: ignore[no
     clip = shared_data / "video" / "short_hamilton_clip.mp4"
     data = root / "data"
     since = datetime.now(UTC) - timedelta(minutes=1)
-    app = App(Settings(data_dir=data), engine_override=engine)
+    app = App(Settings(data_dir=data, media_dirs=[root, shared_data]), engine_override=engine)
     try:
         watchlist(app, "wanted")
         lin = enrolment.enroll(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -16,6 +17,10 @@ from vigil import accounts
 from vigil.app import App
 from vigil.core.config import Settings
 from vigil.gallery.models import Role
+
+SHARED_DATA = Path(
+    os.environ.get("VIGIL_SHARED_DATA", Path(__file__).resolve().parents[2].parent / "shared" / "data")
+).resolve()
 
 PASSWORD = "a long test password"
 ROLES = ("admin", "supervisor", "operator", "auditor")
@@ -53,23 +58,39 @@ class Server:
         return self.log.read_text(errors="replace")
 
 
-def start_server(data_dir: Path, env: dict[str, str] | None = None, *, timeout_s: float = 60) -> Server:
+def start_server(
+    data_dir: Path,
+    env: dict[str, str] | None = None,
+    *,
+    timeout_s: float = 60,
+    keys: dict[str, str] | None = None,
+) -> Server:
     """Users ``admin``, ``supervisor``, ``supervisor2``, ``operator``, ``auditor`` (password PASSWORD),
-    an API key for each, then `vigil serve` in its own process."""
+    an API key for each, then `vigil serve` in its own process. Camera files may come from the shared
+    test data (``VIGIL_MEDIA_DIRS``). ``keys``: the keys of a server that ran on ``data_dir`` before
+    (a restart: no user is made)."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    app = App(Settings(data_dir=data_dir))
-    keys: dict[str, str] = {}
-    try:
-        for name in (*ROLES, "supervisor2"):
-            role = Role(name.rstrip("2"))
-            accounts.create_user(app, name, role, PASSWORD)
-            keys[name] = accounts.create_api_key(app, f"test-{name}", role).key
-    finally:
-        app.close()
+    if keys is None:
+        keys = {}
+        app = App(Settings(data_dir=data_dir))
+        try:
+            for name in (*ROLES, "supervisor2"):
+                role = Role(name.rstrip("2"))
+                accounts.create_user(app, name, role, PASSWORD)
+                keys[name] = accounts.create_api_key(app, f"test-{name}", role).key
+        finally:
+            app.close()
     port = free_port()
     log = data_dir / "server.log"
-    full_env = {**os.environ, "VIGIL_DATA_DIR": str(data_dir), "VIGIL_PORT": str(port), **(env or {})}
-    with log.open("wb") as fh:
+    media = json.dumps([str(data_dir / "media"), str(SHARED_DATA)])  # camera files: the test clips
+    full_env = {
+        **os.environ,
+        "VIGIL_DATA_DIR": str(data_dir),
+        "VIGIL_PORT": str(port),
+        "VIGIL_MEDIA_DIRS": media,
+        **(env or {}),
+    }
+    with log.open("ab") as fh:
         proc = subprocess.Popen(
             [sys.executable, "-m", "vigil", "serve"], env=full_env, stdout=fh, stderr=subprocess.STDOUT
         )

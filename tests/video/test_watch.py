@@ -144,8 +144,11 @@ def test_synthetic_walks_one_stable_track_each_and_one_alarm(
 
 
 def test_cli_watch_json_lines_camera_and_annotated_video(
-    run, people: Path, clip: Path, tmp_path: Path
+    run, people: Path, clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
+    _, err = run("camera", "add", "stage", str(clip), code=3)
+    assert f"{clip}: not inside a media folder" in err and "VIGIL_MEDIA_DIRS" in err
+    monkeypatch.setenv("VIGIL_MEDIA_DIRS", json.dumps([str(clip.parent)]))
     run(
         "gallery",
         "create",

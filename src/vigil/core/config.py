@@ -134,6 +134,17 @@ class Settings(BaseSettings):
     worker_max_backoff_s: float = Field(
         default=60.0, gt=0, description="a dead camera worker is restarted after 1, 2, 4 ... up to this"
     )
+    worker_max_failures: int = Field(
+        default=5,
+        ge=1,
+        description="a camera whose worker fails this many times in a row (without a minute of stable "
+        "running) is marked failed and no longer restarted",
+    )
+    media_dirs: list[Path] | None = Field(
+        default=None,
+        description="folders that file and image-folder cameras may read from, a JSON list such as "
+        '["/srv/video"] (default: <data dir>/media)',
+    )
     preview_fps: float = Field(default=5.0, gt=0, le=30, description="live preview frames per second")
     mqtt_url: str | None = Field(
         default=None, description="MQTT broker for notifications, e.g. mqtt://localhost:1883 (none: off)"
@@ -200,3 +211,13 @@ class Settings(BaseSettings):
     @property
     def cards_dir(self) -> Path:
         return self.data_dir / "cards"
+
+    @property
+    def media_folders(self) -> list[Path]:
+        """The folders camera files may lie in (``media_dirs``, default ``<data dir>/media``), resolved."""
+        return [p.expanduser().resolve() for p in (self.media_dirs or [self.data_dir / "media"])]
+
+    @property
+    def cameras_dir(self) -> Path:
+        """Per-camera worker state: a file camera's position, the worker's lock."""
+        return self.data_dir / "cameras"

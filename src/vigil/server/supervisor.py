@@ -4,14 +4,28 @@ A worker runs :func:`vigil.video.watch.watch` on its camera (live sources reconn
 video files play at their own frame rate, once per start) and sends back, over one queue:
 events (to the bus), preview JPEGs with boxes and names drawn, and running metrics.
 A worker that exits with an error, or is killed, is started again after 1, 2, 4 ... seconds
-(at most ``worker_max_backoff_s``); the backoff resets once a worker has run for a minute.
+(at most ``worker_max_backoff_s``); the backoff resets once a worker has run for a minute. A camera
+whose worker fails ``worker_max_failures`` times in a row is marked ``failed`` and left alone until
+it is started again.
+
+A worker dies with its server: on Linux the kernel kills it when the supervisor's thread that started
+it ends (``PR_SET_PDEATHSIG``; workers are therefore started from the supervisor's own thread, never
+from a request's), and everywhere a thread of the worker exits when the pipe from the server closes.
+A worker holds a lock on its camera (``<data dir>/cameras/<id>.lock``) while it runs: a second worker
+for the same camera (a second server on the same data directory) waits for it, then gives up.
+A file camera continues where it was after a restart (see :mod:`vigil.video.resume`).
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing as mp
+import multiprocessing.connection
+import os
 import queue
+import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -27,7 +41,14 @@ from vigil.server.bus import EventBus
 log = logging.getLogger(__name__)
 
 STABLE_AFTER_S = 60.0
+LOCK_WAIT_S = 15.0
+"""A worker waits this long for another worker of its camera to end before giving up."""
+START_WAIT_S = 10.0
+"""``start_camera`` waits this long for the supervisor's thread to start the worker."""
+PR_SET_PDEATHSIG = 1
 _ctx = mp.get_context("spawn")
+_held_locks: list[Any] = []
+"""The worker's camera lock, open for as long as the worker lives."""
 
 
 class CameraHealth(BaseModel):
@@ -62,16 +83,81 @@ class _Worker:
     metrics: dict[str, Any] = field(default_factory=dict)
     rate: tuple[float, int, float] = (0.0, 0, 0.0)  # (time, frames, fps) of the last metrics
     finished: bool = False
+    failures: int = 0
+    """Deaths in a row without a minute of stable running."""
+    fresh: bool = False
+    """A start was asked for (not a restart after a death)."""
+    replay: bool = False
+    """The next start plays a finished file again."""
 
 
-def _worker_main(settings_data: dict[str, Any], camera: str, out: Any, stop: Any) -> None:
+def _die_with_parent(parent_pid: int) -> None:
+    """End this worker when the server ends, even by ``kill -9``."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+                log.warning("prctl(PR_SET_PDEATHSIG) failed: errno %d", ctypes.get_errno())
+        except (OSError, AttributeError) as exc:
+            log.warning("prctl(PR_SET_PDEATHSIG) unavailable: %s", exc)
+    if os.getppid() != parent_pid:  # the server died before the signal was armed
+        os._exit(1)
+    parent = mp.parent_process()
+    if parent is None:
+        return
+
+    def watch_parent() -> None:
+        multiprocessing.connection.wait([parent.sentinel])  # readable once the server's end closes
+        os._exit(1)
+
+    threading.Thread(target=watch_parent, name="vigil-parent-watch", daemon=True).start()
+
+
+def _lock_camera(settings: Settings, camera_id: int, camera: str) -> None:
+    """Hold the camera's lock for the life of this process (waiting ``LOCK_WAIT_S`` for a holder)."""
+    from vigil.core.errors import ConflictError
+
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: the parent watch alone keeps workers from outliving the server
+        return
+    settings.cameras_dir.mkdir(parents=True, exist_ok=True)
+    fh = (settings.cameras_dir / f"{camera_id}.lock").open("a+")
+    deadline = time.monotonic() + LOCK_WAIT_S
+    while True:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                fh.seek(0)
+                holder = fh.read().strip() or "?"
+                fh.close()
+                raise ConflictError(
+                    f"camera {camera!r} is already run by process {holder}",
+                    hint="is another vigil serve running on this data directory?",
+                ) from None
+            time.sleep(0.2)
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"{os.getpid()}\n")
+    fh.flush()
+    _held_locks.append(fh)
+
+
+def _worker_main(
+    settings_data: dict[str, Any], camera: str, out: Any, stop: Any, parent_pid: int, replay: bool
+) -> None:
     """The body of a worker process (spawned: imports are done here)."""
+    _die_with_parent(parent_pid)
     import cv2
     import numpy as np
 
     from vigil.app import App
     from vigil.core.errors import VigilError
     from vigil.video.annotate import render
+    from vigil.video.cameras import check_media_path, get_camera
+    from vigil.video.resume import forget_finished
     from vigil.video.watch import watch
 
     settings = Settings(**settings_data)
@@ -103,6 +189,11 @@ def _worker_main(settings_data: dict[str, Any], camera: str, out: Any, stop: Any
         out.put(("event", camera, event.model_dump(mode="json")))
 
     try:
+        info, url = get_camera(app, camera)
+        check_media_path(settings, url)
+        _lock_camera(settings, info.id, camera)
+        if replay:
+            forget_finished(settings, info.id)
         out.put(("running", camera, None))
         summary = watch(
             app,
@@ -116,6 +207,7 @@ def _worker_main(settings_data: dict[str, Any], camera: str, out: Any, stop: Any
             on_warning=lambda m: out.put(("warning", camera, m)),
             on_metrics=lambda m: out.put(("metrics", camera, m)),
             actor=f"camera:{camera}",
+            resume=True,
         )
         out.put(("metrics", camera, summary))
         out.put(("finished", camera, summary))
@@ -141,6 +233,8 @@ class Supervisor:
         self._previews: dict[str, tuple[int, bytes]] = {}
         self._preview_cond = threading.Condition()
         self._lock = threading.Lock()
+        self._spawned = threading.Condition(self._lock)
+        self._wake = threading.Event()
         self._queue: Any = _ctx.Queue()
         self._running = False
         self._threads: list[threading.Thread] = []
@@ -175,13 +269,28 @@ class Supervisor:
         self._queue.join_thread()
 
     # control -----------------------------------------------------------------------------------
-    def start_camera(self, camera: str) -> None:
-        with self._lock:
+    def start_camera(self, camera: str, *, replay: bool = False) -> None:
+        """Run the camera (a no-op if its worker runs); ``replay``: a finished file plays again.
+
+        The worker is started by the supervisor's thread (see the module doc); this waits for it.
+        """
+        with self._spawned:
             w = self._workers.setdefault(camera, _Worker(camera))
             w.wanted = True
             w.backoff_s = 1.0
-            if w.process is None or not w.process.is_alive():
+            w.failures = 0
+            w.replay = replay
+            if w.process is not None and w.process.is_alive():
+                return
+            w.process = None
+            if not self._running:
                 self._spawn(w)
+                return
+            w.fresh, w.restart_at, w.state = True, 0.0, "starting"
+            self._wake.set()
+            self._spawned.wait_for(
+                lambda: w.process is not None or not w.wanted or not self._running, timeout=START_WAIT_S
+            )
 
     def stop_camera(self, camera: str) -> None:
         with self._lock:
@@ -212,12 +321,13 @@ class Supervisor:
         w.stop = _ctx.Event()
         w.process = _ctx.Process(
             target=_worker_main,
-            args=(self.settings.model_dump(), w.camera, self._queue, w.stop),
+            args=(self.settings.model_dump(), w.camera, self._queue, w.stop, os.getpid(), w.replay),
             name=f"vigil-camera-{w.camera}",
             daemon=True,
         )
         w.process.start()
         w.state = "starting"
+        w.fresh = w.replay = False
         w.finished = False
         w.restart_at = None
         w.started_mono = time.monotonic()
@@ -349,20 +459,25 @@ class Supervisor:
                     self._status_event(w)
 
     def _watch(self) -> None:
+        """The supervisor's thread: it starts every worker (see the module doc) and restarts dead ones."""
         while self._running:
-            time.sleep(0.25)
-            with self._lock:
+            self._wake.wait(0.25)
+            self._wake.clear()
+            with self._spawned:
                 for w in self._workers.values():
                     proc = w.process
                     if proc is None:
                         if w.wanted and w.restart_at is not None and time.monotonic() >= w.restart_at:
-                            w.restarts += 1
+                            fresh = w.fresh
+                            w.restarts += 0 if fresh else 1
                             self._spawn(w)
-                            self._status_event(w)
+                            if not fresh:
+                                self._status_event(w)
+                            self._spawned.notify_all()
                         continue
                     if proc.is_alive():
                         if time.monotonic() - w.started_mono > STABLE_AFTER_S:
-                            w.backoff_s = 1.0
+                            w.backoff_s, w.failures = 1.0, 0
                         continue
                     proc.join(timeout=0)
                     w.process = None
@@ -372,6 +487,17 @@ class Supervisor:
                         continue
                     w.last_error = w.last_error or f"worker exited with code {code}"
                     self._audit_lost_run(w, code)
+                    w.failures += 1
+                    if w.failures >= self.settings.worker_max_failures:
+                        w.state, w.restart_at = "failed", None
+                        log.error(
+                            "camera %s: worker failed %d times in a row (%s); not restarted",
+                            w.camera,
+                            w.failures,
+                            w.last_error,
+                        )
+                        self._status_event(w)
+                        continue
                     w.state = "restarting"
                     w.restart_at = time.monotonic() + w.backoff_s
                     log.warning(

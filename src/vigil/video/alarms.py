@@ -4,10 +4,14 @@ States: ``pending -> confirmed | dismissed (with a reason) -> closed``. A watchl
 several confirmations, each by a different person (EU AI Act Art. 14(5)): the alarm stays
 ``pending`` until enough people have confirmed it. Each step names the alarm version it saw; a step
 on a newer state is refused with :class:`StaleStateError`, so two reviewers cannot overwrite each other.
+
+:func:`store_alarm` is where the camera pipeline stores an alarm (row, evidence blobs, audit entry);
+storing the same alarm twice (a camera worker replaying frames after a restart) stores it once.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pydantic import BaseModel
@@ -18,6 +22,7 @@ from vigil.accounts import Principal
 from vigil.app import App
 from vigil.core.errors import ConflictError, InputError, NotFoundError
 from vigil.gallery.models import AlarmRecord, AlarmReview, AlarmState, Gallery, Photo, ReviewAction
+from vigil.governance import audit
 
 
 class StaleStateError(ConflictError):
@@ -228,3 +233,100 @@ def review_alarm(
             )
         )
     return alarm_detail(app, alarm_id)
+
+
+# -- storing (the camera pipeline's sink) ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewAlarm:
+    """An alarm the pipeline raised, to store; ``crop_jpeg``, ``thumbnail_jpeg``: JPEG bytes (or empty)."""
+
+    camera: str
+    camera_id: int | None
+    gallery: str
+    identity: str
+    identity_id: int
+    track_id: int
+    frame_index: int
+    captured_at: datetime
+    score: float
+    threshold: float
+    fpir: float
+    model: str
+    box_xyxy: list[float]
+    quality: float
+    crop_jpeg: bytes
+    thumbnail_jpeg: bytes
+
+
+@dataclass(frozen=True)
+class StoredAlarm:
+    id: int
+    crop_sha256: str | None
+    thumbnail_sha256: str | None
+    created: bool
+    """False when the same alarm was already stored (nothing was written)."""
+
+
+def store_alarm(app: App, new: NewAlarm) -> StoredAlarm:
+    """Store ``new`` with its evidence and audit it, once.
+
+    The key of an alarm is (camera, identity, frame, capture time, box): a frame replayed with the
+    same time (a file camera resumed after its worker died) finds the stored alarm and writes nothing.
+    """
+    box = ",".join(map(str, new.box_xyxy))
+    with app.db.session() as s:
+        existing = s.scalars(
+            select(AlarmRecord).where(
+                AlarmRecord.camera_name == new.camera,
+                AlarmRecord.identity_id == new.identity_id,
+                AlarmRecord.frame_index == new.frame_index,
+                AlarmRecord.box_xyxy == box,
+            )
+        ).all()
+        for a in existing:
+            if _utc(a.captured_at) == _utc(new.captured_at):
+                return StoredAlarm(a.id, a.crop_sha256, a.thumbnail_sha256, created=False)
+        crop_sha = app.blobs.put(new.crop_jpeg) if new.crop_jpeg else None
+        thumb_sha = app.blobs.put(new.thumbnail_jpeg) if new.thumbnail_jpeg else None
+        row = AlarmRecord(
+            camera_id=new.camera_id,
+            camera_name=new.camera,
+            gallery_id=s.scalar(select(Gallery.id).where(Gallery.name == new.gallery)),
+            identity_id=new.identity_id,
+            identity_name=new.identity,
+            track_id=new.track_id,
+            frame_index=new.frame_index,
+            captured_at=new.captured_at,
+            score=new.score,
+            threshold=new.threshold,
+            fpir=new.fpir,
+            model_id=new.model,
+            box_xyxy=box,
+            quality=new.quality,
+            crop_sha256=crop_sha,
+            thumbnail_sha256=thumb_sha,
+        )
+        s.add(row)
+        s.flush()
+        alarm_id = row.id
+    audit.record(
+        app,
+        f"camera:{new.camera}",
+        "alarm",
+        target_type="alarm",
+        target_id=alarm_id,
+        target_name=new.identity,
+        camera=new.camera,
+        frame=new.frame_index,
+        captured_at=new.captured_at.isoformat(),
+        gallery=new.gallery,
+        identity_id=new.identity_id,
+        score=round(new.score, 6),
+        threshold=round(new.threshold, 6),
+        fpir=new.fpir,
+        model=new.model,
+        crop_sha256=crop_sha,
+    )
+    return StoredAlarm(alarm_id, crop_sha, thumb_sha, created=True)

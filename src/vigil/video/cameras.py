@@ -1,7 +1,13 @@
-"""Registered cameras: add, list, look up."""
+"""Registered cameras: add, list, look up.
+
+A file or image-folder camera must lie in one of the media folders (setting ``media_dirs``, default
+``<data dir>/media``), symlinks resolved, so that whoever may add cameras cannot make the server read
+any file it can (``/etc``, the catalog). Network sources and webcams are not confined.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
@@ -10,8 +16,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from vigil.app import App
+from vigil.core.config import Settings
 from vigil.core.errors import ConflictError, InputError, NotFoundError
 from vigil.gallery.models import Camera
+from vigil.video.resume import discard
 from vigil.video.sources import LIVE_SCHEMES
 
 CameraKind = Literal["fixed", "ptz", "street-light", "entrance", "mobile", "body-worn", "other"]
@@ -65,6 +73,35 @@ def _check_url(url: str) -> None:
         )
 
 
+def is_network_source(url: str) -> bool:
+    """A stream URL or a webcam (not confined to the media folders)."""
+    return "://" in url or url.startswith(("webcam:", "/dev/video"))
+
+
+def check_media_path(settings: Settings, url: str) -> Path | None:
+    """The resolved file or folder a camera ``url`` names, if it exists inside a media folder.
+
+    None for network sources and webcams. Raises :class:`InputError` (a 422) for a path outside
+    every media folder, or one that does not exist.
+    """
+    if is_network_source(url):
+        return None
+    folders = settings.media_folders
+    shown = ", ".join(map(str, folders))
+    path = Path(url).expanduser().resolve()
+    if not any(path.is_relative_to(folder) for folder in folders):
+        raise InputError(
+            f"{url}: not inside a media folder ({shown}; setting media_dirs, VIGIL_MEDIA_DIRS)",
+            hint="put the file in a media folder, or add its folder to the setting",
+        )
+    if not path.exists():
+        raise InputError(
+            f"{url}: no such file or folder (resolved to {path})",
+            hint="copy the video into the media folder first",
+        )
+    return path
+
+
 def _info(c: Camera) -> CameraInfo:
     location = (c.latitude, c.longitude) if c.latitude is not None and c.longitude is not None else None
     return CameraInfo(
@@ -97,6 +134,7 @@ def add_camera(
     if kind not in CAMERA_KINDS:
         raise InputError(f"unknown camera kind {kind!r}", hint="one of " + ", ".join(CAMERA_KINDS))
     _check_url(url)
+    check_media_path(app.settings, url)
     if retention_days is not None and retention_days < 1:
         raise InputError("retention_days must be at least 1")
     lat_lon = parse_location(location) if location else None
@@ -152,7 +190,8 @@ def delete_camera(app: App, name: str) -> CameraInfo:
             raise NotFoundError(f"no camera named {name!r}", hint="see `vigil camera list`")
         info = _info(cam)
         s.delete(cam)
-        return info
+    discard(app.settings, info.id)  # a file camera's position
+    return info
 
 
 def update_camera(

@@ -36,9 +36,9 @@ from vigil.core.errors import ForbiddenError, NotFoundError
 from vigil.core.types import FaceDetections
 from vigil.events.schemas import Alarm, CameraOffline, CameraOnline, SightingEnded, SightingStarted
 from vigil.gallery.matching import Match, identify_faces
-from vigil.gallery.models import AlarmRecord, Camera, Gallery, GalleryKind
-from vigil.governance import audit
+from vigil.gallery.models import Camera, Gallery, GalleryKind
 from vigil.investigation import sightings
+from vigil.video.alarms import NewAlarm, store_alarm
 from vigil.video.detection import (
     DetectAhead,
     Detected,
@@ -47,6 +47,7 @@ from vigil.video.detection import (
 )
 from vigil.video.metrics import Metrics
 from vigil.video.planning import DetectionPlanner
+from vigil.video.resume import CarriedAlarms
 from vigil.video.sources import Frame, SourceStatus, now_utc
 from vigil.video.tracker import IouTracker, Track
 from vigil.vision.protocols import Detector
@@ -160,6 +161,8 @@ class Pipeline:
         camera_id: the registered camera, if any.
         detector: the detector to use (default: the settings' detector, tuned for video).
         annotator: draws each frame's decisions (see :class:`vigil.video.annotate.Annotator`).
+        carried: the alarms raised before a restart on appearances still going on (a resumed file
+            camera, see :mod:`vigil.video.resume`): their tracks raise no second alarm.
     """
 
     def __init__(
@@ -171,8 +174,10 @@ class Pipeline:
         camera_id: int | None = None,
         detector: Detector | None = None,
         annotator: Any = None,
+        carried: CarriedAlarms | None = None,
     ) -> None:
         self.app = app
+        self.carried = carried
         self.settings: Settings = app.settings
         self.camera = camera
         self.camera_id = camera_id
@@ -288,6 +293,8 @@ class Pipeline:
                 if match.identity_id in st.alarmed:
                     continue
                 st.alarmed[match.identity_id] = match.identity
+                if self.carried is not None and self.carried.take(match.identity_id, st.track.first_frame):
+                    continue  # raised before the worker restarted, on this same appearance
                 t0 = time.monotonic()
                 alarm = self._store_alarm(
                     frame,
@@ -301,7 +308,7 @@ class Pipeline:
                     result.model,
                 )
                 self.metrics.add("store", time.monotonic() - t0)
-                alarms.append(alarm)
+                alarms.extend([alarm] if alarm is not None else [])
         return alarms
 
     def _store_alarm(
@@ -315,62 +322,39 @@ class Pipeline:
         threshold: float,
         fpir: float,
         model: str,
-    ) -> Alarm:
+    ) -> Alarm | None:
+        """Store the alarm (see :func:`vigil.video.alarms.store_alarm`); None if it was stored before."""
         xyxy = face.xyxy[0]
-        crop = _crop_jpeg(frame.bgr, xyxy)
-        thumb = _thumbnail_jpeg(frame.bgr, xyxy)
-        crop_sha = self.app.blobs.put(crop) if crop else None
-        thumb_sha = self.app.blobs.put(thumb) if thumb else None
         assert face.track_id is not None and face.quality is not None
         box = [round(float(v), 1) for v in xyxy]
-        with self.app.db.session() as s:
-            gallery_id = s.scalar(select(Gallery.id).where(Gallery.name == gallery))
-            row = AlarmRecord(
-                camera_id=self.camera_id,
-                camera_name=self.camera,
-                gallery_id=gallery_id,
-                identity_id=identity_id,
-                identity_name=identity,
-                track_id=int(face.track_id[0]),
-                frame_index=frame.index,
-                captured_at=frame.ts,
-                score=score,
-                threshold=threshold,
-                fpir=fpir,
-                model_id=model,
-                box_xyxy=",".join(map(str, box)),
-                quality=float(face.quality[0]),
-                crop_sha256=crop_sha,
-                thumbnail_sha256=thumb_sha,
-            )
-            s.add(row)
-            s.flush()
-            alarm_id = row.id
-        self.metrics.alarms += 1
-        audit.record(
-            self.app,
-            f"camera:{self.camera}",
-            "alarm",
-            target_type="alarm",
-            target_id=alarm_id,
-            target_name=identity,
+        new = NewAlarm(
             camera=self.camera,
-            frame=frame.index,
-            captured_at=frame.ts.isoformat(),
+            camera_id=self.camera_id,
             gallery=gallery,
+            identity=identity,
             identity_id=identity_id,
-            score=round(score, 6),
-            threshold=round(threshold, 6),
+            track_id=int(face.track_id[0]),
+            frame_index=frame.index,
+            captured_at=frame.ts,
+            score=score,
+            threshold=threshold,
             fpir=fpir,
             model=model,
-            crop_sha256=crop_sha,
+            box_xyxy=box,
+            quality=float(face.quality[0]),
+            crop_jpeg=_crop_jpeg(frame.bgr, xyxy),
+            thumbnail_jpeg=_thumbnail_jpeg(frame.bgr, xyxy),
         )
+        stored = store_alarm(self.app, new)
+        if not stored.created:
+            return None
+        self.metrics.alarms += 1
         latency = 1000 * (time.monotonic() - frame.mono)
         self.metrics.alarm_latency_ms.append(latency)
         return Alarm(
             camera=self.camera,
             ts=frame.ts,
-            alarm_id=alarm_id,
+            alarm_id=stored.id,
             identity=identity,
             identity_id=identity_id,
             gallery=gallery,
@@ -378,13 +362,13 @@ class Pipeline:
             threshold=round(threshold, 6),
             fpir=fpir,
             model=model,
-            track_id=int(face.track_id[0]),
+            track_id=new.track_id,
             frame=frame.index,
             xyxy=box,
-            quality=round(float(face.quality[0]), 4),
+            quality=round(new.quality, 4),
             latency_ms=round(latency, 1),
-            crop_sha256=crop_sha,
-            thumbnail_sha256=thumb_sha,
+            crop_sha256=stored.crop_sha256,
+            thumbnail_sha256=stored.thumbnail_sha256,
         )
 
     def _ended(self, tracks: list[Track], frame: Frame | None) -> list[SightingEnded]:
@@ -462,6 +446,11 @@ class Pipeline:
         self.metrics.add("store", time.monotonic() - t0)
 
     # -- entry points ---------------------------------------------------------------------------
+
+    @property
+    def last_frame(self) -> Frame | None:
+        """The last frame processed (frames queued for detection are not processed yet)."""
+        return self._last_frame
 
     def feed(self, frame: Frame) -> list[PipelineEvent]:
         """Take the next frame; the events of the frames done meanwhile, in order.

@@ -113,7 +113,8 @@ class FileSource:
 
     ``realtime`` plays it at its own frame rate, as a camera would deliver it (the server's file cameras).
     ``start`` is the wall-clock time of its first frame (timezone-aware; default: when it is opened), to
-    place a recording at the time it was made.
+    place a recording at the time it was made. ``first_frame`` skips the frames before it (a camera
+    worker resuming a file where it was); they keep their index, time and position.
     """
 
     path: Path
@@ -121,6 +122,7 @@ class FileSource:
     fps: float | None = None
     realtime: bool = False
     start: datetime | None = None
+    first_frame: int = 0
     live: bool = field(default=False, init=False)
     _problems: list[str] = field(default_factory=list, init=False)
     _cap: Any = field(default=None, init=False, repr=False)
@@ -158,13 +160,15 @@ class FileSource:
         next_keep = 0.0
         decoded = 0
         start = now_utc() if self.start is None else self.start.astimezone(UTC)
-        start_mono = time.monotonic()
+        start_mono = time.monotonic() - self.first_frame / self.source_fps
         while True:
             keep = index >= next_keep - 1e-9
             ok = self._cap.grab()
             if not ok:
                 break
-            if keep:
+            if index < self.first_frame:
+                next_keep += step if keep else 0.0
+            elif keep:
                 ok, bgr = self._cap.retrieve()
                 if not ok or bgr is None:
                     break
@@ -184,7 +188,7 @@ class FileSource:
                     pos,
                 )
             index += 1
-        if decoded == 0:
+        if decoded == 0 and index < max(1, self.first_frame):  # at a resume point that is the end: none left
             raise DecodeError(
                 f"{self.path}: no frame could be decoded (corrupt video?)",
                 hint="check the file plays in a video player; re-download or re-export it",
@@ -397,14 +401,17 @@ def open_source(
     max_seconds: float | None = None,
     realtime: bool = False,
     start: datetime | None = None,
+    first_frame: int = 0,
 ) -> Source:
     """The source ``spec`` names (a file, a folder, a stream URL or ``webcam:N``); see the module doc.
 
     ``realtime`` paces a video file at its own frame rate (live sources are paced by the camera);
-    ``start`` dates a video file's first frame (a recording: see :class:`FileSource`)."""
-    if start is not None and not Path(spec).is_file():
+    ``start`` dates a video file's first frame and ``first_frame`` starts it there (a recording, a
+    resumed file camera: see :class:`FileSource`)."""
+    if (start is not None or first_frame) and not Path(spec).is_file():
         raise InputError(
-            f"{spec}: a start time applies only to a video file", hint="live sources are dated as they arrive"
+            f"{spec}: a start time or frame applies only to a video file",
+            hint="live sources are dated as they arrive",
         )
     scheme = urlsplit(spec).scheme.lower() if "://" in spec else ""
     if spec.startswith("webcam:") or spec.startswith("/dev/video"):
@@ -443,7 +450,9 @@ def open_source(
     if path.is_dir():
         return ImageFolderSource(path, name or path.name, fps=fps or 1.0)
     if path.is_file():
-        return FileSource(path, name or path.stem, fps=fps, realtime=realtime, start=start)
+        return FileSource(
+            path, name or path.stem, fps=fps, realtime=realtime, start=start, first_frame=first_frame
+        )
     raise InputError(
         f"{spec}: no such file or folder",
         hint="give a video file, a folder of images, webcam:N or a stream URL (rtsp://, http://, ...)",

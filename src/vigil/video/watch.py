@@ -12,13 +12,18 @@ from typing import Any
 
 from vigil.app import App
 from vigil.core.errors import InputError
+from vigil.events.schemas import Alarm
 from vigil.governance import audit
 from vigil.video.annotate import Annotator
 from vigil.video.cameras import get_camera
 from vigil.video.pipeline import Pipeline, PipelineEvent
+from vigil.video.resume import OpenAlarm, carried_alarms, load_progress, save_progress
 from vigil.video.sources import FileSource, SourceStatus, now_utc, open_source
 
 log = logging.getLogger(__name__)
+
+SAVE_EVERY_S = 1.0
+"""A file camera saves its position this often (and after each alarm)."""
 
 
 def watch(
@@ -43,6 +48,7 @@ def watch(
     metrics_every_s: float = 1.0,
     actor: str | None = None,
     start: datetime | None = None,
+    resume: bool = False,
 ) -> dict[str, Any]:
     """Watch ``spec`` (or the registered ``camera``'s address); returns the run's summary.
 
@@ -54,6 +60,8 @@ def watch(
     ``on_metrics(summary)`` gets the running summary (with ``dropped``) every ``metrics_every_s``.
     The run is audited (``camera_run``: when, which watchlists were checked, frames and alarms).
     ``start`` dates the first frame of a video file (a recording made then; default: now).
+    ``resume`` (a camera worker on a registered file camera): continue the file where the last run
+    of this camera left it, or return at once if it was played to its end (see :mod:`vigil.video.resume`).
     """
     camera_id = None
     name = None
@@ -63,6 +71,13 @@ def watch(
         spec = spec or url
     if spec is None:
         raise InputError("nothing to watch", hint="give a video file, a stream URL, or --camera NAME")
+    progress, first_frame = None, 0
+    if resume and camera_id is not None and Path(spec).is_file():
+        progress = load_progress(app.settings, camera_id, Path(spec))
+        if progress.finished:
+            on_warning(f"{spec}: played to its end before; start the camera again to replay it")
+            return {"type": "summary", "camera": name, "frames": 0, "alarms": 0, "already_finished": True}
+        start, first_frame = progress.start, progress.next_frame
     source = open_source(
         spec,
         name=name,
@@ -73,11 +88,32 @@ def watch(
         max_seconds=max_seconds,
         realtime=realtime,
         start=start,
+        first_frame=first_frame,
     )
+    carried = None
+    if progress is not None and camera_id is not None and isinstance(source, FileSource):
+        carried = carried_alarms(app, camera_id, progress, source.source_fps)
     if annotate is not None:
         out_fps = fps or (source.source_fps if isinstance(source, FileSource) else 25.0)
         annotator = Annotator(annotate, fps=out_fps)
-    pipeline = Pipeline(app, source.name, galleries, camera_id=camera_id, annotator=annotator)
+    pipeline = Pipeline(
+        app, source.name, galleries, camera_id=camera_id, annotator=annotator, carried=carried
+    )
+
+    def save(finished: bool = False) -> None:
+        if progress is None or camera_id is None:
+            return
+        last = pipeline.last_frame
+        if last is not None:
+            progress.next_frame = last.index + 1
+        progress.finished = finished
+        progress.open_alarms = [
+            OpenAlarm(identity_id=i, frame=st.track.last_frame)
+            for st in pipeline.states.values()
+            for i in st.alarmed
+        ]
+        save_progress(app.settings, camera_id, progress)
+
     for warning in pipeline.watchlists.ignored:
         on_warning(warning)
     if not pipeline.watchlists.names:
@@ -85,6 +121,8 @@ def watch(
     interrupted = False
     started = now_utc()
     next_metrics = time.monotonic() + metrics_every_s
+    next_save = time.monotonic() + SAVE_EVERY_S
+    ended = False
     try:
         for item in source:
             if (max_frames is not None and pipeline.frames_fed >= max_frames) or (stop and stop.is_set()):
@@ -92,6 +130,11 @@ def watch(
             events = pipeline.status(item) if isinstance(item, SourceStatus) else pipeline.feed(item)
             for event in events:
                 on_event(event)
+            if progress is not None and (
+                time.monotonic() >= next_save or any(isinstance(e, Alarm) for e in events)
+            ):
+                next_save = time.monotonic() + SAVE_EVERY_S
+                save()
             if on_progress is not None and not isinstance(item, SourceStatus):
                 total = (
                     source.frame_count if isinstance(source, FileSource) and source.frame_count > 0 else None
@@ -106,12 +149,18 @@ def watch(
                         "watchlists": pipeline.watchlists.names,
                     }
                 )
+        else:
+            ended = True
     except KeyboardInterrupt:
         interrupted = True
     finally:
         try:
+            if not ended:
+                save()  # before the queued frames: a resumed run processes them
             for event in pipeline.finish():
                 on_event(event)
+            if ended:
+                save(finished=True)
         finally:
             source.close()
             audit.record(

@@ -88,12 +88,16 @@ def show_camera(name: str, st: State, _: Live) -> CameraStatus:
     return _status(st, svc.get_camera(st.app, name)[0])
 
 
-@router.post("/{name}/start", summary="Start (or restart) the camera's worker")
+@router.post(
+    "/{name}/start",
+    summary="Start (or restart) the camera's worker; a file continues where it was, or plays again if "
+    "it had finished",
+)
 def start_camera(name: str, st: State, me: Manage) -> CameraStatus:
     info = svc.set_enabled(st.app, name, True)
     audited(st, me, "camera_start", target_type="camera", target_id=info.id, target_name=name)
     st.supervisor.stop_camera(name)
-    st.supervisor.start_camera(name)
+    st.supervisor.start_camera(name, replay=True)
     return _status(st, info)
 
 

@@ -5,14 +5,17 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from vigil.app import App
 from vigil.attendance.schedule import parse_days, parse_hhmm
 from vigil.core.errors import ConflictError, InputError, NotFoundError
 from vigil.core.names import SegmentName, check_name
-from vigil.gallery.models import Gallery, GalleryKind, Identity, Photo, Template
+from vigil.gallery.models import ApiKey, Gallery, GalleryKind, Identity, Photo, Template
+
+MAX_RETENTION_DAYS = 36_600
+"""A hundred years: the longest retention a gallery or camera may set (bounded so the date stays valid)."""
 
 
 class GallerySpec(BaseModel):
@@ -34,6 +37,7 @@ class GallerySpec(BaseModel):
     retention_days: int | None = Field(
         default=None,
         ge=1,
+        le=MAX_RETENTION_DAYS,
         description="alarms (rows, crops, snapshots) are purged this many days after capture",
     )
     attendance_start: str | None = Field(
@@ -210,7 +214,8 @@ def show_gallery(app: App, name: str) -> GalleryInfo:
 
 
 def delete_gallery(app: App, name: str) -> GalleryInfo:
-    """Delete a gallery, its identities, templates, index files and photos no one else uses."""
+    """Delete a gallery, its identities, templates, index files and photos no one else uses; the API keys
+    bound to it are revoked."""
     from vigil.gallery.enroll import delete_unreferenced_blobs
 
     with app.db.session() as s:
@@ -219,6 +224,8 @@ def delete_gallery(app: App, name: str) -> GalleryInfo:
         shas = set(
             s.scalars(select(Photo.sha256).join(Identity).where(Identity.gallery_id == gallery.id)).all()
         )
+        # Its keys are revoked, not unbound: a key bound to it would otherwise reach every gallery.
+        s.execute(update(ApiKey).where(ApiKey.gallery_id == gallery.id).values(revoked=True))
         s.delete(gallery)
     app.indexes.drop_gallery(info.id)
     delete_unreferenced_blobs(app, shas)

@@ -173,11 +173,15 @@ def list_sightings(
     since: datetime | None = None,
     until: datetime | None = None,
     limit: int = 200,
+    gallery_id: int | None = None,
 ) -> list[SightingInfo]:
-    """The sightings in a window, newest first."""
+    """The sightings in a window, newest first; ``gallery_id``: only those matched to its people."""
     q = window_query(cameras, since, until, None).order_by(None).order_by(Sighting.first_seen.desc())
+    q = q.add_columns(Identity.name).outerjoin(Identity)
+    if gallery_id is not None:
+        q = q.where(Identity.gallery_id == gallery_id)
     with app.db.session() as s:
-        rows = s.execute(q.add_columns(Identity.name).outerjoin(Identity).limit(limit)).all()
+        rows = s.execute(q.limit(limit)).all()
         return [info(row, name) for row, name in rows]
 
 

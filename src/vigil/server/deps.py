@@ -1,4 +1,5 @@
-"""What every route shares: the server state, who is calling, role checks, CSRF, and uploads."""
+"""What every route shares: the server state, who is calling, role checks, the gallery scope, CSRF,
+uploads, and the bounded integer types of ids and offsets."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from fastapi import Depends, Request, UploadFile
+from fastapi import Depends, Path, Query, Request, UploadFile
 
 from vigil.accounts import AuthError, PermissionDeniedError, Principal, key_principal, session_principal
 from vigil.app import App
 from vigil.core.errors import ImageError
 from vigil.gallery.models import Role
+from vigil.gallery.scope import EVERY, GalleryScope
 from vigil.server.bus import EventBus
 from vigil.server.problems import PayloadTooLargeError
 from vigil.vision.image import LoadedImage, decode_image
@@ -71,19 +73,52 @@ def principal(request: Request) -> Principal:
     return p
 
 
-def require(*roles: Role) -> Callable[[Request], Principal]:
+def require(*roles: Role, whole_server: bool = False) -> Callable[[Principal], Principal]:
+    """A dependency: the caller, if its role is one of ``roles``. ``whole_server``: the route acts on
+    the whole server (users, keys, the audit log...), so a key bound to one gallery is refused too."""
     allowed = set(roles)
 
-    def check(request: Request) -> Principal:
-        p = principal(request)
+    def check(p: Annotated[Principal, Depends(principal)]) -> Principal:
         if p.role not in allowed:
             raise PermissionDeniedError(
                 f"the {p.role.value} role may not do this",
                 hint="needs one of: " + ", ".join(sorted(r.value for r in allowed)),
             )
+        if whole_server:
+            refuse_gallery_keys(p)
         return p
 
     return check
+
+
+def refuse_gallery_keys(p: Annotated[Principal, Depends(principal)]) -> Principal:
+    """A dependency of the routes that act beyond any one gallery: a gallery-bound key gets 403."""
+    if p.gallery_id is not None:
+        raise PermissionDeniedError(
+            f"the API key {p.name!r} is bound to one gallery and may not do this",
+            hint="a gallery-bound key reaches only its gallery's people, photos, searches and alarms "
+            "(see docs/server.md); use a key bound to no gallery",
+        )
+    return p
+
+
+def gallery_scope(request: Request, p: Annotated[Principal, Depends(principal)]) -> GalleryScope:
+    """The galleries the caller may see: all, or the one its API key is bound to."""
+    if p.gallery_id is None:
+        return EVERY
+    return GalleryScope.bound_to(state(request).app, p.gallery_id)
+
+
+Scope = Annotated[GalleryScope, Depends(gallery_scope)]
+"""Every route that reads or changes a gallery's data takes this and checks through it."""
+WholeServer = Depends(refuse_gallery_keys)
+"""For ``dependencies=[WholeServer]`` of routes (or routers) that no gallery-bound key may call."""
+
+MAX_ID = 2**63 - 1
+"""The largest value an SQL integer column holds; larger ids and offsets are a 422, never a 500."""
+Id = Annotated[int, Path(ge=1, le=MAX_ID)]
+"""A row id in the path."""
+Offset = Annotated[int, Query(ge=0, le=MAX_ID, description="entries to skip")]
 
 
 ANY_ROLE = (Role.admin, Role.supervisor, Role.operator, Role.auditor)
@@ -94,7 +129,8 @@ ADMIN = (Role.admin,)
 AnyRole = Annotated[Principal, Depends(require(*ANY_ROLE))]
 Live = Annotated[Principal, Depends(require(*LIVE))]
 Manage = Annotated[Principal, Depends(require(*MANAGE))]
-Admin = Annotated[Principal, Depends(require(*ADMIN))]
+Admin = Annotated[Principal, Depends(require(*ADMIN, whole_server=True))]
+"""Admin routes (users, keys, webhooks, purge) all act on the whole server."""
 Me = Annotated[Principal, Depends(principal)]
 
 
@@ -106,7 +142,8 @@ def audited(st: ServerState, who: Principal, action: str, **kw: Any) -> None:
 
 
 AUDIT = (Role.admin, Role.auditor)
-Audit = Annotated[Principal, Depends(require(*AUDIT))]
+Audit = Annotated[Principal, Depends(require(*AUDIT, whole_server=True))]
+"""The audit log covers every gallery."""
 
 
 def read_upload(st: ServerState, upload: UploadFile | None, field_name: str = "file") -> LoadedImage:

@@ -6,10 +6,10 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from vigil.gallery.models import AlarmState, ReviewAction
-from vigil.server.deps import AnyRole, Live, State, audited
+from vigil.server.deps import MAX_ID, AnyRole, Id, Live, Offset, Scope, State, audited
 from vigil.video import alarms as svc
 
 router = APIRouter(prefix="/api/alarms", tags=["alarms"])
@@ -17,7 +17,7 @@ router = APIRouter(prefix="/api/alarms", tags=["alarms"])
 
 class Review(BaseModel):
     action: ReviewAction
-    version: int
+    version: int = Field(ge=0, le=MAX_ID)
     """The alarm version you reviewed; a newer state answers 409 (reload and look again)."""
     reason: str | None = None
     """Required to dismiss."""
@@ -27,18 +27,20 @@ class Review(BaseModel):
 def list_alarms(
     st: State,
     _: AnyRole,
+    scope: Scope,
     camera: str | None = None,
     gallery: str | None = None,
     state: AlarmState | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> list[svc.AlarmInfo]:
+    """A gallery-bound key sees only its gallery's alarms."""
     return svc.list_alarms(
         st.app,
         camera=camera,
-        gallery=gallery,
+        gallery=scope.gallery_filter(gallery),
         state=state,
         since=since,
         until=until,
@@ -48,7 +50,8 @@ def list_alarms(
 
 
 @router.get("/{alarm_id}", summary="One alarm with its evidence and its reviews")
-def show_alarm(alarm_id: int, st: State, me: Live) -> svc.AlarmDetail:
+def show_alarm(alarm_id: Id, st: State, me: Live, scope: Scope) -> svc.AlarmDetail:
+    scope.check_alarm(st.app, alarm_id)
     detail = svc.alarm_detail(st.app, alarm_id)
     audited(
         st,
@@ -65,7 +68,8 @@ def show_alarm(alarm_id: int, st: State, me: Live) -> svc.AlarmDetail:
 
 
 @router.post("/{alarm_id}/review", summary="Confirm, dismiss (with a reason) or close an alarm")
-def review(alarm_id: int, body: Review, st: State, me: Live) -> svc.AlarmDetail:
+def review(alarm_id: Id, body: Review, st: State, me: Live, scope: Scope) -> svc.AlarmDetail:
+    scope.check_alarm(st.app, alarm_id)
     detail = svc.review_alarm(
         st.app, alarm_id, body.action, me, expected_version=body.version, reason=body.reason
     )

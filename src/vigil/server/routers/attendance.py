@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from vigil.attendance import report as svc
-from vigil.server.deps import Manage, State, audited
+from vigil.server.deps import Manage, Scope, State, audited
 
 router = APIRouter(prefix="/api/attendance", tags=["attendance"])
 
@@ -23,12 +23,13 @@ router = APIRouter(prefix="/api/attendance", tags=["attendance"])
 def attendance_report(
     st: State,
     me: Manage,
+    scope: Scope,
     gallery: Annotated[str, Query(description="the attendance gallery")],
     day: Annotated[date, Query(alias="date", description="the day (local time), YYYY-MM-DD")],
     until: Annotated[date | None, Query(description="last day of a range (inclusive)")] = None,
     fmt: Annotated[Literal["json", "csv"], Query(alias="format")] = "json",
 ) -> svc.AttendanceReport | Response:
-    r = svc.attendance_report(st.app, gallery, day, until)
+    r = svc.attendance_report(st.app, scope.gallery(gallery), day, until)
     audited(
         st,
         me,

@@ -7,14 +7,16 @@ from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from vigil.core.errors import NotFoundError
-from vigil.server.deps import Live, Manage, ServerState, State, audited
+from vigil.gallery.galleries import MAX_RETENTION_DAYS
+from vigil.server.deps import Live, Manage, ServerState, State, WholeServer, audited
 from vigil.server.supervisor import CameraHealth
 from vigil.video import cameras as svc
 
-router = APIRouter(prefix="/api/cameras", tags=["cameras"])
+# Cameras serve every gallery (previews draw the names of all), so no gallery-bound key reaches them.
+router = APIRouter(prefix="/api/cameras", tags=["cameras"], dependencies=[WholeServer])
 
 BOUNDARY = "vigilframe"
 
@@ -27,7 +29,7 @@ class NewCamera(BaseModel):
     location: str | None = None
     """LAT,LON in decimal degrees."""
     kind: str = "fixed"
-    retention_days: int | None = None
+    retention_days: int | None = Field(default=None, le=MAX_RETENTION_DAYS)
     """Frame snapshots (and sightings) of this camera are purged this many days after capture."""
     keep_sightings: bool = False
     start: bool = True
@@ -38,7 +40,7 @@ class CameraChange(BaseModel):
     site: str | None = None
     kind: str | None = None
     location: str | None = None
-    retention_days: int | None = None
+    retention_days: int | None = Field(default=None, le=MAX_RETENTION_DAYS)
     keep_sightings: bool | None = None
 
 

@@ -19,8 +19,9 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from vigil.core.errors import ConflictError, NotFoundError, VigilError
+from vigil.gallery.scope import GalleryScope
 from vigil.investigation import compare as svc
-from vigil.server.deps import Manage, ServerState, State
+from vigil.server.deps import Manage, Offset, Scope, ServerState, State
 
 log = logging.getLogger(__name__)
 
@@ -112,19 +113,20 @@ class CompareJobs:
         threading.Thread(target=self._run, args=(job,), name=f"vigil-compare-{job.id}", daemon=True).start()
         return job
 
-    def get(self, job_id: str) -> _Job:
+    def get(self, job_id: str, scope: GalleryScope) -> _Job:
+        """The job, if both its galleries are within ``scope``."""
         with self._lock:
             job = self._jobs.get(job_id)
-        if job is None:
+        if job is None or not _visible(job, scope):
             raise NotFoundError(
                 f"no comparison job {job_id!r}",
                 hint="jobs are kept in the server's memory: a restart forgets them (see GET /api/compare)",
             )
         return job
 
-    def all(self) -> list[_Job]:
+    def all(self, scope: GalleryScope) -> list[_Job]:
         with self._lock:
-            return list(reversed(self._jobs.values()))
+            return [j for j in reversed(self._jobs.values()) if _visible(j, scope)]
 
     def stop(self) -> None:
         self._stopping.set()
@@ -163,6 +165,10 @@ class CompareJobs:
             self._publish(job)
 
 
+def _visible(job: _Job, scope: GalleryScope) -> bool:
+    return scope.allows_name(job.plan.request.gallery_a) and scope.allows_name(job.plan.request.gallery_b)
+
+
 _jobs_lock = threading.Lock()
 
 
@@ -181,14 +187,16 @@ def jobs(st: ServerState) -> CompareJobs:
     status_code=202,
     summary="Compare gallery A with gallery B (or with itself) for a case: a background job",
 )
-def start(body: svc.CompareRequest, st: State, me: Manage) -> JobInfo:
+def start(body: svc.CompareRequest, st: State, me: Manage, scope: Scope) -> JobInfo:
+    for name in (body.gallery_a, body.gallery_b):  # a bound key compares its own gallery with itself
+        scope.gallery(name)
     plan = svc.plan_comparison(st.app, body)  # refuses a missing case, unknown or expired galleries now
     return jobs(st).submit(plan, me.actor).info()
 
 
 @router.get("/compare", summary="Comparison jobs of this server process, newest first")
-def list_jobs(st: State, _: Manage) -> list[JobInfo]:
-    return [j.info() for j in jobs(st).all()]
+def list_jobs(st: State, _: Manage, scope: Scope) -> list[JobInfo]:
+    return [j.info() for j in jobs(st).all(scope)]
 
 
 @router.get(
@@ -201,9 +209,10 @@ def job_csv(
     job_id: str,
     st: State,
     _: Manage,
+    scope: Scope,
     level: Annotated[Literal["identities", "pairs"], Query()] = "identities",
 ) -> Response:
-    result = _finished(jobs(st).get(job_id))
+    result = _finished(jobs(st).get(job_id, scope))
     return Response(
         svc.to_csv(result, level),
         media_type="text/csv; charset=utf-8",
@@ -218,10 +227,11 @@ def job(
     job_id: str,
     st: State,
     _: Manage,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    scope: Scope,
+    offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
 ) -> JobView:
-    found = jobs(st).get(job_id)
+    found = jobs(st).get(job_id, scope)
     view = JobView(**found.info().model_dump(), offset=offset, limit=limit)
     if found.result is not None:
         r = found.result

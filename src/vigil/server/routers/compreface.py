@@ -43,7 +43,7 @@ from vigil.server.compreface_support import (
     similarity,
     upload_doc,
 )
-from vigil.server.deps import Live, Manage, ServerState, State, audited, read_upload
+from vigil.server.deps import MAX_ID, Live, Manage, ServerState, State, audited, read_upload
 from vigil.vision.image import LoadedImage
 
 log = logging.getLogger(__name__)
@@ -200,7 +200,7 @@ def _versions(st: ServerState) -> dict[str, str]:
     return {"detector": f"vigil.{st.app.settings.detector}", "calculator": st.app.engine.model_id}
 
 
-Limit = Annotated[int, Query(ge=0, description="most faces to handle, largest first (0: all)")]
+Limit = Annotated[int, Query(ge=0, le=MAX_ID, description="most faces to handle, largest first (0: all)")]
 DetProb = Annotated[
     float | None, Query(ge=0, le=1, description="drop faces whose detector confidence is lower")
 ]
@@ -438,13 +438,22 @@ def _photo_ids(st: ServerState, gallery: str, subject: str | None) -> list[int]:
         return list(s.scalars(query.order_by(Photo.id)))
 
 
+def _db_id(image_id: str) -> int | None:
+    """The photo id an ``image_id`` names, or None when it cannot name one (not ASCII digits, too big)."""
+    if not (image_id.isascii() and image_id.isdigit()):
+        return None
+    value = int(image_id)
+    return value if value <= MAX_ID else None
+
+
 def _photo(st: ServerState, gallery: str, image_id: str) -> tuple[int, str]:
     """(photo id, sha256) of the image ``image_id`` of the gallery."""
     row = None
-    if image_id.isdigit():
+    photo_id = _db_id(image_id)
+    if photo_id is not None:
         with st.app.db.session() as s:
             query = select(Photo.id, Photo.sha256).join(Identity).join(Gallery)
-            row = s.execute(query.where(Gallery.name == gallery, Photo.id == int(image_id))).first()
+            row = s.execute(query.where(Gallery.name == gallery, Photo.id == photo_id)).first()
     if row is None:
         raise ImageNotFoundError(f"image {image_id!r} is not found", hint=f"in gallery {gallery!r}")
     return row
@@ -490,7 +499,7 @@ def add_face(
 def list_faces(
     st: State,
     p: Live,
-    page: Annotated[int, Query(ge=0)] = 0,
+    page: Annotated[int, Query(ge=0, le=MAX_ID // 1000)] = 0,
     size: Annotated[int, Query(ge=1, le=1000)] = 20,
     subject: str | None = None,
 ) -> FacePage:
@@ -540,7 +549,7 @@ def _audit_removed(st: ServerState, p: Principal, gallery: str, removed: list[An
 )
 def delete_face_list(st: State, p: Manage, image_ids: Annotated[list[str], Body()]) -> list[FaceRef]:
     gallery = _collection(st, p)
-    ids = [int(i) for i in image_ids if i.isdigit()]
+    ids = [i for i in map(_db_id, image_ids) if i is not None]
     with st.face_lock:
         removed = identities.remove_photos(st.app, gallery, ids)
     _audit_removed(st, p, gallery, removed)

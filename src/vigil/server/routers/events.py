@@ -9,9 +9,10 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from vigil.server.deps import Live, State
+from vigil.server.deps import Live, State, WholeServer
 
-router = APIRouter(prefix="/api", tags=["events"])
+# The stream carries the events of every gallery and camera: no gallery-bound key reads it.
+router = APIRouter(prefix="/api", tags=["events"], dependencies=[WholeServer])
 
 KEEPALIVE_S = 15.0
 

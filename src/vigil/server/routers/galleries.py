@@ -19,7 +19,7 @@ from vigil.gallery import identities
 from vigil.gallery.models import Gallery, GalleryKind, Identity, Photo
 from vigil.governance import erasure
 from vigil.governance.erasure import ErasureReport
-from vigil.server.deps import Live, Manage, State, audited, read_upload
+from vigil.server.deps import Id, Live, Manage, Scope, State, WholeServer, audited, read_upload
 
 router = APIRouter(prefix="/api", tags=["galleries"])
 
@@ -80,11 +80,16 @@ class IdentityDetail(identities.IdentityInfo):
 
 
 @router.get("/galleries", summary="List galleries")
-def list_galleries(st: State, _: Live) -> list[svc.GalleryInfo]:
-    return svc.list_galleries(st.app)
+def list_galleries(st: State, _: Live, scope: Scope) -> list[svc.GalleryInfo]:
+    return [g for g in svc.list_galleries(st.app) if scope.allows(g.id)]
 
 
-@router.post("/galleries", status_code=201, summary="Create a gallery (watchlists need their legal basis)")
+@router.post(
+    "/galleries",
+    status_code=201,
+    summary="Create a gallery (watchlists need their legal basis)",
+    dependencies=[WholeServer],
+)
 def create_gallery(body: NewGallery, st: State, me: Manage) -> svc.GalleryInfo:
     info = svc.create_gallery(st.app, svc.validate_spec(**body.model_dump()))
     audited(
@@ -106,7 +111,8 @@ TERMS = {"kind", *svc.UPDATABLE}
 @router.patch(
     "/galleries/{name}", summary="Change a gallery's terms (renew a watchlist, limit it to sites...)"
 )
-def update_gallery(name: str, body: GalleryChange, st: State, me: Manage) -> svc.GalleryInfo:
+def update_gallery(name: str, body: GalleryChange, st: State, me: Manage, scope: Scope) -> svc.GalleryInfo:
+    scope.gallery(name)
     changes = body.model_dump(exclude_unset=True)
     before, after = svc.update_gallery(st.app, name, changes)
     audited(
@@ -123,12 +129,13 @@ def update_gallery(name: str, body: GalleryChange, st: State, me: Manage) -> svc
 
 
 @router.get("/galleries/{name}", summary="One gallery")
-def show_gallery(name: str, st: State, _: Live) -> svc.GalleryInfo:
-    return svc.show_gallery(st.app, name)
+def show_gallery(name: str, st: State, _: Live, scope: Scope) -> svc.GalleryInfo:
+    return svc.show_gallery(st.app, scope.gallery(name))
 
 
 @router.delete("/galleries/{name}", summary="Delete a gallery with its people, templates and photos")
-def delete_gallery(name: str, st: State, me: Manage) -> svc.GalleryInfo:
+def delete_gallery(name: str, st: State, me: Manage, scope: Scope) -> svc.GalleryInfo:
+    scope.gallery(name)
     with st.face_lock:
         info = svc.delete_gallery(st.app, name)
     audited(
@@ -146,8 +153,8 @@ def delete_gallery(name: str, st: State, me: Manage) -> svc.GalleryInfo:
 
 
 @router.get("/galleries/{name}/identities", summary="People of a gallery")
-def list_identities(name: str, st: State, _: Live) -> list[identities.IdentityInfo]:
-    return identities.list_identities(st.app, name)
+def list_identities(name: str, st: State, _: Live, scope: Scope) -> list[identities.IdentityInfo]:
+    return identities.list_identities(st.app, scope.gallery(name))
 
 
 @router.post(
@@ -159,6 +166,7 @@ def enrol(
     name: str,
     st: State,
     me: Manage,
+    scope: Scope,
     identity: Annotated[str, Form(description="the person's name")],
     files: Annotated[list[UploadFile] | None, File(description="one or more photos, one face each")] = None,
     external_id: Annotated[str | None, Form()] = None,
@@ -175,7 +183,7 @@ def enrol(
     ] = None,
 ) -> enrolment.EnrolResult:
     attributes = _metadata(metadata)
-    enrolment.check_gallery_open(st.app, name)
+    enrolment.check_gallery_open(st.app, scope.gallery(name))
     enrolment.check_consent(st.app, name, identity, consent_on, consent_by)
     images = [read_upload(st, f, "files") for f in files or [None]]  # type: ignore[list-item]
     with st.face_lock:
@@ -218,7 +226,10 @@ class IdentityChange(BaseModel):
 
 
 @router.patch("/identities/{identity_id}", summary="Change a person's name, external id, notes or metadata")
-def update_identity(identity_id: int, body: IdentityChange, st: State, me: Manage) -> identities.IdentityInfo:
+def update_identity(
+    identity_id: Id, body: IdentityChange, st: State, me: Manage, scope: Scope
+) -> identities.IdentityInfo:
+    _identity(st, scope, identity_id)
     before, after = identities.update_identity(
         st.app,
         identity_id,
@@ -259,17 +270,18 @@ def _audit_enrol(st: State, me: Principal, result: enrolment.EnrolResult) -> Non
     )
 
 
-def _identity(st: State, identity_id: int) -> tuple[Identity, Gallery]:
+def _identity(st: State, scope: Scope, identity_id: int) -> tuple[Identity, Gallery]:
+    """The person and their gallery; a person of a gallery out of scope is not found."""
     with st.app.db.session() as s:
         row = s.execute(select(Identity, Gallery).join(Gallery).where(Identity.id == identity_id)).first()
-        if row is None:
+        if row is None or not scope.allows(row[1].id):
             raise NotFoundError(f"no identity with id {identity_id}")
         return row
 
 
 @router.get("/identities/{identity_id}", summary="A person with their photos")
-def show_identity(identity_id: int, st: State, _: Live) -> IdentityDetail:
-    gallery = _identity(st, identity_id)[1]
+def show_identity(identity_id: Id, st: State, _: Live, scope: Scope) -> IdentityDetail:
+    gallery = _identity(st, scope, identity_id)[1]
     info = next(i for i in identities.list_identities(st.app, gallery.name) if i.id == identity_id)
     with st.app.db.session() as s:
         photos = [
@@ -287,13 +299,14 @@ def show_identity(identity_id: int, st: State, _: Live) -> IdentityDetail:
 
 @router.post("/identities/{identity_id}/photos", status_code=201, summary="Enrol more photos of a person")
 def add_photos(
-    identity_id: int,
+    identity_id: Id,
     st: State,
     me: Manage,
+    scope: Scope,
     files: Annotated[list[UploadFile] | None, File()] = None,
     largest: Annotated[bool, Form()] = False,
 ) -> enrolment.EnrolResult:
-    identity, gallery = _identity(st, identity_id)
+    identity, gallery = _identity(st, scope, identity_id)
     enrolment.check_gallery_open(st.app, gallery.name)
     images = [read_upload(st, f, "files") for f in files or [None]]  # type: ignore[list-item]
     with st.face_lock:
@@ -303,8 +316,8 @@ def add_photos(
 
 
 @router.delete("/identities/{identity_id}", summary="Remove a person: templates, photos and index entries")
-def remove_identity(identity_id: int, st: State, me: Manage) -> identities.IdentityInfo:
-    gallery = _identity(st, identity_id)[1]
+def remove_identity(identity_id: Id, st: State, me: Manage, scope: Scope) -> identities.IdentityInfo:
+    gallery = _identity(st, scope, identity_id)[1]
     with st.face_lock:
         info = identities.remove_identity(st.app, gallery.name, str(identity_id))
     audited(
@@ -326,7 +339,8 @@ def remove_identity(identity_id: int, st: State, me: Manage) -> identities.Ident
     summary="Erase a person (GDPR Art. 17): templates, photos, alarms with their crops and snapshots, index "
     "entries; the audit keeps that it happened under a pseudonymous id",
 )
-def erase_identity(identity_id: int, body: Erasure, st: State, me: Manage) -> ErasureReport:
+def erase_identity(identity_id: Id, body: Erasure, st: State, me: Manage, scope: Scope) -> ErasureReport:
+    _identity(st, scope, identity_id)
     with st.face_lock:
         return erasure.erase_identity(st.app, identity_id, me.actor, reason=body.reason)
 
@@ -337,13 +351,14 @@ def erase_identity(identity_id: int, body: Erasure, st: State, me: Manage) -> Er
     response_class=Response,
     responses={200: {"content": {"image/jpeg": {}, "image/png": {}}}},
 )
-def media(sha256: str, st: State, _: Live) -> Response:
+def media(sha256: str, st: State, _: Live, scope: Scope) -> Response:
     if (
         len(sha256) != 64
         or any(c not in "0123456789abcdef" for c in sha256)
         or not st.app.blobs.exists(sha256)
     ):
         raise NotFoundError(f"no stored image {sha256[:16]}")
+    scope.check_media(st.app, sha256)
     data = st.app.blobs.get(sha256)
     kind = "image/png" if data[:8] == b"\x89PNG\r\n\x1a\n" else "image/jpeg"
     return Response(data, media_type=kind, headers={"Cache-Control": "private, max-age=3600"})

@@ -11,11 +11,14 @@ from fastapi.responses import HTMLResponse
 from vigil.accounts import Principal
 from vigil.gallery.models import Role
 from vigil.governance import audit, report, retention
-from vigil.server.deps import Admin, Audit, State, audited, require
+from vigil.server.deps import Admin, Audit, Offset, State, audited, require
 
 router = APIRouter(prefix="/api", tags=["governance"])
 
-Oversight = Annotated[Principal, Depends(require(Role.admin, Role.auditor, Role.supervisor))]
+# The report counts every watchlist and camera: no gallery-bound key reads it.
+Oversight = Annotated[
+    Principal, Depends(require(Role.admin, Role.auditor, Role.supervisor, whole_server=True))
+]
 
 
 @router.get("/audit", summary="Audit log entries (auditors and admins); each read is itself audited")
@@ -27,7 +30,7 @@ def audit_log(
     action: str | None = None,
     actor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 500,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> list[audit.AuditRecord]:
     rows = audit.entries(
         st.app,

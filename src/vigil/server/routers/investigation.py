@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict
 from vigil.core.errors import InputError
 from vigil.gallery.models import ClusterState
 from vigil.investigation import clusters, search, sightings
-from vigil.server.deps import Live, Manage, State, read_upload
+from vigil.server.deps import MAX_ID, Id, Live, Manage, Scope, State, WholeServer, read_upload
 
 router = APIRouter(prefix="/api/investigations", tags=["investigations"])
 
@@ -21,10 +21,15 @@ def _utc(t: datetime) -> datetime:
     return t.replace(tzinfo=UTC) if t.tzinfo is None else t
 
 
+# Retrospective search and the clusters reach faces of no gallery (unknown people): no gallery-bound key
+# calls them. The sightings list is scoped: a bound key sees the sightings of its gallery's people.
+
+
 @router.post(
     "/search",
     summary="Search the sightings for a face (photo or identity), ranked by score, open set; needs a case "
     "reference and is audited",
+    dependencies=[WholeServer],
 )
 def search_sightings(
     st: State,
@@ -34,7 +39,9 @@ def search_sightings(
     until: Annotated[datetime | None, Form(description="end of the window, exclusive (default: now)")] = None,
     camera: Annotated[list[str] | None, Form(description="cameras to search (default: all)")] = None,
     file: Annotated[UploadFile | None, File(description="the probe photo")] = None,
-    identity_id: Annotated[int | None, Form(description="or: an enrolled identity's templates")] = None,
+    identity_id: Annotated[
+        int | None, Form(ge=1, le=MAX_ID, description="or: an enrolled identity's templates")
+    ] = None,
     largest: Annotated[bool, Form(description="use the largest face of a group photo")] = False,
     limit: Annotated[int, Form(ge=1, le=1000)] = 100,
     plot: Annotated[bool, Form(description="add the timeline plot (base64 PNG) as timeline_png")] = False,
@@ -59,6 +66,7 @@ def search_sightings(
 def list_sightings(
     st: State,
     _: Live,
+    scope: Scope,
     camera: Annotated[list[str] | None, Query()] = None,
     since: datetime | None = None,
     until: datetime | None = None,
@@ -70,10 +78,15 @@ def list_sightings(
         since=_utc(since) if since else None,
         until=_utc(until) if until else None,
         limit=limit,
+        gallery_id=scope.gallery_id,
     )
 
 
-@router.get("/clusters", summary="Unknown-face clusters (open ones by default), largest first")
+@router.get(
+    "/clusters",
+    summary="Unknown-face clusters (open ones by default), largest first",
+    dependencies=[WholeServer],
+)
 def list_clusters(
     st: State, _: Live, state: Literal["open", "promoted", "dismissed", "all"] = "open"
 ) -> list[clusters.ClusterInfo]:
@@ -83,13 +96,18 @@ def list_clusters(
 @router.post(
     "/clusters/update",
     summary="Cluster the sightings that matched no one: join open clusters, form new ones (audited)",
+    dependencies=[WholeServer],
 )
 def update_clusters(st: State, me: Live) -> clusters.UpdateReport:
     return clusters.update(st.app, me.actor)
 
 
-@router.get("/clusters/{cluster_id}", summary="A cluster with its member sightings (their face crops)")
-def cluster_detail(cluster_id: int, st: State, _: Live) -> clusters.ClusterDetail:
+@router.get(
+    "/clusters/{cluster_id}",
+    summary="A cluster with its member sightings (their face crops)",
+    dependencies=[WholeServer],
+)
+def cluster_detail(cluster_id: Id, st: State, _: Live) -> clusters.ClusterDetail:
     return clusters.get_cluster(st.app, cluster_id)
 
 
@@ -111,8 +129,9 @@ class Dismissal(BaseModel):
 @router.post(
     "/clusters/{cluster_id}/promote",
     summary="Enrol the cluster's crops as a new identity of a gallery (crops without a face are skipped)",
+    dependencies=[WholeServer],
 )
-def promote_cluster(cluster_id: int, body: Promotion, st: State, me: Manage) -> clusters.PromoteReport:
+def promote_cluster(cluster_id: Id, body: Promotion, st: State, me: Manage) -> clusters.PromoteReport:
     with st.face_lock:
         return clusters.promote(
             st.app,
@@ -125,8 +144,12 @@ def promote_cluster(cluster_id: int, body: Promotion, st: State, me: Manage) -> 
         )
 
 
-@router.post("/clusters/{cluster_id}/dismiss", summary="Mark a cluster as not of interest (audited)")
+@router.post(
+    "/clusters/{cluster_id}/dismiss",
+    summary="Mark a cluster as not of interest (audited)",
+    dependencies=[WholeServer],
+)
 def dismiss_cluster(
-    cluster_id: int, st: State, me: Manage, body: Dismissal | None = None
+    cluster_id: Id, st: State, me: Manage, body: Dismissal | None = None
 ) -> clusters.ClusterInfo:
     return clusters.dismiss(st.app, cluster_id, me.actor, body.reason if body else None)

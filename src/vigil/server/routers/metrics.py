@@ -10,9 +10,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from vigil.server.deps import AnyRole, ServerState, State
+from vigil.server.deps import AnyRole, ServerState, State, WholeServer
 
-router = APIRouter(tags=["metrics"])
+# Counts over every camera and gallery: no gallery-bound key reads them.
+router = APIRouter(tags=["metrics"], dependencies=[WholeServer])
 
 STATES = ("stopped", "starting", "running", "offline", "finished", "restarting")
 

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Query, UploadFile
 
 from vigil.gallery import matching
-from vigil.server.deps import Live, State, audited, read_upload
+from vigil.server.deps import Live, Scope, State, audited, read_upload
 
 router = APIRouter(prefix="/api", tags=["recognition"])
 
@@ -16,13 +16,18 @@ router = APIRouter(prefix="/api", tags=["recognition"])
 def search(
     st: State,
     me: Live,
+    scope: Scope,
     file: Annotated[UploadFile | None, File(description="the probe photo")] = None,
-    gallery: Annotated[list[str] | None, Query(description="galleries to search (default: all open)")] = None,
+    gallery: Annotated[
+        list[str] | None,
+        Query(description="galleries to search (default: all open; a gallery-bound key: its gallery)"),
+    ] = None,
     top_k: Annotated[int, Query(ge=1, le=100)] = 5,
 ) -> matching.IdentifyResult:
+    galleries = scope.galleries(gallery)
     image = read_upload(st, file)
     with st.face_lock:
-        result = matching.identify(st.app, image, gallery or None, top_k)
+        result = matching.identify(st.app, image, galleries, top_k)
     audited(st, me, "search", target_type="photo", target_id=image.sha256, **matching.audit_summary(result))
     return result
 

@@ -7,7 +7,7 @@ from pydantic import BaseModel
 
 from vigil import accounts
 from vigil.gallery.models import Role
-from vigil.server.deps import Admin, State, audited
+from vigil.server.deps import Admin, Id, State, audited
 
 router = APIRouter(prefix="/api", tags=["users"])
 
@@ -59,7 +59,7 @@ def create_user(body: NewUser, st: State, me: Admin) -> CreatedUser:
 
 
 @router.patch("/users/{user_id}", summary="Change a user's role or disable the account")
-def update_user(user_id: int, body: UserChange, st: State, me: Admin) -> accounts.UserInfo:
+def update_user(user_id: Id, body: UserChange, st: State, me: Admin) -> accounts.UserInfo:
     info = accounts.update_user(st.app, user_id, role=body.role, active=body.active, by=me)
     audited(
         st,
@@ -74,7 +74,7 @@ def update_user(user_id: int, body: UserChange, st: State, me: Admin) -> account
 
 
 @router.post("/users/{user_id}/reset-password", summary="Give a user a new one-time password")
-def reset_password(user_id: int, st: State, me: Admin) -> dict[str, str]:
+def reset_password(user_id: Id, st: State, me: Admin) -> dict[str, str]:
     otp = accounts.reset_password(st.app, user_id)
     audited(st, me, "password_reset", target_type="user", target_id=user_id)
     return {"one_time_password": otp}
@@ -102,7 +102,7 @@ def create_key(body: NewKey, st: State, me: Admin) -> accounts.NewApiKey:
 
 
 @router.delete("/keys/{key_id}", summary="Revoke an API key")
-def revoke_key(key_id: int, st: State, me: Admin) -> accounts.ApiKeyInfo:
+def revoke_key(key_id: Id, st: State, me: Admin) -> accounts.ApiKeyInfo:
     info = accounts.revoke_api_key(st.app, key_id)
     audited(st, me, "key_revoke", target_type="api_key", target_id=key_id, target_name=info.name)
     return info

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from vigil.notify import webhooks as svc
 from vigil.notify.webhooks import WebhookNotifier
-from vigil.server.deps import Admin, ServerState, State
+from vigil.server.deps import Admin, Id, Offset, ServerState, State
 
 router = APIRouter(prefix="/api/webhooks", tags=["notifications"])
 
@@ -63,27 +63,27 @@ def dead_letters(
     _: Admin,
     channel: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> list[svc.DeadLetterInfo]:
     return svc.list_dead_letters(st.app, channel=channel, limit=limit, offset=offset)
 
 
 @router.patch("/{webhook_id}", summary="Enable or disable a webhook, or change its event types")
-def update_webhook(webhook_id: int, body: WebhookChange, st: State, _: Admin) -> svc.WebhookInfo:
+def update_webhook(webhook_id: Id, body: WebhookChange, st: State, _: Admin) -> svc.WebhookInfo:
     info = svc.update_webhook(st.app, webhook_id, enabled=body.enabled, event_types=body.event_types)
     _notifier(st).invalidate()
     return info
 
 
 @router.delete("/{webhook_id}", summary="Remove a webhook (its dead letters are kept)")
-def delete_webhook(webhook_id: int, st: State, _: Admin) -> svc.WebhookInfo:
+def delete_webhook(webhook_id: Id, st: State, _: Admin) -> svc.WebhookInfo:
     info = svc.delete_webhook(st.app, webhook_id)
     _notifier(st).invalidate()
     return info
 
 
 @router.post("/{webhook_id}/test", status_code=202, summary="Send a test event to one webhook")
-def test_webhook(webhook_id: int, st: State, _: Admin) -> TestDelivery:
+def test_webhook(webhook_id: Id, st: State, _: Admin) -> TestDelivery:
     """Queues ``{"type": "test", ...}`` for this webhook (enabled or not), signed and retried like any
     event; a failure ends in the dead letters."""
     return TestDelivery(webhook_id=webhook_id, delivery=_notifier(st).send_test(webhook_id))

@@ -10,6 +10,7 @@ from rich.table import Table
 from vigil import accounts
 from vigil.cli.common import JsonOpt, app, emit, handle_errors, out, settings
 from vigil.gallery.models import Role
+from vigil.governance.audit import cli_actor
 
 users_cli = typer.Typer(help="User accounts of the server (roles: admin, supervisor, operator, auditor).")
 keys_cli = typer.Typer(help="API keys for integrations, each with a role.")
@@ -70,19 +71,17 @@ def users_create(
     password: Annotated[
         str | None,
         typer.Option(
-            envvar="VIGIL_NEW_PASSWORD", help="omit for a one-time password to change at first log-in"
+            envvar="VIGIL_NEW_PASSWORD",
+            help="omit for a one-time password; either way the user changes it at the first log-in",
         ),
     ] = None,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Create a user."""
-    otp = None if password else accounts.generate_password()
-    info = accounts.create_user(
-        app(), username, role, password or otp or "", must_change_password=otp is not None
-    )
-    result = {**info.model_dump(mode="json"), "one_time_password": otp}
+    """Create a user (the password must be hard to guess; the user changes it at the first log-in)."""
+    info = accounts.add_user(app(), username, role, password=password, by=cli_actor())
+    otp = info.one_time_password
     emit(
-        result,
+        info,
         as_json,
         lambda: out.print(
             f"created {info.role.value} {info.username!r}" + (f"; one-time password: {otp}" if otp else "")
@@ -111,7 +110,8 @@ def users_reset(username: str) -> None:
     """Give a user a new one-time password (their sessions end)."""
     a = app()
     who = accounts.user_principal(a, username)
-    out.print(f"one-time password for {username!r}: {accounts.reset_password(a, who.id)}")
+    otp = accounts.reset_password(a, who.id, by=cli_actor())
+    out.print(f"one-time password for {username!r}: {otp}")
 
 
 @keys_cli.command("create")
@@ -122,10 +122,17 @@ def keys_create(
     gallery: Annotated[
         str | None, typer.Option(help="bind to a gallery (the CompreFace-compatible endpoints use it)")
     ] = None,
+    owner: Annotated[
+        str | None,
+        typer.Option(
+            help="the user the key belongs to: in a two-person review the key and that user are one "
+            "person (without an owner the key counts as a person of its own)"
+        ),
+    ] = None,
     as_json: bool = JsonOpt,
 ) -> None:
     """Create an API key; it is printed once."""
-    key = accounts.create_api_key(app(), name, role, gallery=gallery, created_by="cli")
+    key = accounts.create_api_key(app(), name, role, gallery=gallery, owner=owner, created_by=cli_actor())
     emit(key, as_json, lambda: out.print(f"API key {key.name!r} ({key.role.value}): {key.key}"))
 
 
@@ -136,9 +143,17 @@ def keys_list(as_json: bool = JsonOpt) -> None:
     keys = accounts.list_api_keys(app())
 
     def render() -> None:
-        table = Table("id", "name", "prefix", "role", "gallery", "revoked")
+        table = Table("id", "name", "prefix", "role", "gallery", "owner", "revoked")
         for k in keys:
-            table.add_row(str(k.id), k.name, k.prefix + "...", k.role.value, k.gallery or "-", str(k.revoked))
+            table.add_row(
+                str(k.id),
+                k.name,
+                k.prefix + "...",
+                k.role.value,
+                k.gallery or "-",
+                k.owner or "-",
+                str(k.revoked),
+            )
         out.print(table)
 
     emit(keys, as_json, render)  # type: ignore[arg-type]

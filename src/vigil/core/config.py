@@ -131,6 +131,24 @@ class Settings(BaseSettings):
         default=False, description="mark session cookies Secure (set when served over HTTPS)"
     )
     start_cameras: bool = Field(default=True, description="`vigil serve` starts every enabled camera")
+    login_free_failures: int = Field(
+        default=5, ge=1, description="failed log-ins to one account before its attempts are throttled"
+    )
+    login_client_free_failures: int = Field(
+        default=20, ge=1, description="failed log-ins from one client (IP) before its attempts are throttled"
+    )
+    login_backoff_s: float = Field(
+        default=1.0, gt=0, description="first wait once throttled; doubles with every further failure"
+    )
+    login_max_backoff_s: float = Field(default=900.0, gt=0, description="the longest wait between attempts")
+    login_forget_s: float = Field(
+        default=3600.0, gt=0, description="failed log-ins are forgotten after this long without another"
+    )
+    login_unknown_audit_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="failed log-ins for unknown user names: one audit entry, with their count, this often",
+    )
     worker_max_backoff_s: float = Field(
         default=60.0, gt=0, description="a dead camera worker is restarted after 1, 2, 4 ... up to this"
     )

@@ -261,6 +261,9 @@ class AlarmReview(Base):
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     actor: Mapped[str] = mapped_column(String(200))
     """``user:<name>`` or ``key:<name>``, kept when the account is deleted."""
+    person: Mapped[str | None] = mapped_column(String(50))
+    """Who is behind the actor: ``user:<id>`` for a user and that user's keys, ``key:<id>`` for a key
+    without an owner. The two-person rule counts distinct persons (migration 0007)."""
     action: Mapped[ReviewAction] = mapped_column(Enum(ReviewAction, native_enum=False, length=20))
     reason: Mapped[str | None] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -317,6 +320,10 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    owner_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    """The user the key belongs to: the same person as that user (migration 0007)."""
+    owner_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"))
+    """For a key made by a key that has no owner: that key, whose holder is the same person."""
 
 
 class Webhook(Base):

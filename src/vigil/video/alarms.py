@@ -2,8 +2,10 @@
 
 States: ``pending -> confirmed | dismissed (with a reason) -> closed``. A watchlist may require
 several confirmations, each by a different person (EU AI Act Art. 14(5)): the alarm stays
-``pending`` until enough people have confirmed it. Each step names the alarm version it saw; a step
-on a newer state is refused with :class:`StaleStateError`, so two reviewers cannot overwrite each other.
+``pending`` until enough people have confirmed it. People, not actor strings, are counted
+(:attr:`Principal.person`): a user and the API keys they own are one person. Each step names the
+alarm version it saw; a step on a newer state is refused with :class:`StaleStateError`, so two
+reviewers cannot overwrite each other.
 
 :func:`store_alarm` is where the camera pipeline stores an alarm (row, evidence blobs, audit entry);
 storing the same alarm twice (a camera worker replaying frames after a restart) stores it once.
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pydantic import BaseModel
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from vigil.accounts import Principal
@@ -182,16 +184,18 @@ def review_alarm(
                     f"alarm {alarm_id} is {alarm.state.value}; only a pending alarm is confirmed"
                 )
             already = s.scalar(
-                select(AlarmReview.id).where(
+                select(AlarmReview.actor).where(
                     AlarmReview.alarm_id == alarm_id,
-                    AlarmReview.actor == by.actor,
                     AlarmReview.action == ReviewAction.confirm,
+                    or_(AlarmReview.person == by.person, AlarmReview.actor == by.actor),
                 )
             )
             if already is not None:
+                who = "" if already == by.actor else f" (as {already})"
                 raise ConflictError(
-                    f"you have already confirmed alarm {alarm_id}",
-                    hint=f"this watchlist needs {required} confirmations by different people",
+                    f"you have already confirmed alarm {alarm_id}{who}",
+                    hint=f"this watchlist needs {required} confirmations by different people; "
+                    "a user and their API keys are one person",
                 )
             confirmations += 1
             new_state = AlarmState.confirmed if confirmations >= required else AlarmState.pending
@@ -228,6 +232,7 @@ def review_alarm(
                 alarm_id=alarm_id,
                 user_id=by.id if by.kind == "user" else None,
                 actor=by.actor,
+                person=by.person,
                 action=action,
                 reason=reason,
             )

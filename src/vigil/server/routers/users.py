@@ -8,6 +8,7 @@ from pydantic import BaseModel
 from vigil import accounts
 from vigil.gallery.models import Role
 from vigil.server.deps import Admin, Id, State, audited
+from vigil.server.routers.auth import login_throttle
 
 router = APIRouter(prefix="/api", tags=["users"])
 
@@ -16,7 +17,7 @@ class NewUser(BaseModel):
     username: str
     role: Role
     password: str | None = None
-    """Omit to get a one-time password the user must change at the first log-in."""
+    """Omit to get a one-time password. Either way the user must change it at the first log-in."""
 
 
 class UserChange(BaseModel):
@@ -24,15 +25,13 @@ class UserChange(BaseModel):
     active: bool | None = None
 
 
-class CreatedUser(accounts.UserInfo):
-    one_time_password: str | None
-
-
 class NewKey(BaseModel):
     name: str
     role: Role
     gallery: str | None = None
     """Bind the key to one gallery (the face collection of the CompreFace-compatible endpoints)."""
+    # No owner field: a key belongs to whoever makes it, so one person cannot make keys that count as
+    # someone else in the two-person review.
 
 
 @router.get("/users", summary="List users")
@@ -40,25 +39,14 @@ def list_users(st: State, _: Admin) -> list[accounts.UserInfo]:
     return accounts.list_users(st.app)
 
 
-@router.post("/users", status_code=201, summary="Create a user")
-def create_user(body: NewUser, st: State, me: Admin) -> CreatedUser:
-    otp = None if body.password else accounts.generate_password()
-    info = accounts.create_user(
-        st.app, body.username, body.role, body.password or otp or "", must_change_password=otp is not None
-    )
-    audited(
-        st,
-        me,
-        "user_create",
-        target_type="user",
-        target_id=info.id,
-        target_name=info.username,
-        role=info.role.value,
-    )
-    return CreatedUser(**info.model_dump(), one_time_password=otp)
+@router.post(
+    "/users", status_code=201, summary="Create a user (who must change the password at the first log-in)"
+)
+def create_user(body: NewUser, st: State, me: Admin) -> accounts.NewUserInfo:
+    return accounts.add_user(st.app, body.username, body.role, password=body.password, by=me.actor)
 
 
-@router.patch("/users/{user_id}", summary="Change a user's role or disable the account")
+@router.patch("/users/{user_id:id}", summary="Change a user's role or disable the account")
 def update_user(user_id: Id, body: UserChange, st: State, me: Admin) -> accounts.UserInfo:
     info = accounts.update_user(st.app, user_id, role=body.role, active=body.active, by=me)
     audited(
@@ -73,10 +61,9 @@ def update_user(user_id: Id, body: UserChange, st: State, me: Admin) -> accounts
     return info
 
 
-@router.post("/users/{user_id}/reset-password", summary="Give a user a new one-time password")
+@router.post("/users/{user_id:id}/reset-password", summary="Give a user a new one-time password")
 def reset_password(user_id: Id, st: State, me: Admin) -> dict[str, str]:
-    otp = accounts.reset_password(st.app, user_id)
-    audited(st, me, "password_reset", target_type="user", target_id=user_id)
+    otp = accounts.reset_password(st.app, user_id, by=me.actor, throttle=login_throttle(st))
     return {"one_time_password": otp}
 
 
@@ -87,7 +74,7 @@ def list_keys(st: State, _: Admin) -> list[accounts.ApiKeyInfo]:
 
 @router.post("/keys", status_code=201, summary="Create an API key (shown once)")
 def create_key(body: NewKey, st: State, me: Admin) -> accounts.NewApiKey:
-    key = accounts.create_api_key(st.app, body.name, body.role, gallery=body.gallery, created_by=me.actor)
+    key = accounts.create_api_key(st.app, body.name, body.role, gallery=body.gallery, by=me)
     audited(
         st,
         me,
@@ -97,11 +84,12 @@ def create_key(body: NewKey, st: State, me: Admin) -> accounts.NewApiKey:
         target_name=key.name,
         role=key.role.value,
         gallery=key.gallery,
+        owner=key.owner,
     )
     return key
 
 
-@router.delete("/keys/{key_id}", summary="Revoke an API key")
+@router.delete("/keys/{key_id:id}", summary="Revoke an API key")
 def revoke_key(key_id: Id, st: State, me: Admin) -> accounts.ApiKeyInfo:
     info = accounts.revoke_api_key(st.app, key_id)
     audited(st, me, "key_revoke", target_type="api_key", target_id=key_id, target_name=info.name)

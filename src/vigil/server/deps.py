@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, Path, Query, Request, UploadFile
+from starlette.convertors import Convertor, register_url_convertor
 
 from vigil.accounts import AuthError, PermissionDeniedError, Principal, key_principal, session_principal
 from vigil.app import App
@@ -117,7 +118,24 @@ WholeServer = Depends(refuse_gallery_keys)
 MAX_ID = 2**63 - 1
 """The largest value an SQL integer column holds; larger ids and offsets are a 422, never a 500."""
 Id = Annotated[int, Path(ge=1, le=MAX_ID)]
-"""A row id in the path."""
+"""A row id in the path, written ``{name:id}`` in the route: see :class:`IdConvertor`."""
+
+
+class IdConvertor(Convertor[str]):
+    """A path segment that is an integer, signed or not, of any size: ``/webhooks/dead-letters``
+    is then not ``/webhooks/{webhook_id}`` with a bad id (a 405 for a method it lacks, not a 422),
+    while ``-1`` or ``2^63`` still reach :data:`Id`'s bounds and get a 422 that says why."""
+
+    regex = "-?[0-9]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return str(value)
+
+
+register_url_convertor("id", IdConvertor())
 Offset = Annotated[int, Query(ge=0, le=MAX_ID, description="entries to skip")]
 
 

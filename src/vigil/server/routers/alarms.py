@@ -49,7 +49,7 @@ def list_alarms(
     )
 
 
-@router.get("/{alarm_id}", summary="One alarm with its evidence and its reviews")
+@router.get("/{alarm_id:id}", summary="One alarm with its evidence and its reviews")
 def show_alarm(alarm_id: Id, st: State, me: Live, scope: Scope) -> svc.AlarmDetail:
     scope.check_alarm(st.app, alarm_id)
     detail = svc.alarm_detail(st.app, alarm_id)
@@ -67,7 +67,7 @@ def show_alarm(alarm_id: Id, st: State, me: Live, scope: Scope) -> svc.AlarmDeta
     return detail
 
 
-@router.post("/{alarm_id}/review", summary="Confirm, dismiss (with a reason) or close an alarm")
+@router.post("/{alarm_id:id}/review", summary="Confirm, dismiss (with a reason) or close an alarm")
 def review(alarm_id: Id, body: Review, st: State, me: Live, scope: Scope) -> svc.AlarmDetail:
     scope.check_alarm(st.app, alarm_id)
     detail = svc.review_alarm(

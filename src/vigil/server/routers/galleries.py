@@ -225,7 +225,9 @@ class IdentityChange(BaseModel):
     metadata: dict[str, str] | None = None
 
 
-@router.patch("/identities/{identity_id}", summary="Change a person's name, external id, notes or metadata")
+@router.patch(
+    "/identities/{identity_id:id}", summary="Change a person's name, external id, notes or metadata"
+)
 def update_identity(
     identity_id: Id, body: IdentityChange, st: State, me: Manage, scope: Scope
 ) -> identities.IdentityInfo:
@@ -279,7 +281,7 @@ def _identity(st: State, scope: Scope, identity_id: int) -> tuple[Identity, Gall
         return row
 
 
-@router.get("/identities/{identity_id}", summary="A person with their photos")
+@router.get("/identities/{identity_id:id}", summary="A person with their photos")
 def show_identity(identity_id: Id, st: State, _: Live, scope: Scope) -> IdentityDetail:
     gallery = _identity(st, scope, identity_id)[1]
     info = next(i for i in identities.list_identities(st.app, gallery.name) if i.id == identity_id)
@@ -297,7 +299,7 @@ def show_identity(identity_id: Id, st: State, _: Live, scope: Scope) -> Identity
     return IdentityDetail(**info.model_dump(), gallery_id=gallery.id, photo_list=photos)
 
 
-@router.post("/identities/{identity_id}/photos", status_code=201, summary="Enrol more photos of a person")
+@router.post("/identities/{identity_id:id}/photos", status_code=201, summary="Enrol more photos of a person")
 def add_photos(
     identity_id: Id,
     st: State,
@@ -315,7 +317,7 @@ def add_photos(
     return result
 
 
-@router.delete("/identities/{identity_id}", summary="Remove a person: templates, photos and index entries")
+@router.delete("/identities/{identity_id:id}", summary="Remove a person: templates, photos and index entries")
 def remove_identity(identity_id: Id, st: State, me: Manage, scope: Scope) -> identities.IdentityInfo:
     gallery = _identity(st, scope, identity_id)[1]
     with st.face_lock:
@@ -335,7 +337,7 @@ def remove_identity(identity_id: Id, st: State, me: Manage, scope: Scope) -> ide
 
 
 @router.post(
-    "/identities/{identity_id}/erase",
+    "/identities/{identity_id:id}/erase",
     summary="Erase a person (GDPR Art. 17): templates, photos, alarms with their crops and snapshots, index "
     "entries; the audit keeps that it happened under a pseudonymous id",
 )

@@ -103,7 +103,7 @@ def update_clusters(st: State, me: Live) -> clusters.UpdateReport:
 
 
 @router.get(
-    "/clusters/{cluster_id}",
+    "/clusters/{cluster_id:id}",
     summary="A cluster with its member sightings (their face crops)",
     dependencies=[WholeServer],
 )
@@ -127,7 +127,7 @@ class Dismissal(BaseModel):
 
 
 @router.post(
-    "/clusters/{cluster_id}/promote",
+    "/clusters/{cluster_id:id}/promote",
     summary="Enrol the cluster's crops as a new identity of a gallery (crops without a face are skipped)",
     dependencies=[WholeServer],
 )
@@ -145,7 +145,7 @@ def promote_cluster(cluster_id: Id, body: Promotion, st: State, me: Manage) -> c
 
 
 @router.post(
-    "/clusters/{cluster_id}/dismiss",
+    "/clusters/{cluster_id:id}/dismiss",
     summary="Mark a cluster as not of interest (audited)",
     dependencies=[WholeServer],
 )

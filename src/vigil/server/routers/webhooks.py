@@ -68,21 +68,21 @@ def dead_letters(
     return svc.list_dead_letters(st.app, channel=channel, limit=limit, offset=offset)
 
 
-@router.patch("/{webhook_id}", summary="Enable or disable a webhook, or change its event types")
+@router.patch("/{webhook_id:id}", summary="Enable or disable a webhook, or change its event types")
 def update_webhook(webhook_id: Id, body: WebhookChange, st: State, _: Admin) -> svc.WebhookInfo:
     info = svc.update_webhook(st.app, webhook_id, enabled=body.enabled, event_types=body.event_types)
     _notifier(st).invalidate()
     return info
 
 
-@router.delete("/{webhook_id}", summary="Remove a webhook (its dead letters are kept)")
+@router.delete("/{webhook_id:id}", summary="Remove a webhook (its dead letters are kept)")
 def delete_webhook(webhook_id: Id, st: State, _: Admin) -> svc.WebhookInfo:
     info = svc.delete_webhook(st.app, webhook_id)
     _notifier(st).invalidate()
     return info
 
 
-@router.post("/{webhook_id}/test", status_code=202, summary="Send a test event to one webhook")
+@router.post("/{webhook_id:id}/test", status_code=202, summary="Send a test event to one webhook")
 def test_webhook(webhook_id: Id, st: State, _: Admin) -> TestDelivery:
     """Queues ``{"type": "test", ...}`` for this webhook (enabled or not), signed and retried like any
     event; a failure ends in the dead letters."""

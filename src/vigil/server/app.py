@@ -17,7 +17,7 @@ from vigil.app import App
 from vigil.core import memory
 from vigil.core.config import Settings
 from vigil.notify import Notifiers
-from vigil.server import limits, problems, refusal
+from vigil.server import limits, openapi, problems, refusal
 from vigil.server.bus import EventBus
 from vigil.server.deps import AnyRole, ServerState
 from vigil.server.routers import (
@@ -143,6 +143,7 @@ def create_app(settings: Settings, *, start_cameras: bool | None = None) -> Fast
         api.include_router(module.router)
 
     _install_docs(api)
+    openapi.install(api)
 
     if STATIC.is_dir():
         api.mount("/static", StaticFiles(directory=STATIC), name="static")

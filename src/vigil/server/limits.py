@@ -24,6 +24,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import cookie_parser
 from starlette.responses import Response
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vigil import accounts
@@ -73,7 +74,8 @@ class BodyLimit:
         self.limit = body_limit(settings)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in WITH_BODY:
+        if scope["type"] != "http" or scope["method"] not in WITH_BODY or not _routed(scope):
+            # No route takes this method here: the router answers 404 or 405 without reading the body.
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
@@ -145,6 +147,11 @@ class BodyLimit:
                 f"the request body {size}is over the {limit:,}-byte limit", hint=hint
             ),
         )
+
+
+def _routed(scope: Scope) -> bool:
+    """Whether a route of the application takes this method on this path."""
+    return any(route.matches(scope)[0] is Match.FULL for route in scope["app"].router.routes)
 
 
 def _unauthenticated(path: str, key: str | None, token: str | None) -> Response:

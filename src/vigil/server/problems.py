@@ -50,7 +50,15 @@ class UnsupportedMediaError(InputError):
     title = "unsupported media type"
 
 
-def problem(status: int, title: str, detail: str, *, hint: str | None = None, **extra: Any) -> JSONResponse:
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    hint: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
     body: dict[str, Any] = {
         "type": TYPE_BASE + title.replace(" ", "-"),
         "title": title,
@@ -60,8 +68,10 @@ def problem(status: int, title: str, detail: str, *, hint: str | None = None, **
     if hint:
         body["hint"] = hint
     body.update(extra)
-    headers = {"WWW-Authenticate": 'Bearer realm="vigil"'} if status == 401 else None
-    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+    headers = dict(headers or {})
+    if status == 401:
+        headers.setdefault("WWW-Authenticate", 'Bearer realm="vigil"')
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers or None)
 
 
 def status_of(exc: VigilError) -> int:
@@ -73,6 +83,17 @@ def status_of(exc: VigilError) -> int:
         if isinstance(exc, cls):
             return status
     return 500
+
+
+def allowed_methods(request: Request) -> str:
+    """The ``Allow`` header of a 405 (RFC 9110): the methods of every route whose path matches. FastAPI
+    makes one route per method, and Starlette's 405 names only the first route's."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(request.url.path) and getattr(route, "methods", None):
+            methods |= set(route.methods)
+    return ", ".join(sorted(methods))
 
 
 def install(app: FastAPI) -> None:
@@ -96,7 +117,12 @@ def install(app: FastAPI) -> None:
         title = {404: "not found", 405: "method not allowed", 401: "not authenticated"}.get(
             exc.status_code, "error"
         )
-        return problem(exc.status_code, title, str(exc.detail), instance=request.url.path)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # every method of the path, not only those of the route that matched
+            headers["Allow"] = allowed_methods(request)
+        return problem(
+            exc.status_code, title, str(exc.detail), instance=request.url.path, headers=headers or None
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

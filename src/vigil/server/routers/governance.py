@@ -65,6 +65,7 @@ def audit_verify(st: State, _: Audit) -> audit.VerifyReport:
     summary="Searches, alarms, confirmations and dismissals per watchlist and camera, thresholds and FPIR "
     "in force, camera running periods (JSON, or HTML with a chart with format=html)",
     response_model=None,
+    responses={200: {"content": {"application/json": {}, "text/html": {}}}},
 )
 def transparency(
     st: State,

@@ -31,6 +31,7 @@ bench: $(BIN)/vigil
 	$(BIN)/python bench/video.py
 	$(BIN)/python bench/compare.py
 	$(BIN)/python bench/clustering.py
+	$(BIN)/python bench/load.py
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache

@@ -15,7 +15,7 @@ from vigil.server.deps import AnyRole, ServerState, State, WholeServer
 # Counts over every camera and gallery: no gallery-bound key reads them.
 router = APIRouter(tags=["metrics"], dependencies=[WholeServer])
 
-STATES = ("stopped", "starting", "running", "offline", "finished", "restarting")
+STATES = ("stopped", "starting", "running", "offline", "finished", "restarting", "failed")
 
 
 class CameraCollector(Collector):

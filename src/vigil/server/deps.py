@@ -17,10 +17,10 @@ from vigil.core.errors import ImageError
 from vigil.gallery.models import Role
 from vigil.gallery.scope import EVERY, GalleryScope
 from vigil.server.bus import EventBus
+from vigil.server.limits import credentials
 from vigil.server.problems import PayloadTooLargeError
 from vigil.vision.image import LoadedImage, decode_image
 
-SESSION_COOKIE = "vigil_session"
 CSRF_HEADER = "x-csrf-token"
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 # Paths a user who must change their password may still call.
@@ -47,16 +47,12 @@ State = Annotated[ServerState, Depends(state)]
 def principal(request: Request) -> Principal:
     """The caller, from an API key (``x-api-key`` or ``Authorization: Bearer``) or the session cookie."""
     st = state(request)
-    key = request.headers.get("x-api-key")
-    auth = request.headers.get("authorization", "")
-    if not key and auth.lower().startswith("bearer "):
-        key = auth[7:].strip()
+    key, token = credentials(request.headers)
     if key:
         p = key_principal(st.app, key)
         if p is None:
             raise AuthError("the API key is unknown or revoked", hint="ask an admin for a key")
         return p
-    token = request.cookies.get(SESSION_COOKIE)
     if not token:
         raise AuthError("log in, or send an API key in the x-api-key header")
     p = session_principal(st.app, token)

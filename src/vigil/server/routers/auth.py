@@ -10,7 +10,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from vigil import accounts
-from vigil.server.deps import SESSION_COOKIE, Me, ServerState, State
+from vigil.server.deps import Me, ServerState, State
+from vigil.server.limits import SESSION_COOKIE
 from vigil.server.problems import PROBLEM, problem
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])

@@ -133,7 +133,9 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "load.json")
@@ -149,7 +151,12 @@ def main() -> None:
     console.print(table)
     rss = result["rss_mib"]
     console.print(f"server RSS: {rss['before']} MiB before, {rss['peak']} peak, {rss['after']} after")
-    report = {"date": date.today().isoformat(), "machine": platform.platform(), "cores": os.cpu_count(), **result}
+    report = {
+        "date": date.today().isoformat(),
+        "machine": platform.platform(),
+        "cores": os.cpu_count(),
+        **result,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     console.print(f"wrote {args.out}")

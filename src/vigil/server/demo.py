@@ -88,9 +88,13 @@ def prepare_demo(app: App) -> DemoSetup:
     people = {i.name for i in identities.list_identities(app, DEMO_WATCHLIST)}
     if DEMO_PERSON not in people:
         enrolment.enroll(app, DEMO_WATCHLIST, DEMO_PERSON, [_png(_astronaut(), "skimage-astronaut.png")])
-    video = app.settings.data_dir / "demo" / "astronaut.mp4"
+    video = app.settings.media_folders[0] / "demo" / "astronaut.mp4"  # cameras play media folders only
     if not video.is_file():
         render_video(video)
-    if DEMO_CAMERA not in {c.name for c in cameras.list_cameras(app)}:
+    existing = {c.name: c for c in cameras.list_cameras(app)}
+    if DEMO_CAMERA in existing and cameras.get_camera(app, DEMO_CAMERA)[1] != str(video):
+        cameras.delete_camera(app, DEMO_CAMERA)  # made before media folders: its file is outside them
+        del existing[DEMO_CAMERA]
+    if DEMO_CAMERA not in existing:
         cameras.add_camera(app, DEMO_CAMERA, str(video), site="demo", kind="fixed")
     return DemoSetup(watchlist=DEMO_WATCHLIST, person=DEMO_PERSON, camera=DEMO_CAMERA, video=str(video))

@@ -6,11 +6,21 @@ from __future__ import annotations
 from pathlib import Path
 
 from vigil.app import App
+from vigil.core.config import Settings
 from vigil.server.demo import prepare_demo
 from vigil.video import cameras
 
 
-def test_the_demo_camera_plays_a_file_of_a_media_folder(app: App) -> None:
+def test_the_demo_camera_plays_a_file_of_a_media_folder(tmp_path: Path, engine) -> None:  # type: ignore[no-untyped-def]
+    """On the default settings, as `make demo` runs it (media folder: <data dir>/media)."""
+    app = App(Settings(data_dir=tmp_path / "data"), engine_override=engine)
+    try:
+        _check(app)
+    finally:
+        app.close()
+
+
+def _check(app: App) -> None:
     first = prepare_demo(app)
     again = prepare_demo(app)
     assert first == again

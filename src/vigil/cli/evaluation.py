@@ -130,7 +130,11 @@ def eval_identify(
     def render() -> None:
         out.print(
             f"{result.dataset}: {result.enrolled} enrolled, {result.mated_searches} mated and "
-            f"{result.nonmated_searches} non-mated searches ({result.failures_to_acquire} without a face)"
+            f"{result.nonmated_searches} non-mated searches"
+        )
+        out.print(
+            f"  failures to acquire: {result.failures_to_acquire} ({result.no_face} no face found, "
+            f"{result.unreadable} unreadable), counted as misses (mated) or rejections (non-mated)"
         )
         out.print(f"  rank-1 {result.rank1:.4f}  rank-5 {result.rank5:.4f}")
         for p in result.operating_points:

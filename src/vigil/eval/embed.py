@@ -93,6 +93,21 @@ def fallback_box(width: int, height: int) -> npt.NDArray[np.float32]:
     return np.array([[cx - half, cy - half, cx + half, cy + half]], np.float32)
 
 
+def fallback_face(width: int, height: int) -> FaceDetections:
+    """The fallback box of a ``width`` x ``height`` image with the ArcFace template's points in it."""
+    from vigil.vision.onnx.arcface import ARCFACE_TEMPLATE_112
+
+    box = fallback_box(width, height)
+    side = float(box[0, 2] - box[0, 0])
+    points = box[0, :2] + ARCFACE_TEMPLATE_112 * (side / 112.0)
+    return FaceDetections(
+        xyxy=box,
+        score=np.zeros(1, np.float32),
+        landmarks=points[None].astype(np.float32),
+        landmark_scheme="arcface5",
+    )
+
+
 def central_face(faces: FaceDetections, width: int, height: int) -> int:
     """Index of the face whose box centre is nearest the image centre (``faces`` must not be empty)."""
     centres = (faces.xyxy[:, :2] + faces.xyxy[:, 2:]) / 2
@@ -108,7 +123,7 @@ def embed_image(engine: FaceEngine, bgr: npt.NDArray[np.uint8]) -> tuple[npt.NDA
         chosen = faces[central_face(faces, w, h)]
         detected = True
     else:
-        chosen = FaceDetections(xyxy=fallback_box(w, h), score=np.zeros(1, np.float32))
+        chosen = fallback_face(w, h)
         detected = False
     vector = engine.embedder.embed(bgr, chosen)
     return np.asarray(vector[0], np.float32), detected
@@ -163,7 +178,7 @@ def _worker_embed(path: Path) -> _Result:
 
 
 # -- cache ----------------------------------------------------------------------------------------
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: the fallback box carries ArcFace points
 
 
 def cache_fingerprint(settings: Settings) -> str:

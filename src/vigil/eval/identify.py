@@ -57,6 +57,11 @@ class IdentifyEvalResult(BaseModel):
     mated_searches: int
     nonmated_searches: int
     failures_to_acquire: int
+    """Searches without a usable face: ``no_face`` plus ``unreadable``."""
+    no_face: int = 0
+    """Searches in which the detector found no face (whatever a fallback box would give)."""
+    unreadable: int = 0
+    """Searches whose file could not be read or embedded (see the run's log for each reason)."""
     rank1: float
     rank5: float
     operating_points: list[OperatingPoint]
@@ -181,6 +186,8 @@ def run_identification(
         mated_searches=int(is_mated.sum()),
         nonmated_searches=int((~is_mated).sum()),
         failures_to_acquire=int((~usable[searches]).sum()),
+        no_face=int((emb.ok[searches] & ~emb.detected[searches]).sum()),
+        unreadable=int((~emb.ok[searches]).sum()),
         rank1=float(np.mean(mated_rank == 1)) if len(mated_rank) else 0.0,
         rank5=float(np.mean((mated_rank >= 1) & (mated_rank <= 5))) if len(mated_rank) else 0.0,
         operating_points=points,
@@ -262,7 +269,11 @@ def write_identify_report(result: IdentifyEvalResult, scores: SearchScores, out:
         ("model", result.model),
         ("enrolled identities", str(result.enrolled)),
         ("mated / non-mated searches", f"{result.mated_searches} / {result.nonmated_searches}"),
-        ("failures to acquire", str(result.failures_to_acquire)),
+        (
+            "failures to acquire",
+            f"{result.failures_to_acquire} ({result.no_face} no face found, {result.unreadable} unreadable); "
+            "each counts as a miss (mated) or a correct rejection (non-mated)",
+        ),
         ("rank-1 / rank-5", f"{result.rank1:.4f} / {result.rank5:.4f}"),
     ]
     for p in result.operating_points:

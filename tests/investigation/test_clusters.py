@@ -125,3 +125,23 @@ def test_incremental_assignment_and_batches_on_arrays() -> None:
     new_truth = np.array([0, 1, 2, 3, 4, 7, 7])
     labels, n = clusters.cluster_vectors(around(new_truth), 0.93, existing)
     assert labels[:5].tolist() == [0, 1, 2, 3, 4] and labels[5] == labels[6] == 5 and n == 6
+
+
+def test_clusters_of_another_model_are_never_compared(inv_app: App, seed: Seed) -> None:
+    """Sightings of an earlier model (128-d) stay in their clusters; the current model's are clustered
+    among themselves (a switch of model packs must never compare templates of two models)."""
+    from sqlalchemy import update
+
+    from vigil.gallery.models import Sighting
+
+    first = clusters.update(inv_app)
+    assert first.new_clusters == 3
+    with inv_app.db.session() as s:  # the clustered sightings become another model's, of another size
+        s.execute(
+            update(Sighting)
+            .where(Sighting.cluster_id.is_not(None))
+            .values(model_id="old-model", dimension=64, vector=np.full(64, 0.125, np.float32).tobytes())
+        )
+        s.commit()
+    again = clusters.update(inv_app)
+    assert again.assigned == 0 and again.new_clusters == 0

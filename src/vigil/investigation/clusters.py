@@ -228,7 +228,11 @@ def update(
         )
         groups: list[_Group] = []
         for c in open_clusters:
-            members = list(s.scalars(select(Sighting).where(Sighting.cluster_id == c.id)))
+            members = list(
+                s.scalars(select(Sighting).where(Sighting.cluster_id == c.id, Sighting.model_id == card.id))
+            )
+            if not members:  # a cluster of another model's sightings: never compared across models
+                continue
             vectors = sightings.stack_vectors(members, card.dimension)
             groups.append(_Group(c.id, vectors.astype(np.float64).sum(axis=0), size=len(members)))
         pending = list(

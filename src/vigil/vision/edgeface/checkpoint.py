@@ -320,6 +320,13 @@ class _Archive:
     prefix: str
     budget: int = field(default_factory=lambda: MAX_TOTAL_BYTES)
 
+    def has(self, name: str) -> bool:
+        try:
+            self.zf.getinfo(f"{self.prefix}/{name}")
+        except KeyError:
+            return False
+        return True
+
     def read(self, name: str, size: int | None = None) -> bytes:
         path = f"{self.prefix}/{name}"
         try:
@@ -336,7 +343,7 @@ class _Archive:
         try:
             with self.zf.open(info) as fh:
                 data = fh.read(info.file_size + 1)
-        except (zipfile.BadZipFile, zlib.error, NotImplementedError, EOFError, OSError) as exc:
+        except (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, EOFError, OSError) as exc:
             raise _CheckpointError(f"entry {path} cannot be read ({exc})") from None
         if len(data) != info.file_size:
             raise _CheckpointError(f"entry {path} is shorter or longer than its header says")
@@ -348,7 +355,7 @@ def _open_archive(source: bytes) -> _Archive:
         raise _CheckpointError(f"the file is over the {_cap(MAX_TOTAL_BYTES)} cap")
     try:
         zf = zipfile.ZipFile(io.BytesIO(source))
-    except zipfile.BadZipFile as exc:
+    except (zipfile.BadZipFile, ValueError, EOFError, OSError) as exc:
         raise _CheckpointError(
             f"it is not a zip archive ({exc}); checkpoints saved by torch < 1.6 are not supported"
         ) from None
@@ -364,10 +371,7 @@ def _open_archive(source: bytes) -> _Archive:
     if len(pickles) != 1:
         raise _CheckpointError(f"the archive has {len(pickles)} <folder>/data.pkl entries, not one")
     archive = _Archive(zf, pickles[0].rsplit("/", 1)[0])
-    try:
-        order = zf.read(f"{archive.prefix}/byteorder")[:16]
-    except KeyError:
-        order = b"little"
+    order = archive.read("byteorder")[:16] if archive.has("byteorder") else b"little"
     if order != b"little":
         raise _CheckpointError(
             f"storages are stored in byte order {order!r}; only little-endian is supported"

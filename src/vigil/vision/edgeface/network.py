@@ -170,14 +170,18 @@ class EdgeFaceNet:
         return self.head_fc.out_features
 
 
+def _unwrapped(name: str) -> str:
+    """``name`` without the ``model.`` of upstream's wrapper (and ``module.`` of a DataParallel)."""
+    while name.startswith(("model.", "module.")):
+        name = name.split(".", 1)[1]
+    return name
+
+
 class _Weights:
     """The state dict's tensors, taken one by one with their expected shapes."""
 
     def __init__(self, tensors: dict[str, F32]) -> None:
-        prefixes = ("model.", "module.")
-        self.tensors = {
-            next((k[len(p) :] for p in prefixes if k.startswith(p)), k): v for k, v in tensors.items()
-        }
+        self.tensors = {_unwrapped(k): v for k, v in tensors.items()}
         self.used: set[str] = set()
 
     def has(self, name: str) -> bool:

@@ -198,6 +198,67 @@ def test_float_checkpoints_convert(
         assert ours.shape == (8, 512) and np.isfinite(ours).all()
 
 
+def synthetic_s(ratio: float) -> dict[str, F32]:
+    """Random weights in the layout of upstream's ``edgeface_s_gamma_05.pt`` (timm's edgenext_small with
+    every Linear a LoRaLin of rank ``max(2, int(min(in, out) * ratio))``), written from timm's config."""
+    rng = np.random.default_rng(0)
+    dims, depths, kernels, scales, heads = (48, 96, 160, 304), (3, 3, 9, 3), (3, 5, 7, 9), (2, 2, 3, 4), 8
+    out: dict[str, F32] = {}
+
+    def put(name: str, *shape: int) -> None:
+        out[f"model.{name}"] = (rng.standard_normal(shape) * 0.05 + (len(shape) == 1)).astype(np.float32)
+
+    def with_bias(name: str, *shape: int) -> None:
+        put(f"{name}.weight", *shape)
+        put(f"{name}.bias", shape[0])
+
+    def linear(name: str, n_in: int, n_out: int) -> None:
+        rank = max(2, int(min(n_in, n_out) * ratio))
+        put(f"{name}.linear1.weight", rank, n_in)
+        with_bias(f"{name}.linear2", n_out, rank)
+
+    with_bias("stem.0", dims[0], 3, 4, 4)
+    with_bias("stem.1", dims[0])
+    for i, (d, depth) in enumerate(zip(dims, depths, strict=True)):
+        if i:
+            with_bias(f"stages.{i}.downsample.0", dims[i - 1])
+            with_bias(f"stages.{i}.downsample.1", d, dims[i - 1], 2, 2)
+        for j in range(depth):
+            block = f"stages.{i}.blocks.{j}"
+            if i == 0 or j < depth - 1:
+                with_bias(f"{block}.conv_dw", d, 1, kernels[i], kernels[i])
+            else:
+                for n in range(scales[i] - 1):
+                    with_bias(f"{block}.convs.{n}", -(-d // scales[i]), 1, 3, 3)
+                if i == 1:
+                    with_bias(f"{block}.pos_embd.token_projection", d, 64, 1, 1)
+                with_bias(f"{block}.norm_xca", d)
+                put(f"{block}.gamma_xca", d)
+                put(f"{block}.xca.temperature", heads, 1, 1)
+                linear(f"{block}.xca.qkv", d, 3 * d)
+                linear(f"{block}.xca.proj", d, d)
+            with_bias(f"{block}.norm", d)
+            put(f"{block}.gamma", d)
+            linear(f"{block}.mlp.fc1", d, 4 * d)
+            linear(f"{block}.mlp.fc2", 4 * d, d)
+    with_bias("head.norm", dims[-1])
+    linear("head.fc", dims[-1], 512)
+    return out
+
+
+def test_the_s_gamma_05_layout_converts(tmp_path: Path) -> None:
+    """EdgeFace-S (8 heads, LoRaLin 0.5) with random weights: the layout only, we lack the real file."""
+    tensors = synthetic_s(0.5)
+    write_state_dict(tmp_path / "edgeface_s_gamma_05.pt", tensors)
+    info = convert_checkpoint(tmp_path / "edgeface_s_gamma_05.pt", tmp_path / "s.onnx")
+    assert (info.variant, info.embedding_dim) == ("edgeface_s_gamma_05", 512)
+    assert info.parameter_count == sum(t.size for t in tensors.values())
+    y = embed(
+        tmp_path / "s.onnx", np.random.default_rng(1).uniform(-1, 1, (2, 3, 112, 112)).astype(np.float32)
+    )
+    assert y.shape == (2, 512) and np.isfinite(y).all()
+
+
 # -- refused files ------------------------------------------------------------------------------------------
 
 

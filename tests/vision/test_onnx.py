@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from vigil.core.errors import ModelError
+from vigil.core.errors import ConfigError, ModelError
 from vigil.core.types import FaceDetections
 from vigil.vision.onnx import create_session, sha256_file
 from vigil.vision.onnx.arcface import ARCFACE_TEMPLATE_112, OnnxEmbedder, align_arcface, similarity_transform
@@ -57,7 +57,7 @@ def _read(path: Path) -> npt.NDArray[np.uint8]:
 
 @pytest.fixture(scope="module")
 def yunet(shared_models: Path) -> YuNetDetector:
-    return YuNetDetector.load(shared_models / YUNET, threads=2)
+    return YuNetDetector.load(shared_models / YUNET, threads=2, min_confidence=0.6)
 
 
 @pytest.fixture(scope="module")
@@ -162,9 +162,9 @@ def test_yunet_on_blank_image_finds_nothing(yunet: YuNetDetector) -> None:
     assert len(faces) == 0 and faces.landmark_scheme == "arcface5"
 
 
-def test_yunet_rejects_a_wrong_input_size(shared_models: Path) -> None:
-    with pytest.raises(ModelError, match="fixed 640x640"):
-        YuNetDetector.load(shared_models / YUNET, input_size=320)
+def test_yunet_rejects_a_wrong_tile_size(shared_models: Path) -> None:
+    with pytest.raises(ConfigError, match="fixed 640x640"):
+        YuNetDetector.load(shared_models / YUNET, tile_px=320)
 
 
 def test_letterbox_keeps_aspect() -> None:

@@ -22,6 +22,7 @@ import numpy.typing as npt
 from vigil.core.config import Settings
 from vigil.core.types import FaceDetections
 from vigil.vision.engine import build_detector
+from vigil.vision.onnx.yunet import YuNetDetector
 from vigil.vision.protocols import Detector
 
 
@@ -121,9 +122,10 @@ def video_detector(settings: Settings) -> Detector:
             "detect_min_confidence": settings.video_min_confidence,
         }
     )
-    return ScaledDetector(
-        build_detector(tuned, gray=settings.video_detect_gray), settings.video_detect_side_px
-    )
+    detector = build_detector(tuned, gray=settings.video_detect_gray)
+    if isinstance(detector, YuNetDetector):  # however the engine built it (settings, model pack): tune it
+        detector = detector.with_settings(tuned)
+    return ScaledDetector(detector, settings.video_detect_side_px)
 
 
 MAX_DETECT_THREADS = 4

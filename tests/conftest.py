@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+os.environ.setdefault("VIGIL_MODEL_DOWNLOAD", "false")  # no test tries the network by accident
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("VIGIL_SHARED_DATA", ROOT.parent / "shared" / "data")).resolve()
 SHARED_MODELS = SHARED_DATA.parent / "models"

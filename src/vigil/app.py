@@ -14,6 +14,7 @@ from vigil.gallery.blobs import BlobStore
 from vigil.gallery.db import Database
 from vigil.gallery.index import IndexStore
 from vigil.vision.engine import FaceEngine, build_engine
+from vigil.vision.packs.resolve import resolve_pack
 
 
 @dataclass
@@ -41,8 +42,22 @@ class App:
         return IndexStore(self.settings.index_dir)
 
     @cached_property
+    def pack(self) -> str | None:
+        """The model pack in use (:func:`vigil.vision.packs.resolve.resolve_pack`: ``VIGIL_MODEL_PACK``,
+        ``custom`` for the legacy model settings, the catalog's active pack, else the first-use
+        choice); None when the engine was given (``engine_override``)."""
+        return None if self.engine_override is not None else resolve_pack(self)
+
+    @cached_property
     def engine(self) -> FaceEngine:
-        return self.engine_override or build_engine(self.settings)
+        if self.engine_override is not None:
+            return self.engine_override
+        return build_engine(self.settings, self.pack)
+
+    def reload_engine(self) -> None:
+        """Forget the engine and the pack, so the next use resolves the pack again (after a switch)."""
+        self.__dict__.pop("engine", None)
+        self.__dict__.pop("pack", None)
 
     def close(self) -> None:
         if "db" in self.__dict__:

@@ -18,6 +18,7 @@ from vigil.cli.faces import enroll, enroll_dir, identify, verify
 from vigil.cli.galleries import gallery_cli, people_cli
 from vigil.cli.governance import audit_cli, encryption_cli, erase, purge, report_cli
 from vigil.cli.investigation import clusters_cli, search_cmd
+from vigil.cli.models import models_cli
 from vigil.cli.server import keys_cli, serve, users_cli
 from vigil.cli.video import camera_cli, watch
 
@@ -52,6 +53,7 @@ def main_options(
 cli.add_typer(gallery_cli, name="gallery")
 cli.add_typer(people_cli, name="people")
 cli.add_typer(eval_cli, name="eval")
+cli.add_typer(models_cli, name="models")
 cli.add_typer(camera_cli, name="camera")
 cli.add_typer(users_cli, name="users")
 cli.add_typer(audit_cli, name="audit")

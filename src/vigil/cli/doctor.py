@@ -9,9 +9,10 @@ from typing import Annotated, Any
 
 import numpy as np
 import typer
+from rich.markup import escape
 
 from vigil import __version__
-from vigil.cli.common import JsonOpt, emit, handle_errors, out, settings
+from vigil.cli.common import JsonOpt, app, emit, handle_errors, out, settings
 from vigil.core.errors import VigilError
 
 PACKAGES = (
@@ -46,14 +47,14 @@ def _providers() -> list[str]:
         return []
 
 
-def self_benchmark(seconds: float = 5.0) -> dict[str, Any]:
+def self_benchmark(seconds: float = 5.0, pack: str | None = None) -> dict[str, Any]:
     """Detect and embed on scikit-image's astronaut photo for about ``seconds``: rates per second."""
     from skimage import data
 
     from vigil.vision.engine import build_engine
 
     s = settings()
-    engine = build_engine(s)
+    engine = build_engine(s, pack)
     rgb = data.astronaut()  # type: ignore[no-untyped-call]
     bgr = np.ascontiguousarray(rgb[:, :, ::-1])
     faces = engine.detect(bgr)
@@ -76,10 +77,41 @@ def self_benchmark(seconds: float = 5.0) -> dict[str, Any]:
     return {
         "image": f"{w}x{h}",
         "detector": engine.detector.name,
+        "pack": pack,
         "model": engine.model_id,
         "detections_per_s": round(detections / t_detect, 2),
         "embeddings_per_s": round(embeddings / t_embed, 2),
     }
+
+
+def _packs() -> dict[str, Any]:
+    """The installed packs with their licences, the catalog's active pack and the one in use."""
+    from vigil.vision.packs import service
+
+    try:
+        packs = service.list_packs(app())
+    except VigilError as exc:
+        return {"error": str(exc)}
+    return {
+        "active": next((p.name for p in packs if p.active), None),
+        "in_use": next((p.name for p in packs if p.in_use), None),
+        "installed": [
+            {"name": p.name, "licences": p.licences, "caveat": p.caveat} for p in packs if p.installed
+        ],
+    }
+
+
+def _render_packs(packs: dict[str, Any]) -> None:
+    if "error" in packs:
+        out.print(f"model packs: {escape(packs['error'])}")
+        return
+    out.print(
+        f"model packs: active {packs['active'] or 'none recorded'}, in use {packs['in_use']}; installed:"
+    )
+    for p in packs["installed"]:
+        out.print(f"  {p['name']:14} {escape(', '.join(p['licences']))}")
+        if p["caveat"]:
+            out.print(f"  {'':14} [yellow]caveat[/]: {escape(p['caveat'])}")
 
 
 @handle_errors
@@ -92,6 +124,8 @@ def doctor(
     from vigil.vision.engine import build_embedder
 
     s = settings()
+    packs = _packs()
+    in_use = packs.get("in_use")
     report: dict[str, Any] = {
         "vigil": __version__,
         "python": platform.python_version(),
@@ -103,6 +137,7 @@ def doctor(
             "database": s.database.split("://")[0],
             "detector": s.detector,
             "embedder": s.embedder,
+            "model_pack": s.model_pack,
             "dlib_landmarks": s.dlib_landmarks,
             "target_fmr": s.target_fmr,
             "target_fpir": s.target_fpir,
@@ -110,9 +145,10 @@ def doctor(
             "video_full_frame_every": s.video_full_frame_every,
             "video_detect_threads": detect_threads(s),
         },
+        "model_packs": packs,
     }
     try:
-        card = build_embedder(s).card
+        card = build_embedder(s, in_use).card
         report["model_card"] = {
             "id": card.id,
             "dimension": card.dimension,
@@ -125,7 +161,7 @@ def doctor(
         report["model_card"] = {"error": str(exc)}
     if bench:
         try:
-            report["self_benchmark"] = self_benchmark()
+            report["self_benchmark"] = self_benchmark(pack=in_use)
         except VigilError as exc:
             report["self_benchmark"] = {"error": str(exc)}
 
@@ -138,6 +174,7 @@ def doctor(
         gpu = "CUDAExecutionProvider" in providers
         out.print(f"  GPU: {'CUDA available' if gpu else 'none (CPU only)'}")
         out.print("settings: " + ", ".join(f"{k}={v}" for k, v in report["settings"].items()))
+        _render_packs(report["model_packs"])
         out.print("model card: " + ", ".join(f"{k}={v}" for k, v in report["model_card"].items()))
         if "self_benchmark" in report:
             out.print(

@@ -22,6 +22,8 @@ from vigil.core.errors import ConfigError
 
 DetectorName = Literal["hog", "mmod", "mmod-dlib", "yunet"]
 EmbedderName = Literal["dlib-onnx", "dlib-resnet", "onnx"]
+PackName = Literal["dlib", "edgeface-xs", "edgeface-xxs", "custom"]
+"""The model packs vigil knows (``vigil.vision.packs``); ``custom`` is the user's own ONNX files."""
 
 
 def _default_data_dir() -> Path:
@@ -47,6 +49,29 @@ class Settings(BaseSettings):
     onnx_embedder_path: Path | None = None
     onnx_embedder_card: Path | None = Field(
         default=None, description="model card JSON for the ONNX embedder; default: beside the model file"
+    )
+    model_pack: PackName | None = Field(
+        default=None,
+        description="pack to use in place of the catalog's active one, for evaluation and benchmarks; "
+        "a deployment switches with `vigil models use`",
+    )
+    model_download: bool = Field(
+        default=True,
+        description="on first use, with only the dlib pack installed, download the edgeface-xs pack "
+        "(false: never try the network on its own)",
+    )
+    model_source_dir: Path | None = Field(
+        default=None,
+        description="a local folder holding the model packs' upstream files by name: `vigil models "
+        "install` takes them from here instead of downloading",
+    )
+    model_mirror_url: str | None = Field(
+        default=None,
+        description="base URL of a site mirror holding the model packs' files by name "
+        "(<url>/<file name>), used instead of the upstream URLs",
+    )
+    model_download_timeout_s: float = Field(
+        default=60.0, gt=0, description="a model download gives up when no data arrives for this long"
     )
     dlib_landmarks: Literal["auto", "68", "5"] = Field(
         default="auto",

@@ -2,7 +2,8 @@
 
 Counts of searches, alarms, confirmations and dismissals per watchlist and camera, the share of alarms
 dismissed (the measured false-alarm share), the thresholds and FPIR in force, enrolments, erasures and
-purges, and each camera's running periods with the watchlists it checked. JSON, or HTML with a chart.
+purges, each camera's running periods with the watchlists it checked, and the face models in use with
+their licences and training-data caveats. JSON, or HTML with a chart.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from pydantic import BaseModel
 
 from vigil.app import App
 from vigil.governance import audit
+from vigil.vision.packs.catalog import PACKS, Pack
+from vigil.vision.packs.resolve import resolve_pack
 
 SEARCH_ACTIONS = ("search", "identify", "verify", "compreface_recognize", "retrospective_search", "compare")
 
@@ -44,6 +47,20 @@ class RunPeriod(BaseModel):
     alarms: int | None
 
 
+class ModelInUse(BaseModel):
+    """A face model that matched in the period, or the one in use now, with its licence terms."""
+
+    pack: str | None
+    """The model pack (None: a model that is not one of vigil's packs)."""
+    model_id: str | None
+    title: str
+    licences: list[str]
+    caveat: str | None = None
+    """A restriction on use, such as research-only training data."""
+    current: bool
+    """The model this vigil uses now."""
+
+
 class TransparencyReport(BaseModel):
     since: datetime | None
     until: datetime | None
@@ -60,6 +77,33 @@ class TransparencyReport(BaseModel):
     camera_runs: list[RunPeriod]
     audit_chain_ok: bool
     audit_head_hash: str
+    models: list[ModelInUse] = []
+
+
+def _models_in_use(app: App, matched: set[str]) -> list[ModelInUse]:
+    """The model in use now (without loading it), then every other model id that made an alarm."""
+    by_id = {p.card_id: p for p in PACKS.values() if p.card_id is not None}
+    current: Pack | None
+    if app.engine_override is not None:
+        current_id: str | None = app.engine_override.model_id
+        current = by_id.get(current_id or "")
+    else:
+        current = PACKS[resolve_pack(app, decide=False)]
+        current_id = current.card_id
+    found = [_model(current, current_id, True)]
+    found += [_model(by_id.get(m), m, False) for m in sorted(matched - {current_id or ""})]
+    return found
+
+
+def _model(pack: Pack | None, model_id: str | None, current: bool) -> ModelInUse:
+    return ModelInUse(
+        pack=pack.name if pack else None,
+        model_id=model_id,
+        title=pack.title if pack else "a model that is not one of vigil's packs",
+        licences=list(pack.licences) if pack else ["see the operator's records"],
+        caveat=pack.caveat if pack else None,
+        current=current,
+    )
 
 
 def build(app: App, since: datetime | None = None, until: datetime | None = None) -> TransparencyReport:
@@ -143,6 +187,7 @@ def build(app: App, since: datetime | None = None, until: datetime | None = None
         camera_runs=runs,
         audit_chain_ok=chain.ok,
         audit_head_hash=chain.head_hash,
+        models=_models_in_use(app, {str(m) for r in rows.values() for m in r.models}),
     )
 
 
@@ -196,6 +241,12 @@ def to_html(report: TransparencyReport) -> str:
         f"<td>{esc(', '.join(p.watchlists))}</td><td>{esc(p.frames)}</td><td>{esc(p.alarms)}</td></tr>"
         for p in report.camera_runs
     )
+    models = "".join(
+        f"<tr><td>{esc(m.pack)}</td><td>{esc(m.model_id)}</td><td>{esc(m.title)}</td>"
+        f"<td>{esc(', '.join(m.licences))}</td><td>{esc(m.caveat)}</td>"
+        f"<td>{'yes' if m.current else 'no'}</td></tr>"
+        for m in report.models
+    )
     searches = ", ".join(f"{k}: {v}" for k, v in sorted(report.searches.items())) or "none"
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>vigil transparency report</title>
@@ -213,4 +264,6 @@ audit chain {"intact" if report.audit_chain_ok else "<strong>BROKEN</strong>"}
 <th>confirmed</th><th>dismissed</th><th>share dismissed</th><th>thresholds in force</th><th>FPIR in force</th>
 </tr>{rows}</table>
 <h2>Camera running periods</h2><table><tr><th>camera</th><th>started</th><th>ended</th>
-<th>watchlists checked</th><th>frames</th><th>alarms</th></tr>{runs}</table></body></html>"""
+<th>watchlists checked</th><th>frames</th><th>alarms</th></tr>{runs}</table>
+<h2>Face models</h2><table><tr><th>pack</th><th>model id</th><th>model</th><th>licences</th>
+<th>caveat</th><th>in use now</th></tr>{models}</table></body></html>"""

@@ -1,4 +1,4 @@
-"""The face engine: a detector and an embedder chosen by settings, plus quality scoring."""
+"""The face engine: a detector and an embedder chosen by a model pack or by settings, plus quality scoring."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from vigil.core.config import Settings
 from vigil.core.errors import ConfigError
 from vigil.core.modelcard import ModelCard, load_card
 from vigil.core.types import FaceDetections
+from vigil.vision.packs.catalog import get_pack
+from vigil.vision.packs.store import installed_path
 from vigil.vision.protocols import Detector, Embedder
 from vigil.vision.quality import face_quality
 
@@ -51,8 +53,19 @@ class FaceEngine:
         return self.embed(bgr, self.detect(bgr))
 
 
-def build_detector(settings: Settings, *, gray: bool = False) -> Detector:
-    """The settings' detector; ``gray``: HOG scans the grey image (video frames)."""
+def _dlib_settings(settings: Settings) -> Settings:
+    """The dlib pack: HOG and dlib's ResNet on onnxruntime, with the other settings as they are."""
+    return settings.model_copy(update={"detector": "hog", "embedder": "dlib-onnx"})
+
+
+def build_detector(settings: Settings, *, gray: bool = False, pack: str | None = None) -> Detector:
+    """The detector of ``pack`` (None: ``settings.model_pack``, else the settings' detector); ``gray``:
+    HOG scans the grey image (video frames)."""
+    pack = pack if pack is not None else settings.model_pack
+    if pack == "dlib":
+        settings = _dlib_settings(settings)
+    elif pack not in (None, "custom"):
+        return _pack_yunet(settings, pack)
     if settings.detector in ("hog", "mmod", "mmod-dlib"):
         from vigil.vision.dlib.detector import DlibDetector
 
@@ -74,7 +87,23 @@ def build_detector(settings: Settings, *, gray: bool = False) -> Detector:
     return YuNetDetector.load(settings.onnx_detector_path, threads=settings.threads)
 
 
-def build_embedder(settings: Settings) -> Embedder:
+def _pack_yunet(settings: Settings, pack: str) -> Detector:
+    """An installed pack's YuNet detector."""
+    get_pack(pack)
+    from vigil.vision.onnx.yunet import YuNetDetector
+
+    path = installed_path(settings, pack, "detector.onnx")
+    # detector teammate (issue 13): wire `yunet_from_settings(path, settings)` here once it lands.
+    return YuNetDetector.load(path, threads=settings.threads)
+
+
+def build_embedder(settings: Settings, pack: str | None = None) -> Embedder:
+    """The embedder of ``pack`` (None: ``settings.model_pack``, else the settings' embedder)."""
+    pack = pack if pack is not None else settings.model_pack
+    if pack == "dlib":
+        settings = _dlib_settings(settings)
+    elif pack not in (None, "custom"):
+        return _pack_onnx_embedder(settings, pack)
     if settings.embedder == "dlib-onnx":
         from vigil.vision.dlib.embedder import MODEL_ID, dlib_alignment
         from vigil.vision.dlib_onnx.embedder import OnnxDlibEmbedder
@@ -107,6 +136,26 @@ def build_embedder(settings: Settings) -> Embedder:
     )
 
 
-def build_engine(settings: Settings) -> FaceEngine:
-    """The engine the settings describe (dlib HOG + ResNet by default)."""
-    return FaceEngine(detector=build_detector(settings), embedder=build_embedder(settings))
+def _pack_onnx_embedder(settings: Settings, pack: str) -> Embedder:
+    """An installed pack's ONNX embedder with its bundled card (or the calibrated one in ``cards_dir``)."""
+    card_id = get_pack(pack).card_id
+    if card_id is None:
+        raise ConfigError(f"the model pack {pack!r} has no card")
+    from vigil.vision.onnx import create_session
+    from vigil.vision.onnx.arcface import OnnxEmbedder
+
+    path = installed_path(settings, pack, "embedder.onnx")
+    card = load_card(card_id, settings.cards_dir)
+    return OnnxEmbedder(session=create_session(path, threads=settings.threads), card=card)
+
+
+def build_engine(settings: Settings, pack: str | None = None) -> FaceEngine:
+    """The engine of the model pack ``pack`` (``dlib``, ``edgeface-xs``, ...).
+
+    ``pack=None``: ``settings.model_pack`` if set, else the settings' detector and embedder as they
+    are (dlib HOG + ResNet by default; ``custom`` is the same). A pack that is not installed is a
+    ConfigError whose hint is the install command.
+    """
+    return FaceEngine(
+        detector=build_detector(settings, pack=pack), embedder=build_embedder(settings, pack=pack)
+    )

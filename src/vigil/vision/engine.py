@@ -88,13 +88,11 @@ def build_detector(settings: Settings, *, gray: bool = False, pack: str | None =
 
 
 def _pack_yunet(settings: Settings, pack: str) -> Detector:
-    """An installed pack's YuNet detector."""
+    """An installed pack's YuNet detector, configured by the detection settings."""
     get_pack(pack)
-    from vigil.vision.onnx.yunet import YuNetDetector
+    from vigil.vision.onnx.yunet import yunet_from_settings
 
-    path = installed_path(settings, pack, "detector.onnx")
-    # detector teammate (issue 13): wire `yunet_from_settings(path, settings)` here once it lands.
-    return YuNetDetector.load(path, threads=settings.threads)
+    return yunet_from_settings(installed_path(settings, pack, "detector.onnx"), settings)
 
 
 def build_embedder(settings: Settings, pack: str | None = None) -> Embedder:

@@ -297,7 +297,8 @@ def test_video_detector_builds_yunet_from_the_video_settings(dynamic_path: Path,
         detector="yunet", onnx_detector_path=dynamic_path, video_min_confidence=0.4, threads=2
     )
     detector = video_detector(settings)
-    assert isinstance(detector, ScaledDetector) and detector.side_px == settings.video_detect_side_px
+    assert isinstance(detector, ScaledDetector) and detector.side_px == settings.video_detect_side_px == 960
+    assert detector.factor(360, 640) == 1.0 and detector.factor(1080, 1920) == 0.5  # down, never up
     inner = detector.inner
     assert isinstance(inner, YuNetDetector)
     assert inner.min_confidence == 0.4 and inner.upsample_below_px == 0

@@ -32,14 +32,21 @@ class ScaledDetector:
 
     inner: Detector
     side_px: int
+    enlarge: bool = True
+    """False: smaller frames keep their size (YuNet finds the same faces in 640x360 frames at 960 px
+    as at 640, at twice the cost; bench/detect.py)."""
+
+    def factor(self, height: int, width: int) -> float:
+        """The scale :meth:`detect` runs a ``height`` x ``width`` frame at."""
+        factor = self.side_px / max(height, width)
+        return factor if self.enlarge else min(1.0, factor)
 
     @property
     def name(self) -> str:
         return f"{self.inner.name}@{self.side_px}"
 
     def detect(self, bgr: npt.NDArray[np.uint8]) -> FaceDetections:
-        h, w = bgr.shape[:2]
-        return self._detect_at(bgr, self.side_px / max(h, w))
+        return self._detect_at(bgr, self.factor(*bgr.shape[:2]))
 
     def _detect_at(self, bgr: npt.NDArray[np.uint8], factor: float) -> FaceDetections:
         import cv2
@@ -56,13 +63,11 @@ class ScaledDetector:
     def detect_coarse(self, bgr: npt.NDArray[np.uint8]) -> FaceDetections:
         """The whole frame at two thirds of :meth:`detect`'s scale: about half the cost, and faces
         from 1.5x the smallest size :meth:`detect` finds."""
-        h, w = bgr.shape[:2]
-        return self._detect_at(bgr, self.side_px / max(h, w) / COARSE_RATIO)
+        return self._detect_at(bgr, self.factor(*bgr.shape[:2]) / COARSE_RATIO)
 
     def detect_regions(self, bgr: npt.NDArray[np.uint8], regions: list[Region]) -> FaceDetections:
         """Faces inside ``regions`` of ``bgr`` only, at the scale :meth:`detect` uses for the whole frame."""
-        h, w = bgr.shape[:2]
-        factor = self.side_px / max(h, w)
+        factor = self.factor(*bgr.shape[:2])
         parts = [
             self._detect_at(np.ascontiguousarray(bgr[y1:y2, x1:x2]), factor).shifted(x1, y1)
             for x1, y1, x2, y2 in regions
@@ -114,7 +119,14 @@ def regions_around(
 
 
 def video_detector(settings: Settings) -> Detector:
-    """The settings' detector, configured for video frames (``video_*`` settings)."""
+    """The settings' detector, configured for video frames (``video_*`` settings).
+
+    YuNet (fixed or dynamic input) gets the video settings through ``with_settings`` and scans frames
+    scaled down to ``video_detect_side_px``, never up: it finds faces from about 16 px at the scale it
+    runs at, so 960 px finds 16 px faces in 640x360 frames, 24 px in 1080p and 48 px in 4K, and a
+    ``video_detect_side_px`` of the frame's width (1920, 3840) finds 20 px faces there
+    (``bench/detect.py``); ``video_detect_upsample`` doubles its scale for smaller faces.
+    """
     tuned = settings.model_copy(
         update={
             "detect_max_side_px": 100_000,
@@ -124,7 +136,7 @@ def video_detector(settings: Settings) -> Detector:
     )
     detector = build_detector(tuned, gray=settings.video_detect_gray)
     if isinstance(detector, YuNetDetector):  # however the engine built it (settings, model pack): tune it
-        detector = detector.with_settings(tuned)
+        return ScaledDetector(detector.with_settings(tuned), settings.video_detect_side_px, enlarge=False)
     return ScaledDetector(detector, settings.video_detect_side_px)
 
 

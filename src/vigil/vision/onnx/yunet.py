@@ -31,17 +31,19 @@ short side exceeds :data:`LARGEST_FACE_PX`, a coarse whole-image pass (short sid
 is scanned in overlapping tiles (:mod:`vigil.vision.onnx.tiling`) instead of in one piece, plus the
 coarse pass; a fixed model scans tiles of its own input size at the working scale, beside its
 letterboxed whole image. Faces of every pass are merged by non-maximum suppression. For the dynamic
-model one piece is faster than tiles (1080p: 82 against 102 ms, 4K: 258 against 880 ms on 2 cores)
-and finds the same faces; tiles bound the memory (4K: about 280 MiB against 750 MiB).
+model one piece finds the same faces as tiles and is as fast or faster (1080p: the same within the
+noise of a shared 2-core machine, 4K: 1.2-3x faster); tiles bound the memory (4K: a peak of about
+280 MiB against 750 MiB). The fixed model needs tiles for small faces in large frames.
 
 Score. ``min_confidence`` is a threshold on YuNet's own score, ``sqrt(cls * obj)``; dlib's
 confidence is another quantity (a logistic of the HOG/MMOD margin: 0.5 at HOG's lowest report,
 0.8 at margin +0.19). Measured (``bench/detect.py``) the same numbers work for both: at 0.8 YuNet-n
-misses 0.25 % of the lfw-dev subjects (dlib HOG 1 %) and about one photo in 200 gets a detection
-that is not a face (the other detections, 20 per 100 photos, are real faces in the background,
-checked by eye); at 0.5 it misses no more, and about 4 photos in 100 get a non-face (hands, blur,
-a statue): weak detections, fit to extend video tracks. So ``detect_min_confidence`` (0.8),
-``video_min_confidence`` (0.5) and ``video_track_confidence`` (0.8) apply to YuNet's score as they are.
+misses 0.07 % of 1,500 lfw-dev subjects (dlib HOG 1.07 %), and its other detections (20 per 100
+photos) are nearly all real faces in the background: by eye on 400 photos, 2 of 86 were not faces;
+at 0.5 it misses no more, and 13 of the further 54 were not faces (hands, blur, a statue, a
+camera): about 4 per 100 photos, weak detections fit to extend video tracks. So
+``detect_min_confidence`` (0.8), ``video_min_confidence`` (0.5) and ``video_track_confidence``
+(0.8) apply to YuNet's score as they are.
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ PAD_MULTIPLE = max(STRIDES)
 """A dynamic model's input height and width are multiples of this."""
 
 DEFAULT_MIN_CONFIDENCE = 0.8
-"""Default score threshold (measured on lfw-dev: about 0.5 non-faces per 100 photos, 0.25 % missed)."""
+"""Default score threshold (measured on lfw-dev: about 0.5 non-faces per 100 photos, under 0.3 % missed)."""
 
 DEFAULT_MAX_SIDE_PX = 1600
 """Default long side of the working image (``Settings.detect_max_side_px``'s default)."""
@@ -269,11 +271,10 @@ def _concat(parts: list[Candidates]) -> Candidates:
     )
 
 
-def _mapped(candidates: Candidates, factor: float, dx: float = 0.0, dy: float = 0.0) -> Candidates:
-    """Candidates of an image scaled by ``factor`` (then shifted by ``dx, dy``) in the original's pixels."""
+def _mapped(candidates: Candidates, factor: float) -> Candidates:
+    """Candidates of an image scaled by ``factor``, in the original's pixels."""
     xyxy, score, landmarks = candidates
-    offset = np.array([dx, dy], np.float32)
-    return (xyxy + np.tile(offset, 2)) / factor, score, (landmarks + offset) / factor
+    return xyxy / factor, score, landmarks / factor
 
 
 def _larger_than(candidates: Candidates, side_px: float) -> Candidates:
@@ -524,7 +525,7 @@ def upsample_below_for_yunet(upsample_below_px: int) -> int:
     """``detect_upsample_below_px`` (chosen for dlib HOG) for YuNet, which finds faces 5x smaller:
     both then upsample the images whose smallest findable face is the same share of the image
     (the default 800 becomes 160). Measured on lfw-dev: upsampling 64-250 px photos gains nothing
-    and costs 2-4x; 40-50 px thumbnails (faces of 16-20 px) go from 2-18 % missed to 0.3 %."""
+    and costs 2-4x; 40-50 px thumbnails (faces of 16-20 px) go from 1-16 % missed to 0.2 %."""
     return round(upsample_below_px * SMALLEST_FACE_PX / HOG_SMALLEST_FACE_PX)
 
 

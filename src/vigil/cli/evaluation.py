@@ -7,8 +7,32 @@ from typing import Annotated
 
 import typer
 
-from vigil.cli.common import JsonOpt, emit, err, handle_errors, out, progress_bar, settings
+from vigil.cli.common import JsonOpt, emit, err, handle_errors, out, progress_bar
+from vigil.cli.common import settings as cli_settings
+from vigil.core.config import Settings
 from vigil.core.errors import InputError
+
+
+def eval_settings() -> Settings:
+    """The CLI's settings with the model pack the data directory uses made explicit.
+
+    Evaluations and calibrations measure the models a deployment runs: ``VIGIL_MODEL_PACK`` if set,
+    else the pack the catalog has active (or would choose, with no side effect), so the embedding
+    processes and caches all see the one pack.
+    """
+    from vigil.app import App
+    from vigil.vision.packs.resolve import resolve_pack, uses_custom_models
+
+    s = cli_settings()
+    if s.model_pack is not None or uses_custom_models(s):
+        return s
+    app = App(s)
+    try:
+        pack = resolve_pack(app, decide=False)
+    finally:
+        app.close()
+    return s.model_copy(update={"model_pack": pack})
+
 
 eval_cli = typer.Typer(help="Measure accuracy on public benchmarks.", no_args_is_help=True)
 
@@ -32,7 +56,7 @@ def eval_lfw(
         if not path.exists():
             raise InputError(f"{path} does not exist")
     with progress_bar("embedding LFW images") as update:
-        result = evaluate_lfw(settings(), root, pairs, train_pairs, workers=workers, progress=update)
+        result = evaluate_lfw(eval_settings(), root, pairs, train_pairs, workers=workers, progress=update)
     if plot is not None:
         plot_roc(result.scores, result.same, plot)
     summary = {
@@ -76,7 +100,7 @@ def calibrate(
 
     if not root.is_dir():
         raise InputError(f"{root} is not a folder", hint="give a folder with one sub-folder per identity")
-    s = settings()
+    s = eval_settings()
     card = build_embedder(s).card
     with progress_bar("embedding images") as update:
         cal = run(s, root, workers=workers, progress=update, dataset_name=name)
@@ -122,7 +146,7 @@ def eval_identify(
 
     with progress_bar("embedding images") as update:
         result, scores = run_identification(
-            settings(), root, mated=mated, seed=seed, workers=workers, progress=update
+            eval_settings(), root, mated=mated, seed=seed, workers=workers, progress=update
         )
     if out_dir is not None:
         write_identify_report(result, scores, out_dir, _command_line())
@@ -178,7 +202,7 @@ def eval_video(
         err.print(f"[yellow]warning[/]: {escape(message)}", markup=True)
 
     with progress_bar("watching clips (frames)") as update:
-        result = evaluate_video(settings(), manifest, stills, on_progress=update, on_warning=warn)
+        result = evaluate_video(eval_settings(), manifest, stills, on_progress=update, on_warning=warn)
     if out_dir is not None:
         write_video_report(result, out_dir, _command_line())
 
@@ -218,7 +242,7 @@ def eval_calibrate(
     from vigil.eval.thresholds import GALLERY_SIZES, plot_thresholds, threshold_table
     from vigil.vision.engine import build_embedder
 
-    s = settings()
+    s = eval_settings()
     card = build_embedder(s).card
     if root is not None:
         from vigil.eval.calibrate import apply_calibration

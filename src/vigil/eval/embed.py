@@ -193,6 +193,7 @@ def cache_fingerprint(settings: Settings) -> str:
         "onnx_detector": str(settings.onnx_detector_path or ""),
         "onnx_embedder": str(settings.onnx_embedder_path or ""),
         "embedder": settings.embedder,
+        "model_pack": settings.model_pack or "",
         "alignment": _alignment(settings),
     }
     for name in ("detect_max_side_px", "detect_upsample_below_px", "detect_min_confidence"):
@@ -202,7 +203,8 @@ def cache_fingerprint(settings: Settings) -> str:
 
 def _alignment(settings: Settings) -> str:
     """How the embedder aligns faces under ``settings`` (a cache made with another alignment is stale)."""
-    if settings.embedder not in ("dlib-resnet", "dlib-onnx"):
+    arcface_pack = settings.model_pack not in (None, "dlib", "custom")
+    if arcface_pack or settings.embedder not in ("dlib-resnet", "dlib-onnx"):
         return "arcface5-112"
     from vigil.vision.dlib.embedder import MODEL_ID, dlib_alignment
 
@@ -393,7 +395,7 @@ def _identity(settings: Settings, engine: FaceEngine | None) -> tuple[str, int]:
     """(model id, dimension) of the embedder, without loading the dlib model when avoidable."""
     if engine is not None:
         return engine.model_id, engine.card.dimension
-    if settings.embedder in ("dlib-resnet", "dlib-onnx"):
+    if settings.model_pack in (None, "dlib", "custom") and settings.embedder in ("dlib-resnet", "dlib-onnx"):
         from vigil.vision.dlib.embedder import MODEL_ID
 
         card = load_card(MODEL_ID, settings.cards_dir)

@@ -39,6 +39,7 @@ from vigil.gallery import galleries
 from vigil.video.pipeline import PipelineEvent
 from vigil.video.sources import FileSource
 from vigil.video.watch import watch
+from vigil.vision.engine import build_engine
 from vigil.vision.image import IMAGE_SUFFIXES, load_image
 
 WATCHLIST = "eval-watchlist"
@@ -216,7 +217,10 @@ def evaluate_video(
                 hint="pass --stills DIR (a folder per identity, or photos named after the person)",
             )
     with tempfile.TemporaryDirectory(prefix="vigil-eval-video-") as tmp:
-        app = App(settings.model_copy(update={"data_dir": Path(tmp), "database_url": None}))
+        # The models are the caller's (their pack's files stay where they are installed).
+        engine = build_engine(settings)
+        local = settings.model_copy(update={"data_dir": Path(tmp), "database_url": None})
+        app = App(local, engine_override=engine)
         try:
             enrolled = _enrol(app, stills, on_warning)
             keys = {name_key(n) for n in enrolled}

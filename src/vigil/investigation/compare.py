@@ -162,7 +162,7 @@ class _Search(Protocol):
 def model_card(app: App) -> ModelCard:
     """The embedder's card, without loading the face models when the card alone is enough."""
     light = app.engine_override is None and "engine" not in app.__dict__
-    if light and app.settings.embedder in ("dlib-resnet", "dlib-onnx"):
+    if light and app.pack in ("dlib", "custom") and app.settings.embedder in ("dlib-resnet", "dlib-onnx"):
         from vigil.vision.dlib.embedder import MODEL_ID
 
         return load_card(MODEL_ID, app.settings.cards_dir)

@@ -82,9 +82,9 @@ def build_detector(settings: Settings, *, gray: bool = False, pack: str | None =
         raise ConfigError(
             "the yunet detector needs a model file", hint="set VIGIL_ONNX_DETECTOR_PATH to the .onnx file"
         )
-    from vigil.vision.onnx.yunet import YuNetDetector
+    from vigil.vision.onnx.yunet import yunet_from_settings
 
-    return YuNetDetector.load(settings.onnx_detector_path, threads=settings.threads)
+    return yunet_from_settings(settings.onnx_detector_path, settings)
 
 
 def _pack_yunet(settings: Settings, pack: str) -> Detector:

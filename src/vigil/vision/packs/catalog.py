@@ -89,9 +89,9 @@ PACKS: dict[str, Pack] = {
     ),
     "edgeface-xs": Pack(
         name="edgeface-xs",
-        title="EdgeFace-XS (gamma 0.6, 512-d) on YuNet-n",
+        title="EdgeFace-XS (512-d) on YuNet-n",
         detector="YuNet-n (dynamic input)",
-        embedder="EdgeFace-XS gamma 0.6, int8-quantised checkpoint",
+        embedder="EdgeFace-XS, int8-quantised upstream checkpoint (full-rank EdgeNeXt-XS)",
         card_id="edgeface-xs-q",
         licences=_EDGEFACE_LICENCES,
         source=_EDGEFACE_SOURCE + "; YuNet-n from ShiqiYu/libfacedetection.train",

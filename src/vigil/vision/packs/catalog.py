@@ -107,7 +107,7 @@ PACKS: dict[str, Pack] = {
             _YUNET_N,
         ),
         caveat=WEBFACE12M_CAVEAT,
-        notes="The recommended pack. Its card's default_threshold is a placeholder until calibrated.",
+        notes="The recommended pack. Its card is calibrated on lfw-dev (docs/accuracy.md).",
     ),
     "edgeface-xxs": Pack(
         name="edgeface-xxs",
@@ -129,7 +129,7 @@ PACKS: dict[str, Pack] = {
             _YUNET_N,
         ),
         caveat=WEBFACE12M_CAVEAT,
-        notes="For the smallest edge boxes. Its card's default_threshold is a placeholder until calibrated.",
+        notes="For the smallest edge boxes. Its card is calibrated on lfw-dev (docs/accuracy.md).",
     ),
     "custom": Pack(
         name="custom",

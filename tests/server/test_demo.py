@@ -28,3 +28,24 @@ def _check(app: App) -> None:
     assert video.is_file() and any(video.is_relative_to(m) for m in app.settings.media_folders)
     assert cameras.check_media_path(app.settings, first.video) == video.resolve()
     assert [c.name for c in cameras.list_cameras(app)] == [first.camera]
+
+
+def test_first_use_takes_the_edgeface_pack_and_the_demo_alarms(tmp_path: Path, shared_models: Path) -> None:
+    """A fresh install that can get the better pack (here from a local folder, as an air-gapped site
+    configures it; with network, from upstream) uses it from the first run, `make demo` included."""
+    settings = Settings(data_dir=tmp_path / "data", model_source_dir=shared_models, threads=2)
+    app = App(settings)
+    try:
+        assert app.pack == "edgeface-xs" and app.engine.model_id == "edgeface-xs-q"
+        setup = prepare_demo(app)
+        from vigil.video.watch import watch
+
+        summary = watch(app, setup.video)
+        assert summary["alarms"] >= 1
+    finally:
+        app.close()
+    again = App(Settings(data_dir=tmp_path / "data"))  # recorded: the next start keeps it, no folder needed
+    try:
+        assert again.pack == "edgeface-xs"
+    finally:
+        again.close()

@@ -130,7 +130,7 @@ def _first_use(app: App) -> PackName:
     if choice != "dlib":
         return choice
     reason = "VIGIL_MODEL_DOWNLOAD is off"
-    if settings.model_download:
+    if settings.model_download or settings.model_source_dir is not None:  # a local folder is no download
         from vigil.vision.packs.service import install_pack
 
         try:

@@ -100,6 +100,11 @@ DECISIONS: dict[tuple[str, str], str] = {
     ("GET", "/api/investigations/clusters/{cluster_id}"): "whole",
     ("POST", "/api/investigations/clusters/{cluster_id}/promote"): "whole",
     ("POST", "/api/investigations/clusters/{cluster_id}/dismiss"): "whole",
+    ("GET", "/api/models"): "whole",
+    ("GET", "/api/models/switch"): "whole",
+    ("POST", "/api/models/switch"): "whole",
+    ("POST", "/api/models/switch/cancel"): "whole",
+    ("POST", "/api/models/{name}/install"): "whole",
 }
 
 

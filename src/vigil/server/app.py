@@ -17,7 +17,7 @@ from vigil.app import App
 from vigil.core import memory
 from vigil.core.config import Settings
 from vigil.notify import Notifiers
-from vigil.server import limits, openapi, problems, refusal
+from vigil.server import limits, model_switch, openapi, problems, refusal
 from vigil.server.bus import EventBus
 from vigil.server.deps import AnyRole, ServerState
 from vigil.server.routers import (
@@ -33,6 +33,7 @@ from vigil.server.routers import (
     health,
     investigation,
     metrics,
+    models,
     recognition,
     users,
     webhooks,
@@ -66,6 +67,7 @@ def create_app(settings: Settings, *, start_cameras: bool | None = None) -> Fast
     notifiers = st.extras["notifiers"] = Notifiers(vigil_app, bus)
     run_cameras = settings.start_cameras if start_cameras is None else start_cameras
     scheduled = st.extras["scheduled"] = schedules(vigil_app)
+    model_switch.install_hooks(st)  # a switch left running goes on
 
     @asynccontextmanager
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
@@ -139,6 +141,7 @@ def create_app(settings: Settings, *, start_cameras: bool | None = None) -> Fast
         webhooks,
         metrics,
         investigation,
+        models,
     ):
         api.include_router(module.router)
 

@@ -1,7 +1,8 @@
-// Administration: users (create, role, disable, reset password), API keys (create, revoke) and the
-// retention purge.
+// Administration: users (create, role, disable, reset password), API keys (create, revoke), the face
+// models (models.js) and the retention purge.
 
 import { del, get, patch, post, session } from "./api.js";
+import { modelsSection } from "./models.js";
 import { busy, confirmDialog, facts, field, fill, fmtTime, h, message, secretDialog, select, showError, toast } from "./ui.js";
 
 const ROLES = [
@@ -16,12 +17,14 @@ export async function render(root) {
   const usersBox = h("div", { class: "table-wrap" });
   const keysBox = h("div", { class: "table-wrap" });
   const slot = h("div", { class: "slot" });
+  const models = modelsSection();
   fill(
     root,
     h("h1", {}, "Users & API keys"),
     slot,
     h("section", { "aria-labelledby": "users-h" }, h("h2", { id: "users-h" }, "Users"), usersBox, userForm(loadUsers)),
     h("section", { "aria-labelledby": "keys-h" }, h("h2", { id: "keys-h" }, "API keys"), keysBox, keyForm(loadKeys)),
+    models.el,
     purgeSection(),
   );
 
@@ -41,7 +44,7 @@ export async function render(root) {
     }
   }
   await Promise.all([loadUsers(), loadKeys()]);
-  return null;
+  return models.stop;
 }
 
 function usersTable(users, reload) {

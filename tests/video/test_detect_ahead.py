@@ -125,7 +125,7 @@ def test_a_failing_detector_ends_the_run_cleanly(
                 raise RuntimeError("detector crashed")
             return FaceDetections.empty()
 
-    monkeypatch.setattr(pipeline, "video_detector", lambda settings: Breaks())
+    monkeypatch.setattr(pipeline, "video_detector", lambda settings, pack, base: Breaks())
     app.settings = app.settings.model_copy(update={"video_detect_threads": 2})
     with pytest.raises(RuntimeError, match="detector crashed"):
         watch(app, str(shared_data / "video" / "short_hamilton_clip.mp4"))

@@ -118,8 +118,11 @@ def regions_around(
     return [(r[0], r[1], r[2], r[3]) for r in rects if r[2] > r[0] and r[3] > r[1]]
 
 
-def video_detector(settings: Settings, pack: str | None = None) -> Detector:
+def video_detector(settings: Settings, pack: str | None = None, base: Detector | None = None) -> Detector:
     """The detector of ``pack`` (None: the settings' own), configured for video frames (``video_*``).
+
+    ``base``: the engine's detector; a YuNet one is re-tuned (same model session) rather than loaded
+    again, so the video path always runs the engine's model, wherever its files lie.
 
     YuNet (fixed or dynamic input) gets the video settings through ``with_settings`` and scans frames
     scaled down to ``video_detect_side_px``, never up: it finds faces from about 16 px at the scale it
@@ -134,7 +137,11 @@ def video_detector(settings: Settings, pack: str | None = None) -> Detector:
             "detect_min_confidence": settings.video_min_confidence,
         }
     )
-    detector = build_detector(tuned, gray=settings.video_detect_gray, pack=pack)
+    detector: Detector = (
+        base
+        if isinstance(base, YuNetDetector)
+        else build_detector(tuned, gray=settings.video_detect_gray, pack=pack)
+    )
     if isinstance(detector, YuNetDetector):  # however the engine built it (settings, model pack): tune it
         return ScaledDetector(detector.with_settings(tuned), settings.video_detect_side_px, enlarge=False)
     return ScaledDetector(detector, settings.video_detect_side_px)

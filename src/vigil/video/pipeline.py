@@ -185,7 +185,7 @@ class Pipeline:
         self.watchlists = active_watchlists(app, galleries, camera_id=camera_id)
         self._refreshed = time.monotonic()
         self.attendance = AttendanceMarker(app, camera, galleries, camera_id)
-        self.detector = detector or video_detector(app.settings, app.pack)
+        self.detector = detector or video_detector(app.settings, app.pack, app.engine.detector)
         self.planner = DetectionPlanner(self.settings, self.detector)
         self.ahead: DetectAhead[Frame, PipelineEvent] | None = None
         workers = detect_threads(self.settings)

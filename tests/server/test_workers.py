@@ -214,3 +214,21 @@ def test_a_killed_worker_resumes_its_file_and_stores_each_alarm_once(
         finished = wait_for(lambda: (h := _health(c, "stage"))["state"] == "finished" and h, timeout_s=180)
         assert 0 < finished["frames"] < 275, "the restarted worker continued the file"
         assert len(_alarms(c, "stage")) == 2
+
+
+def test_camera_workers_run_the_active_pack(tmp_path: Path, shared_data: Path, shared_models: Path) -> None:
+    """A server whose first use installed edgeface-xs (from a local folder) runs its camera workers on
+    it too: their alarms carry that model (a worker rebuilding the settings must not fall back to the
+    legacy dlib settings)."""
+    data = tmp_path / "server"
+    clip = shared_data / "video" / "short_hamilton_clip.mp4"
+    server = start_server(data, {"VIGIL_MODEL_SOURCE_DIR": str(shared_models)})
+    try:
+        with server.client("supervisor") as c:
+            _setup_watchlist(c, shared_data)
+            assert c.post("/api/cameras", json={"name": "stage", "url": str(clip)}).status_code == 201
+            wait_for(lambda: _health(c, "stage")["state"] == "finished", timeout_s=180)
+            alarms = _alarms(c, "stage")
+            assert alarms and {a["model"] for a in alarms} == {"edgeface-xs-q"}, alarms
+    finally:
+        stop_server(server)

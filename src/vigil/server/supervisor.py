@@ -321,7 +321,7 @@ class Supervisor:
         w.stop = _ctx.Event()
         w.process = _ctx.Process(
             target=_worker_main,
-            args=(self.settings.model_dump(), w.camera, self._queue, w.stop, os.getpid(), w.replay),
+            args=(self.settings.model_dump(exclude_unset=True), w.camera, self._queue, w.stop, os.getpid(), w.replay),
             name=f"vigil-camera-{w.camera}",
             daemon=True,
         )

@@ -487,3 +487,24 @@ def test_a_gallery_of_1000_people_switches_with_progress_and_survives_kill_9(
     assert audit.verify(app).ok
     app.close()
     print(f"enrolment {enrolled_s:.0f} s; switch, killed at {killed_at}, resumed: {switch_s:.0f} s")
+
+
+def test_an_engine_left_behind_by_a_flip_enrols_nothing(tmp_path: Path, shared_data: Path) -> None:
+    """A process still running the old engine after another one flipped the active model is refused:
+    its templates would never be matched (and the switch that would re-embed them is over)."""
+    app = App(Settings(data_dir=tmp_path / "data", model_download=False))
+    try:
+        people = lfw_people(shared_data, 2)
+        enrol(app, "staff", people[:1])
+        assert app.pack == "dlib" and modelstate.active_pack(app) == "dlib"
+        with app.db.session() as s:  # another process flipped to edgeface-xs
+            row = s.get(ActiveModel, 1)
+            assert row is not None
+            row.pack, row.model_id = "edgeface-xs", "edgeface-xs-q"
+            s.commit()
+        with pytest.raises(ConflictError, match="changed to 'edgeface-xs'"):
+            enrol(app, "staff", people[1:])
+        with app.db.session() as s:
+            assert s.scalar(select(func.count()).select_from(Identity)) == 1
+    finally:
+        app.close()

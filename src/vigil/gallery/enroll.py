@@ -32,7 +32,7 @@ from vigil.core.names import check_name
 from vigil.core.types import FaceDetections
 from vigil.gallery.galleries import get_gallery
 from vigil.gallery.index import IndexKey
-from vigil.gallery.models import AlarmRecord, Gallery, GalleryKind, Identity, Photo, Template
+from vigil.gallery.models import ActiveModel, AlarmRecord, Gallery, GalleryKind, Identity, Photo, Template
 from vigil.governance.refusals import check_metadata
 from vigil.vision.image import LoadedImage
 
@@ -339,6 +339,7 @@ def enroll_prepared(
                 identity.consent_on = consent_on
                 identity.consent_by = (consent_by or "").strip()
             s.flush()
+            _check_model_current(app, s, model_id)
             for p in prepared:
                 photos.append(_add_photo(app, s, identity, p, model_id, new_blobs, added_ids, added_vecs))
             change = bump_generation(s, gallery_id) if added_ids else None
@@ -364,6 +365,19 @@ def enroll_prepared(
             lambda: load_templates(app, gallery_id, model_id),
         )
     return result
+
+
+def _check_model_current(app: App, s: Session, model_id: str) -> None:
+    """Refuse templates of a model that is no longer the active one (a model switch flipped while this
+    process still ran the old engine): they would never be matched, and the switch is over."""
+    if app.engine_override is not None or app.settings.model_pack is not None or app.pack == "custom":
+        return
+    active = s.get(ActiveModel, 1)
+    if active is not None and active.model_id != model_id:
+        raise ConflictError(
+            f"the face model changed to {active.pack!r} while this enrolment ran; nothing was stored",
+            hint="enrol the photos again (the server loads the new model within seconds)",
+        )
 
 
 def _add_photo(

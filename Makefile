@@ -29,6 +29,8 @@ bench: $(BIN)/vigil
 	$(BIN)/pip install --quiet --no-deps face_recognition==1.3.0
 	$(BIN)/python bench/core.py
 	$(BIN)/python bench/video.py
+	$(BIN)/python bench/detect.py
+	$(BIN)/python bench/packs.py
 	$(BIN)/python bench/compare.py
 	$(BIN)/python bench/clustering.py
 	$(BIN)/python bench/load.py

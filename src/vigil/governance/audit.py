@@ -4,7 +4,9 @@ Append-only: each entry carries the hash of the one before it and its own hash o
 that link, so editing, deleting or re-ordering any entry breaks the chain from there on, and
 :func:`verify` names the first broken entry. On SQLite, triggers also refuse UPDATE and DELETE on the
 table. ``prev_hash`` is unique, so two writers (the server and a camera worker) can never fork the
-chain: the loser of a race retries on the new head.
+chain. Writers are serialised: :func:`append` takes the log's write lock in the caller's
+transaction before it reads the head, so an entry written with the change it records (a service's
+own transaction) links to the true head; :func:`record` also retries on a lost race.
 
 Entries record who (``user:<name>``, ``key:<name>``, ``cli:<os user>``, ``camera:<name>``), when, the
 action, its target, and a JSON detail: the input that led to a match (photo hash, camera, frame), the
@@ -22,8 +24,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from vigil.app import App
 from vigil.gallery.models import AuditEntry
@@ -32,6 +35,7 @@ log = logging.getLogger(__name__)
 
 GENESIS = "0" * 64
 _RETRIES = 50
+_PG_LOCK_KEY = 0x76696769_6C  # 'vigil': the advisory lock that serialises writers of the log
 
 
 class AuditRecord(BaseModel):
@@ -94,6 +98,54 @@ def _digest(
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+def _lock_head(s: Session) -> None:
+    """Make ``s`` the only writer of the log until it ends, so the head it reads stays the head.
+
+    SQLite: a write statement (one that matches no row) takes the database's write lock for the rest
+    of the transaction. PostgreSQL: a transaction-scoped advisory lock. Elsewhere the unique
+    ``prev_hash`` still refuses a fork, and :func:`record` retries.
+    """
+    dialect = s.get_bind().dialect.name
+    if dialect == "sqlite":
+        s.execute(text("UPDATE audit_log SET id = id WHERE 0"))
+    elif dialect == "postgresql":
+        s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
+
+
+def append(
+    s: Session,
+    actor: str,
+    action: str,
+    *,
+    target_type: str | None = None,
+    target_id: object = None,
+    target_name: str | None = None,
+    **detail: Any,
+) -> AuditEntry:
+    """Append one entry inside the caller's transaction ``s``: it is committed with the change it
+    records, or rolled back with it. Serialises writers of the log until ``s`` ends (keep the
+    transaction short). ``detail`` must be JSON-able (no images, no templates)."""
+    body = json.dumps(detail, ensure_ascii=False, sort_keys=True, default=str)
+    tid = None if target_id is None else str(target_id)
+    _lock_head(s)
+    head = s.scalar(select(AuditEntry.hash).order_by(AuditEntry.id.desc()).limit(1)) or GENESIS
+    at = datetime.now(UTC)
+    entry = AuditEntry(
+        at=_naive_utc(at),
+        actor=actor,
+        action=action,
+        target_type=target_type,
+        target_id=tid,
+        target_name=target_name,
+        detail=body,
+        prev_hash=head,
+        hash=_digest(head, at, actor, action, target_type, tid, target_name, body),
+    )
+    s.add(entry)
+    s.flush()
+    return entry
+
+
 def record(
     app: App,
     actor: str,
@@ -104,27 +156,21 @@ def record(
     target_name: str | None = None,
     **detail: Any,
 ) -> int:
-    """Append one entry; returns its id. ``detail`` must be JSON-able (no images, no templates)."""
-    body = json.dumps(detail, ensure_ascii=False, sort_keys=True, default=str)
-    tid = None if target_id is None else str(target_id)
+    """Append one entry in a transaction of its own; returns its id. For an action that changes
+    nothing in the catalog (a search, an export); a change is audited with :func:`append` in its own
+    transaction."""
     for _ in range(_RETRIES):
-        at = datetime.now(UTC)
         try:
             with app.db.session() as s:
-                head = s.scalar(select(AuditEntry.hash).order_by(AuditEntry.id.desc()).limit(1)) or GENESIS
-                entry = AuditEntry(
-                    at=_naive_utc(at),
-                    actor=actor,
-                    action=action,
+                entry = append(
+                    s,
+                    actor,
+                    action,
                     target_type=target_type,
-                    target_id=tid,
+                    target_id=target_id,
                     target_name=target_name,
-                    detail=body,
-                    prev_hash=head,
-                    hash=_digest(head, at, actor, action, target_type, tid, target_name, body),
+                    **detail,
                 )
-                s.add(entry)
-                s.flush()
                 return entry.id
         except IntegrityError:  # another writer appended first: link to the new head
             continue

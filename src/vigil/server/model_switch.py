@@ -133,7 +133,9 @@ class SwitchRunner:
         with self._lock:
             if key == self._seen or (self._thread is not None and self._thread.is_alive()):
                 return
-            self._seen = key
+            first_use, self._seen = self._seen is None, key
+        if first_use:  # nothing was recorded: the first use's choice, the pack everyone resolves to already
+            return
         self._reload(f"another process made {key[0] if key else '?'} the active pack")
 
     def _launch(self, switch_id: int, engine: Callable[[], FaceEngine]) -> None:

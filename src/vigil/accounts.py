@@ -191,10 +191,17 @@ def generate_password() -> str:
 
 
 def create_user(
-    app: App, username: str, role: Role, password: str, *, must_change_password: bool = False
+    app: App,
+    username: str,
+    role: Role,
+    password: str,
+    *,
+    must_change_password: bool = False,
+    by: str | None = None,
 ) -> UserInfo:
     """A user with ``password`` (checked by :func:`check_password`). Front ends call :func:`add_user`,
-    which makes a password the admin chose a one-time one; this is for the first admin and seeding."""
+    which makes a password the admin chose a one-time one; this is for the first admin and seeding.
+    With ``by`` (the actor) the creation is audited (``user_create``) in the same transaction."""
     username = _check_username(username)
     check_password(password, username=username)
     with app.db.session() as s:
@@ -208,23 +215,25 @@ def create_user(
         )
         s.add(user)
         s.flush()
+        if by is not None:
+            audit.append(
+                s,
+                by,
+                "user_create",
+                target_type="user",
+                target_id=user.id,
+                target_name=user.username,
+                role=role.value,
+            )
         return _user_info(user)
 
 
 def add_user(app: App, username: str, role: Role, *, password: str | None = None, by: str) -> NewUserInfo:
-    """An admin (actor ``by``) adds a user. Whether the admin chose the password or got a one-time one,
-    the user must change it at the first log-in: only the user should know their password."""
+    """An admin (actor ``by``) adds a user, audited (``user_create``) in the same transaction. Whether
+    the admin chose the password or got a one-time one, the user must change it at the first log-in:
+    only the user should know their password."""
     otp = None if password else generate_password()
-    info = create_user(app, username, role, password or otp or "", must_change_password=True)
-    audit.record(
-        app,
-        by,
-        "user_create",
-        target_type="user",
-        target_id=info.id,
-        target_name=info.username,
-        role=role.value,
-    )
+    info = create_user(app, username, role, password or otp or "", must_change_password=True, by=by)
     return NewUserInfo(**info.model_dump(), one_time_password=otp)
 
 
@@ -253,6 +262,8 @@ def _get_user(session: Session, user_id: int) -> User:
 def update_user(
     app: App, user_id: int, *, role: Role | None = None, active: bool | None = None, by: Principal
 ) -> UserInfo:
+    """An admin ``by`` changes a user's role or disables the account; audited (``user_update``, the
+    changes) in the same transaction."""
     with app.db.session() as s:
         user = _get_user(s, user_id)
         if user.id == by.id and by.kind == "user" and (active is False or (role and role != Role.admin)):
@@ -263,12 +274,23 @@ def update_user(
             user.active = active
             if not active:
                 s.execute(delete(WebSession).where(WebSession.user_id == user.id))
+        changes = {"role": role.value if role else None, "active": active}
+        audit.append(
+            s,
+            by.actor,
+            "user_update",
+            target_type="user",
+            target_id=user_id,
+            target_name=user.username,
+            changes={k: v for k, v in changes.items() if v is not None},
+        )
         return _user_info(user)
 
 
 def reset_password(app: App, user_id: int, *, by: str, throttle: LoginThrottle | None = None) -> str:
     """A new one-time password for the user, who must change it at the next log-in; every session of
-    the user ends, and (with the server's ``throttle``) so does a lock-out after failed log-ins."""
+    the user ends, and (with the server's ``throttle``) so does a lock-out after failed log-ins.
+    Audited (``password_reset``) in the same transaction."""
     password = generate_password()
     with app.db.session() as s:
         user = _get_user(s, user_id)
@@ -276,23 +298,23 @@ def reset_password(app: App, user_id: int, *, by: str, throttle: LoginThrottle |
         user.must_change_password = True
         ended = _end_sessions(s, user.id)
         username = user.username
+        audit.append(
+            s,
+            by,
+            "password_reset",
+            target_type="user",
+            target_id=user_id,
+            target_name=username,
+            sessions_ended=ended,
+        )
     if throttle is not None:
         throttle.forget(username)
-    audit.record(
-        app,
-        by,
-        "password_reset",
-        target_type="user",
-        target_id=user_id,
-        target_name=username,
-        sessions_ended=ended,
-    )
     return password
 
 
 def change_password(app: App, user_id: int, old: str, new: str, *, keep_session: str | None = None) -> None:
     """The user changes their own password. Their other sessions end; ``keep_session`` (the token of
-    the session that asked) stays open."""
+    the session that asked) stays open. Audited (``password_change``) in the same transaction."""
     with app.db.session() as s:
         user = _get_user(s, user_id)
         check_password(new, username=user.username)
@@ -303,16 +325,15 @@ def change_password(app: App, user_id: int, old: str, new: str, *, keep_session:
         user.password_hash = _hasher.hash(new)
         user.must_change_password = False
         ended = _end_sessions(s, user.id, keep=keep_session)
-        username = user.username
-    audit.record(
-        app,
-        f"user:{username}",
-        "password_change",
-        target_type="user",
-        target_id=user_id,
-        target_name=username,
-        sessions_ended=ended,
-    )
+        audit.append(
+            s,
+            f"user:{user.username}",
+            "password_change",
+            target_type="user",
+            target_id=user_id,
+            target_name=user.username,
+            sessions_ended=ended,
+        )
 
 
 def _end_sessions(s: Session, user_id: int, *, keep: str | None = None) -> int:
@@ -357,6 +378,9 @@ def authenticate(
         if user is not None and ok and user.active:
             user.last_login_at = datetime.now(UTC)
             info = _user_info(user)
+            audit.append(
+                s, f"user:{user.username}", "login", target_type="user", target_id=user.id, client=client
+            )
         elif user is not None:
             known = (user.id, user.username)
     if info is None:
@@ -383,7 +407,6 @@ def authenticate(
         raise AuthError("wrong user name or password, or the account is disabled")
     if throttle is not None:
         throttle.succeeded(name, client)
-    audit.record(app, f"user:{info.username}", "login", target_type="user", target_id=info.id, client=client)
     return info
 
 
@@ -469,7 +492,8 @@ def create_api_key(
 
     The key belongs to a person: the caller ``by`` (a user, or the person behind the calling key), or,
     from the command line, the user named ``owner``. A key with neither is a person of its own.
-    ``created_by`` (the actor, for display) defaults to ``by``'s."""
+    ``created_by`` (the actor, for display and the audit) defaults to ``by``'s. Audited
+    (``key_create``) in the same transaction."""
     name = name.strip()
     if not name or len(name) > 100:
         raise InputError("an API key needs a name of 1 to 100 characters", hint="e.g. double-take")
@@ -510,7 +534,19 @@ def create_api_key(
         s.add(row)
         s.flush()
         owner_name = s.get(User, owner_user_id).username if owner_user_id else None  # type: ignore[union-attr]
-        return NewApiKey(**_key_info(row, gallery, owner_name).model_dump(), key=key)
+        info = _key_info(row, gallery, owner_name)
+        audit.append(
+            s,
+            row.created_by or audit.SYSTEM,
+            "key_create",
+            target_type="api_key",
+            target_id=info.id,
+            target_name=info.name,
+            role=info.role.value,
+            gallery=info.gallery,
+            owner=info.owner,
+        )
+        return NewApiKey(**info.model_dump(), key=key)
 
 
 def list_api_keys(app: App) -> list[ApiKeyInfo]:
@@ -527,13 +563,16 @@ def list_api_keys(app: App) -> list[ApiKeyInfo]:
         ]
 
 
-def revoke_api_key(app: App, key_id: int) -> ApiKeyInfo:
+def revoke_api_key(app: App, key_id: int, *, actor: str = audit.SYSTEM) -> ApiKeyInfo:
+    """Revoke a key; audited (``key_revoke``) in the same transaction."""
     with app.db.session() as s:
         row = s.get(ApiKey, key_id)
         if row is None:
             raise NotFoundError(f"no API key with id {key_id}")
         row.revoked = True
-        return _key_info(row, None, None)
+        info = _key_info(row, None, None)
+        audit.append(s, actor, "key_revoke", target_type="api_key", target_id=key_id, target_name=info.name)
+        return info
 
 
 def key_principal(app: App, key: str) -> Principal | None:

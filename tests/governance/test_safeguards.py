@@ -363,26 +363,8 @@ def test_transparency_report_counts_equal_the_events(app: App, lin, people: Path
 
     user = create_user(app, "reviewer", Role.supervisor, "a long password here")
     me = Principal("user", user.id, user.username, user.role)
-    confirmed = review_alarm(app, ids[0], ReviewAction.confirm, me, expected_version=0)
-    audit.record(
-        app,
-        me.actor,
-        "alarm_review",
-        target_id=ids[0],
-        state=confirmed.state.value,
-        gallery="wanted",
-        camera="stage",
-    )
-    dismissed = review_alarm(app, ids[1], ReviewAction.dismiss, me, expected_version=0, reason="not him")
-    audit.record(
-        app,
-        me.actor,
-        "alarm_review",
-        target_id=ids[1],
-        state=dismissed.state.value,
-        gallery="wanted",
-        camera="stage",
-    )
+    review_alarm(app, ids[0], ReviewAction.confirm, me, expected_version=0)  # audited by the service
+    review_alarm(app, ids[1], ReviewAction.dismiss, me, expected_version=0, reason="not him")
     r = report.build(app)
     assert r.searches == {"search": 2}
     assert r.alarms == n and r.confirmed == 1 and r.dismissed == 1 and r.dismissed_share == 0.5
@@ -391,7 +373,7 @@ def test_transparency_report_counts_equal_the_events(app: App, lin, people: Path
     assert row.fpir == [app.settings.target_fpir] and len(row.thresholds) == 1
     (run_,) = r.camera_runs
     assert run_.camera == "stage" and run_.watchlists == ["wanted"] and run_.alarms == n
-    assert r.enrolments == 0  # enrolments through services are audited by the API and CLI layers
+    assert r.enrolments == 1  # the enrolment service audits itself, whoever calls it
     assert r.audit_chain_ok
     page = report.to_html(r)
     assert "data:image/png;base64," in page and "wanted" in page

@@ -29,6 +29,7 @@ from vigil.attendance.schedule import DAYS, Schedule, local_zone
 from vigil.core.errors import InputError
 from vigil.gallery.galleries import get_gallery
 from vigil.gallery.models import AttendanceMark, GalleryKind, Identity
+from vigil.governance import audit
 
 MAX_DAYS = 366
 """The longest range one report covers."""
@@ -92,10 +93,35 @@ def _day_bounds(day: date, zone: ZoneInfo) -> tuple[datetime, datetime]:
 
 
 def attendance_report(
-    app: App, gallery_name: str, date_from: date, date_until: date | None = None
+    app: App,
+    gallery_name: str,
+    date_from: date,
+    date_until: date | None = None,
+    *,
+    actor: str = audit.SYSTEM,
+    fmt: str = "json",
 ) -> AttendanceReport:
     """The report of an attendance gallery from ``date_from`` to ``date_until`` (inclusive; default:
-    the one day), in the local time zone of the settings."""
+    the one day), in the local time zone of the settings. Audited (``attendance_report``: the range,
+    the ``fmt`` it is given out in (json, csv, table) and its counts)."""
+    r = _report(app, gallery_name, date_from, date_until)
+    audit.record(
+        app,
+        actor,
+        "attendance_report",
+        target_type="gallery",
+        target_name=r.gallery,
+        date_from=r.date_from.isoformat(),
+        date_until=r.date_until.isoformat(),
+        format=fmt,
+        rows=len(r.rows),
+        late=r.late,
+        absent=r.absent,
+    )
+    return r
+
+
+def _report(app: App, gallery_name: str, date_from: date, date_until: date | None) -> AttendanceReport:
     until = date_until or date_from
     if until < date_from:
         raise InputError(f"the range ends ({until}) before it starts ({date_from})")

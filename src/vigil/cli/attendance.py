@@ -10,8 +10,9 @@ import typer
 from rich.table import Table
 
 from vigil.attendance import report as svc
-from vigil.cli.common import JsonOpt, app, audited, emit, handle_errors, out
+from vigil.cli.common import JsonOpt, app, emit, handle_errors, out
 from vigil.core.errors import InputError
+from vigil.governance.audit import cli_actor
 
 attendance_cli = typer.Typer(
     help="Attendance reports (first in, last out, late, absent).", no_args_is_help=True
@@ -45,18 +46,8 @@ def report(
     """Per person and day: first in, last out, late arrivals and absences (review before acting)."""
     date_from = parse_day(day, "--date")
     date_until = parse_day(until, "--until") if until else None
-    r = svc.attendance_report(app(), gallery, date_from, date_until)
-    audited(
-        "attendance_report",
-        target_type="gallery",
-        target_name=r.gallery,
-        date_from=r.date_from.isoformat(),
-        date_until=r.date_until.isoformat(),
-        format="csv" if csv_out else "json" if as_json else "table",
-        rows=len(r.rows),
-        late=r.late,
-        absent=r.absent,
-    )
+    fmt = "csv" if csv_out else "json" if as_json else "table"
+    r = svc.attendance_report(app(), gallery, date_from, date_until, actor=cli_actor(), fmt=fmt)
     if csv_out is not None:
         text = svc.to_csv(r)
         if str(csv_out) == "-":

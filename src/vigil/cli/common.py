@@ -110,10 +110,3 @@ def progress_bar(description: str, total: int | None = None) -> Iterator[Callabl
             bar.update(task, completed=done, total=total_)
 
         yield update
-
-
-def audited(action: str, **detail: Any) -> None:
-    """Append an audit entry for this command, by the operating-system user who ran it."""
-    from vigil.governance import audit
-
-    audit.record(app(), audit.cli_actor(), action, **detail)

@@ -13,6 +13,7 @@ from vigil.cli.faces import render_identify
 from vigil.gallery import enroll as enrolment
 from vigil.gallery import galleries, matching
 from vigil.gallery.models import GalleryKind
+from vigil.governance.audit import cli_actor
 from vigil.vision.image import LoadedImage, decode_image
 
 DEMO_GALLERY = "demo"
@@ -40,7 +41,7 @@ def demo(as_json: bool = JsonOpt) -> None:
     mirrored, smaller copy of it. Uses the default models and the embedded database."""
     from skimage import data
 
-    a = app()
+    a, me = app(), cli_actor()
     rgb: npt.NDArray[np.uint8] = data.astronaut()  # type: ignore[no-untyped-call]
     enrol_photo = _png(rgb, "skimage:astronaut.png")
     probe_rgb = np.ascontiguousarray(rgb[::2, ::-2])  # mirrored, half size
@@ -48,11 +49,13 @@ def demo(as_json: bool = JsonOpt) -> None:
 
     if DEMO_GALLERY not in {g.name for g in galleries.list_galleries(a)}:
         galleries.create_gallery(
-            a, galleries.validate_spec(name=DEMO_GALLERY, kind=GalleryKind.reference, purpose="vigil demo")
+            a,
+            galleries.validate_spec(name=DEMO_GALLERY, kind=GalleryKind.reference, purpose="vigil demo"),
+            actor=me,
         )
-    enrolled = enrolment.enroll(a, DEMO_GALLERY, DEMO_PERSON, [enrol_photo])
-    found = matching.identify(a, probe, [DEMO_GALLERY])
-    same = matching.verify(a, enrol_photo, probe)
+    enrolled = enrolment.enroll(a, DEMO_GALLERY, DEMO_PERSON, [enrol_photo], actor=me)
+    found = matching.identify(a, probe, [DEMO_GALLERY], actor=me)
+    same = matching.verify(a, enrol_photo, probe, actor=me)
     result = DemoResult(data_dir=str(a.settings.data_dir), enrolment=enrolled, identify=found, verify=same)
 
     def render() -> None:

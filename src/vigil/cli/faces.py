@@ -12,11 +12,12 @@ from pydantic import BaseModel
 from rich.markup import escape
 from rich.table import Table
 
-from vigil.cli.common import JsonOpt, app, audited, emit, err, out, progress_bar
+from vigil.cli.common import JsonOpt, app, emit, err, out, progress_bar
 from vigil.core.errors import ForbiddenError, InputError
 from vigil.gallery import enroll as enrolment
 from vigil.gallery import matching
 from vigil.gallery.matching import IdentifyResult
+from vigil.governance.audit import cli_actor
 from vigil.governance.refusals import check_metadata
 from vigil.vision.image import IMAGE_SUFFIXES, LoadedImage, load_image
 
@@ -82,20 +83,7 @@ def enroll(
         attributes=attributes,
         consent_on=consent_day,
         consent_by=consent_by,
-    )
-    consent = (
-        {"consent_on": result.consent_on.isoformat(), "consent_by": result.consent_by}
-        if result.consent_on
-        else {}
-    )
-    audited(
-        "enrol",
-        target_type="identity",
-        target_id=result.identity_id,
-        target_name=result.identity,
-        gallery=result.gallery,
-        photos=[{"sha256": p.sha256, "status": p.status, "quality": p.quality} for p in result.photos],
-        **consent,
+        actor=cli_actor(),
     )
 
     def render() -> None:
@@ -174,19 +162,12 @@ def enroll_dir(
     results: list[enrolment.EnrolResult] = []
     errors: list[enrolment.PhotoError] = []
     with progress_bar(f"enrolling into {gallery}", total) as update:
-        outcomes = enrolment.enroll_people(a, gallery, people, _load, largest=largest, on_photo=update)
+        outcomes = enrolment.enroll_people(
+            a, gallery, people, _load, largest=largest, on_photo=update, actor=cli_actor()
+        )
         for outcome in outcomes:
             if outcome.result is not None:
-                r = outcome.result
-                results.append(r)
-                audited(
-                    "enrol",
-                    target_type="identity",
-                    target_id=r.identity_id,
-                    target_name=r.identity,
-                    gallery=gallery,
-                    photos=[{"sha256": p.sha256, "status": p.status} for p in r.photos],
-                )
+                results.append(outcome.result)
             errors.extend(outcome.errors)
             _report_person(outcome, as_json)
     photos = [p for r in results for p in r.photos]
@@ -240,17 +221,7 @@ def verify(
 ) -> None:
     """Compare the faces in two photos (1:1) at the target false-match rate."""
     a, b = _load(image_a), _load(image_b)
-    result = matching.verify(app(), a, b, largest=largest)
-    audited(
-        "verify",
-        target_type="photo",
-        target_id=a.sha256,
-        other_photo=b.sha256,
-        same_person=result.same_person,
-        score=result.score,
-        threshold=result.threshold,
-        fmr=result.fmr,
-    )
+    result = matching.verify(app(), a, b, largest=largest, actor=cli_actor())
 
     def render() -> None:
         verdict = "[green]same person[/]" if result.same_person else "[red]different people[/]"
@@ -293,6 +264,5 @@ def identify(
 ) -> None:
     """Identify every face in a photo (1:N, open set: unknown faces get no decision)."""
     loaded = _load(image)
-    result = matching.identify(app(), loaded, gallery or None, top_k)
-    audited("identify", target_type="photo", target_id=loaded.sha256, **matching.audit_summary(result))
+    result = matching.identify(app(), loaded, gallery or None, top_k, actor=cli_actor())
     emit(result, as_json, lambda: render_identify(result))

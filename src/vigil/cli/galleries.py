@@ -8,11 +8,12 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from vigil.cli.common import JsonOpt, app, audited, emit, handle_errors, out
+from vigil.cli.common import JsonOpt, app, emit, handle_errors, out
 from vigil.core.errors import InputError
 from vigil.gallery import galleries as svc
 from vigil.gallery import identities
 from vigil.gallery.models import GalleryKind
+from vigil.governance.audit import cli_actor
 
 gallery_cli = typer.Typer(help="Create, list, show and delete galleries.", no_args_is_help=True)
 people_cli = typer.Typer(help="List and remove enrolled people.", no_args_is_help=True)
@@ -65,14 +66,7 @@ def create(
         confirmations_required=confirmations,
         **_schedule(start, end, days, grace),
     )
-    info = svc.create_gallery(app(), spec)
-    audited(
-        "gallery_create",
-        target_type="gallery",
-        target_id=info.id,
-        target_name=info.name,
-        terms=info.model_dump(mode="json", exclude={"id", "created_at", "identities", "templates", "photos"}),
-    )
+    info = svc.create_gallery(app(), spec, actor=cli_actor())
     emit(info, as_json, lambda: out.print(f"created {info.kind.value} gallery {info.name!r} (id {info.id})"))
 
 
@@ -131,16 +125,7 @@ def update(
             changes[key] = [p for p in csv.split(",") if p.strip()] or None
     if not changes:
         raise InputError("nothing to change", hint="see `vigil gallery update --help`")
-    before, after = svc.update_gallery(app(), name, changes)
-    keep = set(svc.UPDATABLE) | {"kind"}
-    audited(
-        "gallery_update",
-        target_type="gallery",
-        target_id=after.id,
-        target_name=name,
-        before=before.model_dump(mode="json", include=keep),
-        after=after.model_dump(mode="json", include=keep),
-    )
+    _, after = svc.update_gallery(app(), name, changes, actor=cli_actor())
     emit(after, as_json, lambda: out.print(f"updated gallery {name!r}: {', '.join(sorted(changes))}"))
 
 
@@ -183,16 +168,7 @@ def delete(
     """Delete a gallery with its people, templates and photos."""
     if not yes and not typer.confirm(f"Delete gallery {name!r} and everyone enrolled in it?"):
         raise typer.Exit(1)
-    info = svc.delete_gallery(app(), name)
-    audited(
-        "gallery_delete",
-        target_type="gallery",
-        target_id=info.id,
-        target_name=name,
-        identities=info.identities,
-        templates=info.templates,
-        photos=info.photos,
-    )
+    info = svc.delete_gallery(app(), name, actor=cli_actor())
     emit(info, as_json, lambda: out.print(f"deleted gallery {info.name!r} ({info.identities} identities)"))
 
 
@@ -222,16 +198,7 @@ def people_remove(
     as_json: bool = JsonOpt,
 ) -> None:
     """Remove a person with their templates, photos and index entries."""
-    info = identities.remove_identity(app(), gallery, who)
-    audited(
-        "identity_remove",
-        target_type="identity",
-        target_id=info.id,
-        target_name=info.name,
-        gallery=gallery,
-        templates=info.templates,
-        photos=info.photos,
-    )
+    info = identities.remove_identity(app(), gallery, who, actor=cli_actor())
     emit(
         info,
         as_json,

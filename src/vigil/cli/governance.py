@@ -66,9 +66,8 @@ def export(
     if fmt not in ("jsonl", "csv"):
         raise InputError(f"--format {fmt!r}", hint="jsonl or csv")
     a = app()
-    rows = audit.entries(
-        a, since=parse_time(since, "--since"), until=parse_time(until, "--until"), action=action
-    )
+    query = audit.Query(since=parse_time(since, "--since"), until=parse_time(until, "--until"), action=action)
+    rows = audit.export(a, audit.cli_actor(), query, fmt=fmt)
     fh = output.open("w", newline="") if output else sys.stdout
     try:
         if fmt == "jsonl":
@@ -108,16 +107,6 @@ def export(
     finally:
         if output:
             fh.close()
-    audit.record(
-        a,
-        audit.cli_actor(),
-        "audit_export",
-        since=since,
-        until=until,
-        filter_action=action,
-        entries=len(rows),
-        format=fmt,
-    )
     if output:
         err.print(f"{len(rows)} entries written to {output}")
 
@@ -181,8 +170,7 @@ def transparency(
     """Searches, alarms, confirmations and dismissals per watchlist and camera, the share dismissed,
     thresholds and FPIR in force, and cameras' running periods."""
     a = app()
-    r = report.build(a, parse_time(since, "--since"), parse_time(until, "--until"))
-    audit.record(a, audit.cli_actor(), "report", kind="transparency", since=since, until=until)
+    r = report.build(a, parse_time(since, "--since"), parse_time(until, "--until"), actor=audit.cli_actor())
     if html is not None:
         html.parent.mkdir(parents=True, exist_ok=True)
         html.write_text(report.to_html(r), encoding="utf-8")

@@ -163,5 +163,5 @@ def keys_list(as_json: bool = JsonOpt) -> None:
 @handle_errors
 def keys_revoke(key_id: int) -> None:
     """Revoke an API key."""
-    info = accounts.revoke_api_key(app(), key_id)
+    info = accounts.revoke_api_key(app(), key_id, actor=cli_actor())
     out.print(f"revoked API key {info.name!r}")

@@ -11,8 +11,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from vigil.cli.common import JsonOpt, app, audited, emit, err, handle_errors, out, progress_bar
+from vigil.cli.common import JsonOpt, app, emit, err, handle_errors, out, progress_bar
 from vigil.events.schemas import Alarm, CameraOffline, CameraOnline
+from vigil.governance.audit import cli_actor
 from vigil.video import cameras as svc
 from vigil.video.pipeline import PipelineEvent
 from vigil.video.watch import watch as run_watch
@@ -46,13 +47,7 @@ def add(
         kind=kind,
         retention_days=retention_days,
         keep_sightings=keep_sightings,
-    )
-    audited(
-        "camera_add",
-        target_type="camera",
-        target_id=info.id,
-        target_name=info.name,
-        camera=info.model_dump(mode="json"),
+        actor=cli_actor(),
     )
     emit(info, as_json, lambda: out.print(f"added camera {info.name!r} (id {info.id}) {info.url}"))
 

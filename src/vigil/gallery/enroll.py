@@ -33,6 +33,7 @@ from vigil.core.types import FaceDetections
 from vigil.gallery.galleries import get_gallery
 from vigil.gallery.index import IndexKey
 from vigil.gallery.models import ActiveModel, AlarmRecord, Gallery, GalleryKind, Identity, Photo, Template
+from vigil.governance import audit
 from vigil.governance.refusals import check_metadata
 from vigil.vision.image import LoadedImage
 
@@ -116,16 +117,18 @@ def enroll_people(
     *,
     largest: bool = False,
     on_photo: Callable[[int, int], None] | None = None,
+    actor: str = audit.SYSTEM,
 ) -> Iterator[PersonOutcome]:
     """Enrol ``people`` (name, photo paths) one transaction per person, yielding each person's outcome
     as soon as it is stored, so that a caller can report it before the next person is started.
 
     A photo that cannot be loaded or has no usable face is skipped (its error is in the outcome);
     ``on_photo(done, total)`` follows the photos. Attendance galleries are refused (each person needs
-    their own consent: enrol them one by one); the gallery is checked on the call, before any photo."""
+    their own consent: enrol them one by one); the gallery is checked on the call, before any photo.
+    Each person's enrolment is audited (``enrol``) with it."""
     check_gallery_open(app, gallery_name)
     check_consent(app, gallery_name, None, None, None)
-    return _enroll_each(app, gallery_name, people, load, largest, on_photo)
+    return _enroll_each(app, gallery_name, people, load, largest, on_photo, actor)
 
 
 def _enroll_each(
@@ -135,6 +138,7 @@ def _enroll_each(
     load: Callable[[Path], LoadedImage],
     largest: bool,
     on_photo: Callable[[int, int], None] | None,
+    actor: str,
 ) -> Iterator[PersonOutcome]:
     total = sum(len(photos) for _, photos in people)
     done = 0
@@ -149,7 +153,7 @@ def _enroll_each(
             done += 1
             if on_photo is not None:
                 on_photo(done, total)
-        result = enroll_prepared(app, gallery_name, person, prepared) if prepared else None
+        result = enroll_prepared(app, gallery_name, person, prepared, actor=actor) if prepared else None
         yield PersonOutcome(person=person, result=result, errors=errors)
 
 
@@ -189,8 +193,10 @@ def enroll(
     attributes: dict[str, str] | None = None,
     consent_on: date | None = None,
     consent_by: str | None = None,
+    actor: str = audit.SYSTEM,
 ) -> EnrolResult:
-    """Enrol ``images`` of one person into a gallery, all or nothing.
+    """Enrol ``images`` of one person into a gallery, all or nothing; audited (``enrol``) in the same
+    transaction.
 
     An attendance gallery enrols only a person whose consent is recorded (``consent_on``, ``consent_by``;
     see :func:`check_consent`)."""
@@ -208,6 +214,7 @@ def enroll(
         attributes=attributes,
         consent_on=consent_on,
         consent_by=consent_by,
+        actor=actor,
     )
 
 
@@ -291,6 +298,14 @@ def _consent_rule(
         )
 
 
+class IdentityExistsError(ConflictError):
+    """The person to add as new is already in the gallery."""
+
+    def __init__(self, name: str, gallery: str) -> None:
+        super().__init__(f"{name!r} is already in gallery {gallery!r}")
+        self.name = name
+
+
 def enroll_prepared(
     app: App,
     gallery_name: str,
@@ -302,8 +317,13 @@ def enroll_prepared(
     attributes: dict[str, str] | None = None,
     consent_on: date | None = None,
     consent_by: str | None = None,
+    actor: str | None = audit.SYSTEM,
+    new: bool = False,
 ) -> EnrolResult:
-    """Store already detected and embedded faces of one person, in one transaction.
+    """Store already detected and embedded faces of one person, in one transaction with its audit
+    entry (``enrol``, by ``actor``; None: the caller records its own entry for the whole action, as a
+    cluster's promotion does). ``new``: a person of that name already in the gallery is refused
+    (:class:`IdentityExistsError`), and nothing is stored.
 
     ``attributes`` is operator-defined metadata; keys naming sensitive traits are refused.
     Attendance galleries need the person's consent (see :func:`check_consent`)."""
@@ -326,6 +346,8 @@ def enroll_prepared(
                 raise NotFoundError(f"no gallery named {gallery_name!r}")
             _consent_rule(gallery, identity, consent_on, consent_by)
             created = identity is None
+            if new and not created:
+                raise IdentityExistsError(identity_name, gallery_name)
             if identity is None:
                 identity = Identity(
                     gallery_id=gallery_id,
@@ -352,6 +374,8 @@ def enroll_prepared(
                 consent_on=identity.consent_on,
                 consent_by=identity.consent_by,
             )
+            if actor is not None:
+                _audit_enrol(s, actor, result)
     except BaseException:
         delete_unreferenced_blobs(app, new_blobs)
         raise
@@ -365,6 +389,25 @@ def enroll_prepared(
             lambda: load_templates(app, gallery_id, model_id),
         )
     return result
+
+
+def _audit_enrol(s: Session, actor: str, result: EnrolResult) -> None:
+    consent = (
+        {"consent_on": result.consent_on.isoformat(), "consent_by": result.consent_by}
+        if result.consent_on
+        else {}
+    )
+    audit.append(
+        s,
+        actor,
+        "enrol",
+        target_type="identity",
+        target_id=result.identity_id,
+        target_name=result.identity,
+        gallery=result.gallery,
+        photos=[{"sha256": p.sha256, "status": p.status, "quality": p.quality} for p in result.photos],
+        **consent,
+    )
 
 
 def _check_model_current(app: App, s: Session, model_id: str) -> None:

@@ -13,6 +13,7 @@ from vigil.attendance.schedule import parse_days, parse_hhmm
 from vigil.core.errors import ConflictError, InputError, NotFoundError
 from vigil.core.names import SegmentName, check_name
 from vigil.gallery.models import ApiKey, Gallery, GalleryKind, Identity, Photo, Template
+from vigil.governance import audit
 
 MAX_RETENTION_DAYS = 36_600
 """A hundred years: the longest retention a gallery or camera may set (bounded so the date stays valid)."""
@@ -151,7 +152,8 @@ def validate_spec(**fields: object) -> GallerySpec:
         raise InputError(f"invalid gallery: {problems}") from exc
 
 
-def create_gallery(app: App, spec: GallerySpec) -> GalleryInfo:
+def create_gallery(app: App, spec: GallerySpec, *, actor: str = audit.SYSTEM) -> GalleryInfo:
+    """Create a gallery; audited (``gallery_create``, with its terms) in the same transaction."""
     with app.db.session() as s:
         if s.scalar(select(Gallery.id).where(Gallery.name == spec.name)) is not None:
             raise ConflictError(f"a gallery named {spec.name!r} already exists", hint="choose another name")
@@ -161,7 +163,17 @@ def create_gallery(app: App, spec: GallerySpec) -> GalleryInfo:
         gallery = Gallery(**data)
         s.add(gallery)
         s.flush()
-        return _info(s, gallery)
+        info = _info(s, gallery)
+        audit.append(
+            s,
+            actor,
+            "gallery_create",
+            target_type="gallery",
+            target_id=info.id,
+            target_name=info.name,
+            terms=info.model_dump(mode="json", include=TERMS),
+        )
+        return info
 
 
 def get_gallery(s: Session, name: str) -> Gallery:
@@ -213,9 +225,9 @@ def show_gallery(app: App, name: str) -> GalleryInfo:
         return _info(s, get_gallery(s, name))
 
 
-def delete_gallery(app: App, name: str) -> GalleryInfo:
+def delete_gallery(app: App, name: str, *, actor: str = audit.SYSTEM) -> GalleryInfo:
     """Delete a gallery, its identities, templates, index files and photos no one else uses; the API keys
-    bound to it are revoked."""
+    bound to it are revoked. Audited (``gallery_delete``, with the counts) in the same transaction."""
     from vigil.gallery.enroll import delete_unreferenced_blobs
 
     with app.db.session() as s:
@@ -227,6 +239,17 @@ def delete_gallery(app: App, name: str) -> GalleryInfo:
         # Its keys are revoked, not unbound: a key bound to it would otherwise reach every gallery.
         s.execute(update(ApiKey).where(ApiKey.gallery_id == gallery.id).values(revoked=True))
         s.delete(gallery)
+        audit.append(
+            s,
+            actor,
+            "gallery_delete",
+            target_type="gallery",
+            target_id=info.id,
+            target_name=name,
+            identities=info.identities,
+            templates=info.templates,
+            photos=info.photos,
+        )
     app.indexes.drop_gallery(info.id)
     delete_unreferenced_blobs(app, shas)
     return info
@@ -248,8 +271,15 @@ UPDATABLE = (
 )
 
 
-def update_gallery(app: App, name: str, changes: dict[str, object]) -> tuple[GalleryInfo, GalleryInfo]:
-    """Change a gallery's terms (a watchlist keeps needing all of them); returns (before, after)."""
+TERMS = {"kind", *UPDATABLE}
+"""The terms of a gallery the audit records (on creation, and before and after each change)."""
+
+
+def update_gallery(
+    app: App, name: str, changes: dict[str, object], *, actor: str = audit.SYSTEM
+) -> tuple[GalleryInfo, GalleryInfo]:
+    """Change a gallery's terms (a watchlist keeps needing all of them); returns (before, after).
+    Audited (``gallery_update``, the terms before and after) in the same transaction."""
     unknown = set(changes) - set(UPDATABLE)
     if unknown:
         raise InputError(
@@ -269,4 +299,15 @@ def update_gallery(app: App, name: str, changes: dict[str, object]) -> tuple[Gal
                 value = ",".join(value) if value else None
             setattr(gallery, key, value)
         s.flush()
-        return before, _info(s, gallery)
+        after = _info(s, gallery)
+        audit.append(
+            s,
+            actor,
+            "gallery_update",
+            target_type="gallery",
+            target_id=after.id,
+            target_name=name,
+            before=before.model_dump(mode="json", include=TERMS),
+            after=after.model_dump(mode="json", include=TERMS),
+        )
+        return before, after

@@ -20,6 +20,7 @@ from vigil.core.names import check_name
 from vigil.gallery.enroll import bump_generation, delete_unreferenced_blobs, unindex
 from vigil.gallery.galleries import get_gallery
 from vigil.gallery.models import Gallery, Identity, Photo, Template
+from vigil.governance import audit
 from vigil.governance.refusals import check_metadata
 
 
@@ -49,8 +50,9 @@ def _find_identity(s: Session, gallery: Gallery, who: str) -> Identity:
     return identity
 
 
-def remove_identity(app: App, gallery_name: str, who: str) -> IdentityInfo:
-    """Remove a person (by name or id) with their templates, photos and index entries."""
+def remove_identity(app: App, gallery_name: str, who: str, *, actor: str = audit.SYSTEM) -> IdentityInfo:
+    """Remove a person (by name or id) with their templates, photos and index entries; audited
+    (``identity_remove``) in the same transaction."""
     with app.db.session() as s:
         gallery = get_gallery(s, gallery_name)
         identity = _find_identity(s, gallery, who)
@@ -65,6 +67,17 @@ def remove_identity(app: App, gallery_name: str, who: str) -> IdentityInfo:
         s.flush()
         change = bump_generation(s, gallery.id)
         gallery_id = gallery.id
+        audit.append(
+            s,
+            actor,
+            "identity_remove",
+            target_type="identity",
+            target_id=info.id,
+            target_name=info.name,
+            gallery=gallery.name,
+            templates=info.templates,
+            photos=info.photos,
+        )
     unindex(app, gallery_id, change, by_model)
     delete_unreferenced_blobs(app, shas)
     return info
@@ -101,9 +114,12 @@ class RemovedPhoto(BaseModel):
     sha256: str
 
 
-def remove_photos(app: App, gallery_name: str, photo_ids: Iterable[int]) -> list[RemovedPhoto]:
+def remove_photos(
+    app: App, gallery_name: str, photo_ids: Iterable[int], *, actor: str = audit.SYSTEM
+) -> list[RemovedPhoto]:
     """Remove enrolment photos of a gallery with the templates made from them; ids not in the
-    gallery are skipped. The identities stay, even with no photo left."""
+    gallery are skipped. The identities stay, even with no photo left. Each removal is audited
+    (``photo_remove``) in the same transaction."""
     wanted = sorted(set(photo_ids))
     removed: list[RemovedPhoto] = []
     by_model: dict[str, list[int]] = {}
@@ -128,6 +144,16 @@ def remove_photos(app: App, gallery_name: str, photo_ids: Iterable[int]) -> list
             removed.append(RemovedPhoto(photo_id=photo.id, identity=identity_name, sha256=photo.sha256))
             s.delete(photo)
         s.flush()
+        for r in removed:
+            audit.append(
+                s,
+                actor,
+                "photo_remove",
+                target_type="photo",
+                target_id=r.photo_id,
+                target_name=r.identity,
+                gallery=gallery_name,
+            )
         change = bump_generation(s, gallery.id) if by_model else None
         gallery_id = gallery.id
     if change is not None:
@@ -136,13 +162,25 @@ def remove_photos(app: App, gallery_name: str, photo_ids: Iterable[int]) -> list
     return removed
 
 
-def rename_identity(app: App, gallery_name: str, who: str, new_name: str) -> IdentityInfo:
+def rename_identity(
+    app: App, gallery_name: str, who: str, new_name: str, *, actor: str = audit.SYSTEM
+) -> IdentityInfo:
     """Rename a person (by name or id). If ``new_name`` is taken in the gallery, the two are merged:
-    photos and templates move to that person (duplicates of what it already has are dropped)."""
+    photos and templates move to that person (duplicates of what it already has are dropped).
+    Audited (``identity_update``, ``renamed_from``) in the same transaction."""
     new_name = check_name(new_name, "person's name")
     with app.db.session() as s:
         gallery = get_gallery(s, gallery_name)
         identity = _find_identity(s, gallery, who)
+        audit.append(
+            s,
+            actor,
+            "identity_update",
+            target_type="identity",
+            target_name=new_name,
+            gallery=gallery_name,
+            renamed_from=who,
+        )
         target = s.scalar(
             select(Identity).where(Identity.gallery_id == gallery.id, Identity.name == new_name)
         )
@@ -202,8 +240,10 @@ def update_identity(
     external_id: str | None = None,
     notes: str | None = None,
     attributes: dict[str, str] | None = None,
+    actor: str = audit.SYSTEM,
 ) -> tuple[IdentityInfo, IdentityInfo]:
-    """Change a person's name, external id, notes or metadata; returns (before, after)."""
+    """Change a person's name, external id, notes or metadata; returns (before, after). Audited
+    (``identity_update``, before and after) in the same transaction."""
     check_metadata(attributes, "identity metadata")
     with app.db.session() as s:
         identity = s.get(Identity, identity_id)
@@ -230,4 +270,15 @@ def update_identity(
         if attributes is not None:
             identity.attributes = json.dumps(attributes) if attributes else None
         s.flush()
-        return before, _identity_info(s, identity, gallery.name)
+        after = _identity_info(s, identity, gallery.name)
+        audit.append(
+            s,
+            actor,
+            "identity_update",
+            target_type="identity",
+            target_id=identity_id,
+            target_name=after.name,
+            before=before.model_dump(mode="json"),
+            after=after.model_dump(mode="json"),
+        )
+        return before, after

@@ -16,6 +16,7 @@ from vigil.gallery.enroll import load_templates
 from vigil.gallery.galleries import get_gallery
 from vigil.gallery.index import IndexKey
 from vigil.gallery.models import Gallery, Identity, Template
+from vigil.governance import audit
 from vigil.vision.image import LoadedImage
 
 
@@ -63,21 +64,65 @@ def _one_face(app: App, image: LoadedImage, largest: bool) -> FaceDetections:
     return app.engine.embed(image.bgr, faces[0])
 
 
-def verify(app: App, a: LoadedImage, b: LoadedImage, *, largest: bool = False) -> VerifyResult:
-    """Are the faces in photos ``a`` and ``b`` the same person, at the target false-match rate?"""
+def verify(
+    app: App, a: LoadedImage, b: LoadedImage, *, largest: bool = False, actor: str = audit.SYSTEM
+) -> VerifyResult:
+    """Are the faces in photos ``a`` and ``b`` the same person, at the target false-match rate?
+    Audited (``verify``: both photos' SHA-256, the score, threshold and rate)."""
     fa, fb = _one_face(app, a, largest), _one_face(app, b, largest)
     if fa.embedding is None or fb.embedding is None:
         raise ValueError("the engine returned faces without embeddings")
     score = float(fa.embedding[0] @ fb.embedding[0])
     fmr = app.settings.target_fmr
     threshold = app.engine.card.threshold_for_fmr(fmr)
-    return VerifyResult(
+    result = VerifyResult(
         same_person=score >= threshold,
         score=round(score, 6),
         threshold=round(threshold, 6),
         model=app.engine.model_id,
         fmr=fmr,
     )
+    audit.record(
+        app,
+        actor,
+        "verify",
+        target_type="photo",
+        target_id=a.sha256,
+        other_photo=b.sha256,
+        same_person=result.same_person,
+        score=result.score,
+        threshold=result.threshold,
+        fmr=result.fmr,
+    )
+    return result
+
+
+def verify_faces(
+    app: App,
+    source: npt.NDArray[np.float32],
+    targets: npt.NDArray[np.float32],
+    *,
+    photos_sha256: tuple[str, str],
+    actor: str = audit.SYSTEM,
+) -> tuple[npt.NDArray[np.float32], float]:
+    """Scores (n,) of the embedded ``targets`` (n, d) against one ``source`` (d,), and the threshold
+    at the target false-match rate. Audited (``verify``: the photos' SHA-256 (source, target), the
+    scores, threshold and rate)."""
+    scores = (targets @ source).astype(np.float32)
+    fmr = app.settings.target_fmr
+    threshold = app.engine.card.threshold_for_fmr(fmr)
+    audit.record(
+        app,
+        actor,
+        "verify",
+        target_type="photo",
+        target_id=photos_sha256[0],
+        other_photo=photos_sha256[1],
+        scores=[round(float(x), 6) for x in scores],
+        threshold=threshold,
+        fmr=fmr,
+    )
+    return scores, threshold
 
 
 def _searchable(app: App, names: list[str] | None) -> list[tuple[int, str, int]]:
@@ -201,9 +246,16 @@ def _identities_of(
 
 
 def identify(
-    app: App, image: LoadedImage, galleries: list[str] | None = None, top_k: int = 5
+    app: App,
+    image: LoadedImage,
+    galleries: list[str] | None = None,
+    top_k: int = 5,
+    *,
+    actor: str = audit.SYSTEM,
+    action: str = "identify",
 ) -> IdentifyResult:
-    """Every face in the photo, searched in the galleries (all unexpired ones by default).
+    """Every face in the photo, searched in the galleries (all unexpired ones by default); audited
+    as ``action`` (``identify``; the API's search: ``search``) with :func:`audit_summary`.
 
     A photo with no face is refused (:class:`NoFaceError`), as enrolment refuses it."""
     faces = app.engine.detect(image.bgr)
@@ -212,4 +264,22 @@ def identify(
             f"{image.name}: no face found, so there is nothing to search for",
             hint="use a photo where the face is at least 80 px",
         )
-    return identify_faces(app, app.engine.embed(image.bgr, faces), galleries, top_k)
+    embedded = app.engine.embed(image.bgr, faces)
+    return search_faces(app, embedded, image.sha256, galleries, top_k, actor=actor, action=action)
+
+
+def search_faces(
+    app: App,
+    faces: FaceDetections,
+    photo_sha256: str,
+    galleries: list[str] | None = None,
+    top_k: int = 5,
+    *,
+    actor: str = audit.SYSTEM,
+    action: str = "identify",
+) -> IdentifyResult:
+    """:func:`identify_faces` for the embedded ``faces`` of the photo ``photo_sha256``, audited as
+    ``action`` (the CompreFace route's ``compreface_recognize``)."""
+    result = identify_faces(app, faces, galleries, top_k)
+    audit.record(app, actor, action, target_type="photo", target_id=photo_sha256, **audit_summary(result))
+    return result

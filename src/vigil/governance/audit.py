@@ -15,11 +15,13 @@ result (identities and scores), the case reference. Never a face image or a temp
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import hashlib
 import json
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,6 +37,8 @@ log = logging.getLogger(__name__)
 
 GENESIS = "0" * 64
 _RETRIES = 50
+SYSTEM = "system"
+"""The actor of a service call that names none (a script, the demo, a benchmark)."""
 _PG_LOCK_KEY = 0x76696769_6C  # 'vigil': the advisory lock that serialises writers of the log
 
 
@@ -256,6 +260,38 @@ def entries(
         q = q.limit(limit)
     with app.db.session() as s:
         return [_to_record(e) for e in s.scalars(q)]
+
+
+@dataclass(frozen=True)
+class Query:
+    """Which entries :func:`export` gives out (the filters of :func:`entries`)."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    action: str | None = None
+    actor: str | None = None
+    limit: int | None = None
+    offset: int = 0
+    newest_first: bool = False
+
+
+def export(app: App, actor: str, query: Query, *, fmt: str | None = None) -> list[AuditRecord]:
+    """The entries ``query`` selects, given out to ``actor``; the export is itself audited
+    (``audit_export``: the filters, the count, and the format ``fmt`` when the caller writes one)."""
+    rows = entries(app, **dataclasses.asdict(query))
+    shown = {"format": fmt} if fmt is not None else {}
+    record(
+        app,
+        actor,
+        "audit_export",
+        since=query.since,
+        until=query.until,
+        filter_action=query.action,
+        filter_actor=query.actor,
+        entries=len(rows),
+        **shown,
+    )
+    return rows
 
 
 def count(app: App) -> int:

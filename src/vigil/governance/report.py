@@ -106,7 +106,17 @@ def _model(pack: Pack | None, model_id: str | None, current: bool) -> ModelInUse
     )
 
 
-def build(app: App, since: datetime | None = None, until: datetime | None = None) -> TransparencyReport:
+def build(
+    app: App, since: datetime | None = None, until: datetime | None = None, *, actor: str = audit.SYSTEM
+) -> TransparencyReport:
+    """The transparency report over ``[since, until)`` from the audit log; the report is itself
+    audited (``report``), after it is built."""
+    r = _build(app, since, until)
+    audit.record(app, actor, "report", kind="transparency", since=since, until=until)
+    return r
+
+
+def _build(app: App, since: datetime | None, until: datetime | None) -> TransparencyReport:
     entries = audit.entries(app, since=since, until=until)
     searches: dict[str, int] = defaultdict(int)
     rows: dict[tuple[str, str], Row] = {}

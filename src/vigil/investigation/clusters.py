@@ -383,7 +383,9 @@ def promote(
             f"cluster {cluster_id}: no member crop has a face the detector finds",
             hint="enrol a better photo of the person by hand",
         )
-    result = enroll_prepared(app, gallery, name, prepared, consent_on=consent_on, consent_by=consent_by)
+    result = enroll_prepared(
+        app, gallery, name, prepared, consent_on=consent_on, consent_by=consent_by, actor=None
+    )
     with app.db.session() as s:
         c = _open(s, cluster_id)
         c.state = ClusterState.promoted
@@ -417,7 +419,8 @@ def promote(
 
 
 def dismiss(app: App, cluster_id: int, actor: str, reason: str | None = None) -> ClusterInfo:
-    """Mark a cluster as not of interest: it stays out of later updates; audited."""
+    """Mark a cluster as not of interest: it stays out of later updates; audited (``cluster_dismiss``)
+    in the same transaction."""
     with app.db.session() as s:
         c = _open(s, cluster_id)
         c.state = ClusterState.dismissed
@@ -425,13 +428,13 @@ def dismiss(app: App, cluster_id: int, actor: str, reason: str | None = None) ->
         c.decided_at = sightings.naive_utc(datetime.now(UTC))
         s.flush()
         result = _info(s, c)
-    audit.record(
-        app,
-        actor,
-        "cluster_dismiss",
-        target_type="cluster",
-        target_id=cluster_id,
-        size=result.size,
-        reason=reason,
-    )
-    return result
+        audit.append(
+            s,
+            actor,
+            "cluster_dismiss",
+            target_type="cluster",
+            target_id=cluster_id,
+            size=result.size,
+            reason=reason,
+        )
+        return result

@@ -36,10 +36,12 @@ import httpx
 from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from vigil.app import App
 from vigil.core.errors import InputError, NotFoundError
 from vigil.gallery.models import DeadLetter, Webhook
+from vigil.governance import audit
 
 log = logging.getLogger(__name__)
 
@@ -176,10 +178,33 @@ def get_webhook(app: App, webhook_id: int) -> Webhook:
         return w
 
 
+def _audit(s: Session, actor: str, action: str, info: WebhookInfo) -> None:
+    """The entry of a webhook change: where it sends (no query, no credentials) and what; never the secret."""
+    parts = urlsplit(info.url)
+    where = f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}{parts.path}"
+    audit.append(
+        s,
+        actor,
+        action,
+        target_type="webhook",
+        target_id=info.id,
+        target_name=where,
+        event_types=info.event_types,
+        enabled=info.enabled,
+    )
+
+
 def create_webhook(
-    app: App, url: str, event_types: list[str], *, secret: str | None = None, enabled: bool = True
+    app: App,
+    url: str,
+    event_types: list[str],
+    *,
+    secret: str | None = None,
+    enabled: bool = True,
+    actor: str = audit.SYSTEM,
 ) -> CreatedWebhook:
-    """A new webhook; without ``secret`` one is generated. The secret is returned this once."""
+    """A new webhook; without ``secret`` one is generated. The secret is returned this once.
+    Audited (``webhook_create``) in the same transaction."""
     key = secret or secrets.token_urlsafe(32)
     with app.db.session() as s:
         w = Webhook(
@@ -187,12 +212,21 @@ def create_webhook(
         )
         s.add(w)
         s.flush()
-        return CreatedWebhook(**_info(w).model_dump(), secret=key)
+        info = _info(w)
+        _audit(s, actor, "webhook_create", info)
+        return CreatedWebhook(**info.model_dump(), secret=key)
 
 
 def update_webhook(
-    app: App, webhook_id: int, *, enabled: bool | None = None, event_types: list[str] | None = None
+    app: App,
+    webhook_id: int,
+    *,
+    enabled: bool | None = None,
+    event_types: list[str] | None = None,
+    actor: str = audit.SYSTEM,
 ) -> WebhookInfo:
+    """Enable or disable a webhook or change its event types; audited (``webhook_update``) in the same
+    transaction."""
     with app.db.session() as s:
         w = s.get(Webhook, webhook_id)
         if w is None:
@@ -201,17 +235,21 @@ def update_webhook(
             w.enabled = enabled
         if event_types is not None:
             w.event_types = check_event_types(event_types)
-        return _info(w)
+        info = _info(w)
+        _audit(s, actor, "webhook_update", info)
+        return info
 
 
-def delete_webhook(app: App, webhook_id: int) -> WebhookInfo:
-    """Remove a webhook (its dead letters are kept)."""
+def delete_webhook(app: App, webhook_id: int, *, actor: str = audit.SYSTEM) -> WebhookInfo:
+    """Remove a webhook (its dead letters are kept); audited (``webhook_delete``) in the same
+    transaction."""
     with app.db.session() as s:
         w = s.get(Webhook, webhook_id)
         if w is None:
             raise NotFoundError(f"no webhook with id {webhook_id}")
         info = _info(w)
         s.delete(w)
+        _audit(s, actor, "webhook_delete", info)
         return info
 
 

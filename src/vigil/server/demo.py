@@ -68,6 +68,10 @@ def render_video(path: Path) -> None:
     tmp.replace(path)
 
 
+DEMO_ACTOR = "system:demo"
+"""Who the audit log names for the demo's own gallery, enrolment and camera."""
+
+
 def prepare_demo(app: App) -> DemoSetup:
     """Create (once) the demo watchlist, enrolment, video and camera; safe to call on every start."""
     from vigil.cli.demo import _png
@@ -84,17 +88,21 @@ def prepare_demo(app: App) -> DemoSetup:
                 authorized_by="the vigil demo",
                 expires_on=date.today() + timedelta(days=365),
             ),
+            actor=DEMO_ACTOR,
         )
     people = {i.name for i in identities.list_identities(app, DEMO_WATCHLIST)}
     if DEMO_PERSON not in people:
-        enrolment.enroll(app, DEMO_WATCHLIST, DEMO_PERSON, [_png(_astronaut(), "skimage-astronaut.png")])
+        photo = _png(_astronaut(), "skimage-astronaut.png")
+        enrolment.enroll(app, DEMO_WATCHLIST, DEMO_PERSON, [photo], actor=DEMO_ACTOR)
     video = app.settings.media_folders[0] / "demo" / "astronaut.mp4"  # cameras play media folders only
     if not video.is_file():
         render_video(video)
     existing = {c.name: c for c in cameras.list_cameras(app)}
     if DEMO_CAMERA in existing and cameras.get_camera(app, DEMO_CAMERA)[1] != str(video):
-        cameras.delete_camera(app, DEMO_CAMERA)  # made before media folders: its file is outside them
+        cameras.delete_camera(
+            app, DEMO_CAMERA, actor=DEMO_ACTOR
+        )  # made before media folders: its file is outside them
         del existing[DEMO_CAMERA]
     if DEMO_CAMERA not in existing:
-        cameras.add_camera(app, DEMO_CAMERA, str(video), site="demo", kind="fixed")
+        cameras.add_camera(app, DEMO_CAMERA, str(video), site="demo", kind="fixed", actor=DEMO_ACTOR)
     return DemoSetup(watchlist=DEMO_WATCHLIST, person=DEMO_PERSON, camera=DEMO_CAMERA, video=str(video))

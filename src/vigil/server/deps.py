@@ -148,13 +148,6 @@ Admin = Annotated[Principal, Depends(require(*ADMIN, whole_server=True))]
 Me = Annotated[Principal, Depends(principal)]
 
 
-def audited(st: ServerState, who: Principal, action: str, **kw: Any) -> None:
-    """Append an audit entry for ``who`` (see vigil.governance.audit.record)."""
-    from vigil.governance import audit
-
-    audit.record(st.app, who.actor, action, **kw)
-
-
 AUDIT = (Role.admin, Role.auditor)
 Audit = Annotated[Principal, Depends(require(*AUDIT, whole_server=True))]
 """The audit log covers every gallery."""

@@ -321,7 +321,14 @@ class Supervisor:
         w.stop = _ctx.Event()
         w.process = _ctx.Process(
             target=_worker_main,
-            args=(self.settings.model_dump(exclude_unset=True), w.camera, self._queue, w.stop, os.getpid(), w.replay),
+            args=(
+                self.settings.model_dump(exclude_unset=True),
+                w.camera,
+                self._queue,
+                w.stop,
+                os.getpid(),
+                w.replay,
+            ),
             name=f"vigil-camera-{w.camera}",
             daemon=True,
         )
@@ -377,23 +384,10 @@ class Supervisor:
         """The running period of a worker that died (it records its own when it ends normally)."""
         if self.app is None:
             return
-        from vigil.governance import audit
+        from vigil.video.watch import audit_lost_run
 
         try:
-            audit.record(
-                self.app,
-                f"camera:{w.camera}",
-                "camera_run",
-                target_type="camera",
-                target_name=w.camera,
-                camera=w.camera,
-                started=w.started_at.isoformat() if w.started_at else None,
-                ended=datetime.now(UTC).isoformat(),
-                watchlists=w.metrics.get("watchlists"),
-                frames=w.metrics.get("frames"),
-                alarms=w.metrics.get("alarms"),
-                ended_by=f"worker died (exit code {code})",
-            )
+            audit_lost_run(self.app, w.camera, w.started_at, w.metrics, code)
         except Exception:  # the audit must not stop the restart
             log.exception("camera %s: could not audit the lost run", w.camera)
 

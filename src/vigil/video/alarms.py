@@ -139,19 +139,40 @@ def _get(s: Session, alarm_id: int) -> tuple[AlarmRecord, Gallery | None]:
 
 
 def alarm_detail(app: App, alarm_id: int) -> AlarmDetail:
+    """One alarm with its evidence and reviews (not audited: :func:`view_alarm` shows it to a person)."""
     with app.db.session() as s:
-        alarm, gallery = _get(s, alarm_id)
-        photos: list[str] = []
-        if alarm.identity_id is not None:
-            photos = list(
-                s.scalars(
-                    select(Photo.sha256).where(Photo.identity_id == alarm.identity_id).order_by(Photo.id)
-                )
-            )
-        reviews = [
-            ReviewInfo(actor=r.actor, action=r.action, reason=r.reason, at=_utc(r.at)) for r in alarm.reviews
-        ]
-        return AlarmDetail(**_info(alarm, gallery).model_dump(), enrolled_photos=photos, reviews=reviews)
+        return _detail(s, alarm_id)
+
+
+def view_alarm(app: App, alarm_id: int, *, actor: str) -> AlarmDetail:
+    """:func:`alarm_detail` shown to ``actor``; audited (``alarm_view``)."""
+    with app.db.session() as s:
+        detail = _detail(s, alarm_id)
+        audit.append(
+            s,
+            actor,
+            "alarm_view",
+            target_type="alarm",
+            target_id=alarm_id,
+            target_name=detail.identity,
+            gallery=detail.gallery,
+            camera=detail.camera,
+            state=detail.state.value,
+        )
+        return detail
+
+
+def _detail(s: Session, alarm_id: int) -> AlarmDetail:
+    alarm, gallery = _get(s, alarm_id)
+    photos: list[str] = []
+    if alarm.identity_id is not None:
+        photos = list(
+            s.scalars(select(Photo.sha256).where(Photo.identity_id == alarm.identity_id).order_by(Photo.id))
+        )
+    reviews = [
+        ReviewInfo(actor=r.actor, action=r.action, reason=r.reason, at=_utc(r.at)) for r in alarm.reviews
+    ]
+    return AlarmDetail(**_info(alarm, gallery).model_dump(), enrolled_photos=photos, reviews=reviews)
 
 
 def review_alarm(
@@ -163,7 +184,8 @@ def review_alarm(
     expected_version: int,
     reason: str | None = None,
 ) -> AlarmDetail:
-    """Apply one review step by ``by``; see the module doc for the rules."""
+    """Apply one review step by ``by``; see the module doc for the rules. Audited (``alarm_review``,
+    with the state it led to) in the same transaction."""
     reason = (reason or "").strip() or None
     if action is ReviewAction.dismiss and reason is None:
         raise InputError("dismissing an alarm needs a reason", hint="say why it is not this person")
@@ -237,7 +259,34 @@ def review_alarm(
                 reason=reason,
             )
         )
-    return alarm_detail(app, alarm_id)
+        s.flush()
+        s.expire_all()  # the compare-and-set above went around the session
+        detail = _detail(s, alarm_id)
+        _audit_review(s, by.actor, detail, action, reason)
+        return detail
+
+
+def _audit_review(
+    s: Session, actor: str, detail: AlarmDetail, action: ReviewAction, reason: str | None
+) -> None:
+    audit.append(
+        s,
+        actor,
+        "alarm_review",
+        target_type="alarm",
+        target_id=detail.id,
+        target_name=detail.identity,
+        review=action.value,
+        reason=reason,
+        state=detail.state.value,
+        confirmations=detail.confirmations,
+        confirmations_required=detail.confirmations_required,
+        gallery=detail.gallery,
+        camera=detail.camera,
+        score=detail.score,
+        threshold=detail.threshold,
+        fpir=detail.fpir,
+    )
 
 
 # -- storing (the camera pipeline's sink) ---------------------------------------------------------
@@ -275,7 +324,8 @@ class StoredAlarm:
 
 
 def store_alarm(app: App, new: NewAlarm) -> StoredAlarm:
-    """Store ``new`` with its evidence and audit it, once.
+    """Store ``new`` with its evidence and audit it (``alarm``, by ``camera:NAME``) in the same
+    transaction, once.
 
     The key of an alarm is (camera, identity, frame, capture time, box): a frame replayed with the
     same time (a file camera resumed after its worker died) finds the stored alarm and writes nothing.
@@ -316,22 +366,22 @@ def store_alarm(app: App, new: NewAlarm) -> StoredAlarm:
         s.add(row)
         s.flush()
         alarm_id = row.id
-    audit.record(
-        app,
-        f"camera:{new.camera}",
-        "alarm",
-        target_type="alarm",
-        target_id=alarm_id,
-        target_name=new.identity,
-        camera=new.camera,
-        frame=new.frame_index,
-        captured_at=new.captured_at.isoformat(),
-        gallery=new.gallery,
-        identity_id=new.identity_id,
-        score=round(new.score, 6),
-        threshold=round(new.threshold, 6),
-        fpir=new.fpir,
-        model=new.model,
-        crop_sha256=crop_sha,
-    )
+        audit.append(
+            s,
+            f"camera:{new.camera}",
+            "alarm",
+            target_type="alarm",
+            target_id=alarm_id,
+            target_name=new.identity,
+            camera=new.camera,
+            frame=new.frame_index,
+            captured_at=new.captured_at.isoformat(),
+            gallery=new.gallery,
+            identity_id=new.identity_id,
+            score=round(new.score, 6),
+            threshold=round(new.threshold, 6),
+            fpir=new.fpir,
+            model=new.model,
+            crop_sha256=crop_sha,
+        )
     return StoredAlarm(alarm_id, crop_sha, thumb_sha, created=True)

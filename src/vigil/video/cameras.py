@@ -14,11 +14,13 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from vigil.app import App
 from vigil.core.config import Settings
 from vigil.core.errors import ConflictError, InputError, NotFoundError
 from vigil.gallery.models import Camera
+from vigil.governance import audit
 from vigil.video.resume import discard
 from vigil.video.sources import LIVE_SCHEMES
 
@@ -127,7 +129,11 @@ def add_camera(
     kind: str = "fixed",
     retention_days: int | None = None,
     keep_sightings: bool = False,
+    enabled: bool = True,
+    actor: str = audit.SYSTEM,
 ) -> CameraInfo:
+    """Register a camera (``enabled``: the server runs it); audited (``camera_add``, with the camera)
+    in the same transaction."""
     name = name.strip()
     if not name:
         raise InputError("a camera needs a name")
@@ -147,13 +153,15 @@ def add_camera(
                 latitude=lat_lon[0] if lat_lon else None,
                 longitude=lat_lon[1] if lat_lon else None,
                 kind=kind,
-                enabled=True,
+                enabled=enabled,
                 retention_days=retention_days,
                 keep_sightings=keep_sightings,
             )
             s.add(cam)
             s.flush()
-            return _info(cam)
+            info = _info(cam)
+            _audit(s, actor, "camera_add", info, camera=info.model_dump(mode="json"))
+            return info
     except IntegrityError:
         raise ConflictError(f"a camera named {name!r} already exists", hint="choose another name") from None
 
@@ -172,24 +180,33 @@ def get_camera(app: App, name: str) -> tuple[CameraInfo, str]:
         return _info(cam), cam.url
 
 
-def set_enabled(app: App, name: str, enabled: bool) -> CameraInfo:
-    """Whether the server runs this camera (it starts the enabled ones at start-up)."""
+def _audit(s: Session, actor: str, action: str, info: CameraInfo, **detail: object) -> None:
+    audit.append(s, actor, action, target_type="camera", target_id=info.id, target_name=info.name, **detail)
+
+
+def set_enabled(app: App, name: str, enabled: bool, *, actor: str = audit.SYSTEM) -> CameraInfo:
+    """Whether the server runs this camera (it starts the enabled ones at start-up); audited
+    (``camera_start`` or ``camera_stop``) in the same transaction."""
     with app.db.session() as s:
         cam = s.scalar(select(Camera).where(Camera.name == name))
         if cam is None:
             raise NotFoundError(f"no camera named {name!r}", hint="see `vigil camera list`")
         cam.enabled = enabled
-        return _info(cam)
+        info = _info(cam)
+        _audit(s, actor, "camera_start" if enabled else "camera_stop", info)
+        return info
 
 
-def delete_camera(app: App, name: str) -> CameraInfo:
-    """Forget a camera; its alarms stay (they keep the camera's name)."""
+def delete_camera(app: App, name: str, *, actor: str = audit.SYSTEM) -> CameraInfo:
+    """Forget a camera; its alarms stay (they keep the camera's name). Audited (``camera_delete``)
+    in the same transaction."""
     with app.db.session() as s:
         cam = s.scalar(select(Camera).where(Camera.name == name))
         if cam is None:
             raise NotFoundError(f"no camera named {name!r}", hint="see `vigil camera list`")
         info = _info(cam)
         s.delete(cam)
+        _audit(s, actor, "camera_delete", info)
     discard(app.settings, info.id)  # a file camera's position
     return info
 
@@ -204,8 +221,10 @@ def update_camera(
     retention_days: int | None = None,
     clear_retention: bool = False,
     keep_sightings: bool | None = None,
+    actor: str = audit.SYSTEM,
 ) -> tuple[CameraInfo, CameraInfo]:
-    """Change a camera's site, kind, location, retention or sightings opt-in; returns (before, after)."""
+    """Change a camera's site, kind, location, retention or sightings opt-in; returns (before, after).
+    Audited (``camera_update``, before and after) in the same transaction."""
     if kind is not None and kind not in CAMERA_KINDS:
         raise InputError(f"unknown camera kind {kind!r}", hint="one of " + ", ".join(CAMERA_KINDS))
     if retention_days is not None and retention_days < 1:
@@ -226,4 +245,13 @@ def update_camera(
             cam.retention_days = retention_days
         if keep_sightings is not None:
             cam.keep_sightings = keep_sightings
-        return before, _info(cam)
+        after = _info(cam)
+        _audit(
+            s,
+            actor,
+            "camera_update",
+            after,
+            before=before.model_dump(mode="json"),
+            after=after.model_dump(mode="json"),
+        )
+        return before, after

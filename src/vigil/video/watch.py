@@ -191,3 +191,24 @@ def watch(
     if annotate is not None:
         summary["annotated"] = str(annotate)
     return summary
+
+
+def audit_lost_run(
+    app: App, camera: str, started: datetime | None, metrics: dict[str, Any], exit_code: int | None
+) -> None:
+    """Audit the running period (``camera_run``) of a camera worker that died: a worker records its
+    own when it ends normally. ``metrics``: the last watchlists, frames and alarms it reported."""
+    audit.record(
+        app,
+        f"camera:{camera}",
+        "camera_run",
+        target_type="camera",
+        target_name=camera,
+        camera=camera,
+        started=started.isoformat() if started else None,
+        ended=now_utc().isoformat(),
+        watchlists=metrics.get("watchlists"),
+        frames=metrics.get("frames"),
+        alarms=metrics.get("alarms"),
+        ended_by=f"worker died (exit code {exit_code})",
+    )

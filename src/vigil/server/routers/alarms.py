@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from vigil.gallery.models import AlarmState, ReviewAction
-from vigil.server.deps import MAX_ID, AnyRole, Id, Live, Offset, Scope, State, audited
+from vigil.server.deps import MAX_ID, AnyRole, Id, Live, Offset, Scope, State
 from vigil.video import alarms as svc
 
 router = APIRouter(prefix="/api/alarms", tags=["alarms"])
@@ -52,19 +52,7 @@ def list_alarms(
 @router.get("/{alarm_id:id}", summary="One alarm with its evidence and its reviews")
 def show_alarm(alarm_id: Id, st: State, me: Live, scope: Scope) -> svc.AlarmDetail:
     scope.check_alarm(st.app, alarm_id)
-    detail = svc.alarm_detail(st.app, alarm_id)
-    audited(
-        st,
-        me,
-        "alarm_view",
-        target_type="alarm",
-        target_id=alarm_id,
-        target_name=detail.identity,
-        gallery=detail.gallery,
-        camera=detail.camera,
-        state=detail.state.value,
-    )
-    return detail
+    return svc.view_alarm(st.app, alarm_id, actor=me.actor)
 
 
 @router.post("/{alarm_id:id}/review", summary="Confirm, dismiss (with a reason) or close an alarm")
@@ -72,24 +60,6 @@ def review(alarm_id: Id, body: Review, st: State, me: Live, scope: Scope) -> svc
     scope.check_alarm(st.app, alarm_id)
     detail = svc.review_alarm(
         st.app, alarm_id, body.action, me, expected_version=body.version, reason=body.reason
-    )
-    audited(
-        st,
-        me,
-        "alarm_review",
-        target_type="alarm",
-        target_id=alarm_id,
-        target_name=detail.identity,
-        review=body.action.value,
-        reason=body.reason,
-        state=detail.state.value,
-        confirmations=detail.confirmations,
-        confirmations_required=detail.confirmations_required,
-        gallery=detail.gallery,
-        camera=detail.camera,
-        score=detail.score,
-        threshold=detail.threshold,
-        fpir=detail.fpir,
     )
     st.bus.publish(
         {

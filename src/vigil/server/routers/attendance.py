@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from vigil.attendance import report as svc
-from vigil.server.deps import Manage, Scope, State, audited
+from vigil.server.deps import Manage, Scope, State
 
 router = APIRouter(prefix="/api/attendance", tags=["attendance"])
 
@@ -29,20 +29,7 @@ def attendance_report(
     until: Annotated[date | None, Query(description="last day of a range (inclusive)")] = None,
     fmt: Annotated[Literal["json", "csv"], Query(alias="format")] = "json",
 ) -> svc.AttendanceReport | Response:
-    r = svc.attendance_report(st.app, scope.gallery(gallery), day, until)
-    audited(
-        st,
-        me,
-        "attendance_report",
-        target_type="gallery",
-        target_name=r.gallery,
-        date_from=r.date_from.isoformat(),
-        date_until=r.date_until.isoformat(),
-        format=fmt,
-        rows=len(r.rows),
-        late=r.late,
-        absent=r.absent,
-    )
+    r = svc.attendance_report(st.app, scope.gallery(gallery), day, until, actor=me.actor, fmt=fmt)
     if fmt == "csv":
         filename = f"attendance-{r.gallery}-{r.date_from}-{r.date_until}.csv"
         return Response(

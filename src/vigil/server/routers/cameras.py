@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from vigil.core.errors import NotFoundError
 from vigil.gallery.galleries import MAX_RETENTION_DAYS
-from vigil.server.deps import Live, Manage, ServerState, State, WholeServer, audited
+from vigil.server.deps import Live, Manage, ServerState, State, WholeServer
 from vigil.server.supervisor import CameraHealth
 from vigil.video import cameras as svc
 
@@ -68,19 +68,10 @@ def add_camera(body: NewCamera, st: State, me: Manage) -> CameraStatus:
         kind=body.kind,
         retention_days=body.retention_days,
         keep_sightings=body.keep_sightings,
+        enabled=body.start,
+        actor=me.actor,
     )
-    audited(
-        st,
-        me,
-        "camera_add",
-        target_type="camera",
-        target_id=info.id,
-        target_name=info.name,
-        camera=info.model_dump(mode="json"),
-    )
-    if not body.start:
-        info = svc.set_enabled(st.app, info.name, False)
-    else:
+    if body.start:
         st.supervisor.start_camera(info.name)
     return _status(st, info)
 
@@ -96,8 +87,7 @@ def show_camera(name: str, st: State, _: Live) -> CameraStatus:
     "it had finished",
 )
 def start_camera(name: str, st: State, me: Manage) -> CameraStatus:
-    info = svc.set_enabled(st.app, name, True)
-    audited(st, me, "camera_start", target_type="camera", target_id=info.id, target_name=name)
+    info = svc.set_enabled(st.app, name, True, actor=me.actor)
     st.supervisor.stop_camera(name)
     st.supervisor.start_camera(name, replay=True)
     return _status(st, info)
@@ -105,8 +95,7 @@ def start_camera(name: str, st: State, me: Manage) -> CameraStatus:
 
 @router.post("/{name}/stop", summary="Stop the camera's worker (it stays stopped after a restart)")
 def stop_camera(name: str, st: State, me: Manage) -> CameraStatus:
-    info = svc.set_enabled(st.app, name, False)
-    audited(st, me, "camera_stop", target_type="camera", target_id=info.id, target_name=name)
+    info = svc.set_enabled(st.app, name, False, actor=me.actor)
     st.supervisor.stop_camera(name)
     return _status(st, info)
 
@@ -115,15 +104,13 @@ def stop_camera(name: str, st: State, me: Manage) -> CameraStatus:
 def delete_camera(name: str, st: State, me: Manage) -> svc.CameraInfo:
     svc.get_camera(st.app, name)
     st.supervisor.forget(name)
-    info = svc.delete_camera(st.app, name)
-    audited(st, me, "camera_delete", target_type="camera", target_id=info.id, target_name=name)
-    return info
+    return svc.delete_camera(st.app, name, actor=me.actor)
 
 
 @router.patch("/{name}", summary="Change a camera's site, kind, location, retention or sightings opt-in")
 def update_camera(name: str, body: CameraChange, st: State, me: Manage) -> CameraStatus:
     changes = body.model_dump(exclude_unset=True)
-    before, after = svc.update_camera(
+    _, after = svc.update_camera(
         st.app,
         name,
         site=changes.get("site"),
@@ -132,16 +119,7 @@ def update_camera(name: str, body: CameraChange, st: State, me: Manage) -> Camer
         retention_days=changes.get("retention_days"),
         clear_retention="retention_days" in changes and changes["retention_days"] is None,
         keep_sightings=changes.get("keep_sightings"),
-    )
-    audited(
-        st,
-        me,
-        "camera_update",
-        target_type="camera",
-        target_id=after.id,
-        target_name=name,
-        before=before.model_dump(mode="json"),
-        after=after.model_dump(mode="json"),
+        actor=me.actor,
     )
     return _status(st, after)
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, Response
 from pydantic import BaseModel
@@ -43,7 +43,7 @@ from vigil.server.compreface_support import (
     similarity,
     upload_doc,
 )
-from vigil.server.deps import MAX_ID, Live, Manage, ServerState, State, audited, read_upload
+from vigil.server.deps import MAX_ID, Live, Manage, ServerState, State, read_upload
 from vigil.vision.image import LoadedImage
 
 log = logging.getLogger(__name__)
@@ -231,7 +231,15 @@ def recognize(
     image = read_upload(st, file)
     with st.face_lock:
         found = Found(st, image, det_prob_threshold, limit)
-        identified = matching.identify_faces(st.app, found.faces, [gallery], prediction_count)
+        identified = matching.search_faces(
+            st.app,
+            found.faces,
+            image.sha256,
+            [gallery],
+            prediction_count,
+            actor=p.actor,
+            action="compreface_recognize",
+        )
     card, plugins = st.app.engine.card, _plugins(face_plugins)
     result = []
     for i, face in enumerate(identified.faces):
@@ -244,14 +252,6 @@ def recognize(
             for m in face.matches
         ]
         result.append(RecognizedFace(**found.face(i, plugins).model_dump(), subjects=subjects))
-    audited(
-        st,
-        p,
-        "compreface_recognize",
-        target_type="photo",
-        target_id=image.sha256,
-        **matching.audit_summary(identified),
-    )
     return RecognizeResponse(result=result, plugins_versions=_versions(st))
 
 
@@ -299,10 +299,14 @@ def verify(
         a = Found(st, source, det_prob_threshold, 1)
         b = Found(st, target, det_prob_threshold, limit)
     assert a.faces.embedding is not None and b.faces.embedding is not None  # set by Found
-    card = st.app.engine.card
-    threshold = card.threshold_for_fmr(st.app.settings.target_fmr)
-    plugins = _plugins(face_plugins)
-    scores = b.faces.embedding @ a.faces.embedding[0]
+    scores, threshold = matching.verify_faces(
+        st.app,
+        a.faces.embedding[0],
+        b.faces.embedding,
+        photos_sha256=(source.sha256, target.sha256),
+        actor=p.actor,
+    )
+    card, plugins = st.app.engine.card, _plugins(face_plugins)
     matches = [
         FaceMatch(
             box=b.face(i, plugins).box,
@@ -312,17 +316,6 @@ def verify(
         for i, score in enumerate(scores)
     ]
     matches.sort(key=lambda m: -m.similarity)
-    audited(
-        st,
-        p,
-        "verify",
-        target_type="photo",
-        target_id=source.sha256,
-        other_photo=target.sha256,
-        scores=[round(float(x), 6) for x in scores],
-        threshold=threshold,
-        fmr=st.app.settings.target_fmr,
-    )
     item = VerifyItem(
         source_image_face=a.face(0, plugins), face_matches=matches, plugins_versions=_versions(st)
     )
@@ -344,19 +337,10 @@ def _require_subject(st: ServerState, gallery: str, name: str) -> None:
 def add_subject(body: SubjectName, st: State, p: Manage) -> SubjectName:
     gallery = _collection(st, p)
     with st.face_lock:
-        result = enrolment.enroll_prepared(st.app, gallery, body.subject, [])
-    if not result.created:
-        raise SubjectExistsError(f"subject {result.identity!r} already exists")
-    audited(
-        st,
-        p,
-        "enrol",
-        target_type="identity",
-        target_id=result.identity_id,
-        target_name=result.identity,
-        gallery=gallery,
-        photos=[],
-    )
+        try:
+            result = enrolment.enroll_prepared(st.app, gallery, body.subject, [], actor=p.actor, new=True)
+        except enrolment.IdentityExistsError as exc:
+            raise SubjectExistsError(f"subject {exc.name!r} already exists") from None
     return SubjectName(subject=result.identity)
 
 
@@ -372,16 +356,7 @@ def rename_subject(subject: str, body: SubjectName, st: State, p: Manage) -> Upd
     gallery = _collection(st, p)
     _require_subject(st, gallery, subject)
     with st.face_lock:
-        identities.rename_identity(st.app, gallery, subject, body.subject)
-    audited(
-        st,
-        p,
-        "identity_update",
-        target_type="identity",
-        target_name=body.subject,
-        gallery=gallery,
-        renamed_from=subject,
-    )
+        identities.rename_identity(st.app, gallery, subject, body.subject, actor=p.actor)
     return Updated(updated=True)
 
 
@@ -390,18 +365,7 @@ def delete_subject(subject: str, st: State, p: Manage) -> SubjectName:
     gallery = _collection(st, p)
     _require_subject(st, gallery, subject)
     with st.face_lock:
-        info = identities.remove_identity(st.app, gallery, subject)
-    audited(
-        st,
-        p,
-        "identity_remove",
-        target_type="identity",
-        target_id=info.id,
-        target_name=info.name,
-        gallery=gallery,
-        templates=info.templates,
-        photos=info.photos,
-    )
+        info = identities.remove_identity(st.app, gallery, subject, actor=p.actor)
     return SubjectName(subject=info.name)
 
 
@@ -411,18 +375,7 @@ def delete_subjects(st: State, p: Manage) -> Deleted:
     deleted = 0
     with st.face_lock:
         for info in identities.list_identities(st.app, gallery):
-            identities.remove_identity(st.app, gallery, info.name)
-            audited(
-                st,
-                p,
-                "identity_remove",
-                target_type="identity",
-                target_id=info.id,
-                target_name=info.name,
-                gallery=gallery,
-                templates=info.templates,
-                photos=info.photos,
-            )
+            identities.remove_identity(st.app, gallery, info.name, actor=p.actor)
             deleted += 1
     return Deleted(deleted=deleted)
 
@@ -477,17 +430,7 @@ def add_face(
     image = read_upload(st, file)
     with st.face_lock:
         prepared = enrolment.prepare_face(st.app, image, min_score=det_prob_threshold or 0.0)
-        result = enrolment.enroll_prepared(st.app, gallery, subject, [prepared])
-    audited(
-        st,
-        p,
-        "enrol",
-        target_type="identity",
-        target_id=result.identity_id,
-        target_name=result.identity,
-        gallery=gallery,
-        photos=[{"sha256": x.sha256, "status": x.status, "quality": x.quality} for x in result.photos],
-    )
+        result = enrolment.enroll_prepared(st.app, gallery, subject, [prepared], actor=p.actor)
     with st.app.db.session() as s:
         photo_id = s.scalar(
             select(Photo.id).where(Photo.identity_id == result.identity_id, Photo.sha256 == image.sha256)
@@ -526,22 +469,8 @@ def delete_faces(st: State, p: Manage, subject: str | None = None) -> Deleted:
     gallery = _collection(st, p)
     ids = _photo_ids(st, gallery, subject)
     with st.face_lock:
-        removed = identities.remove_photos(st.app, gallery, ids)
-    _audit_removed(st, p, gallery, removed)
+        removed = identities.remove_photos(st.app, gallery, ids, actor=p.actor)
     return Deleted(deleted=len(removed))
-
-
-def _audit_removed(st: ServerState, p: Principal, gallery: str, removed: list[Any]) -> None:
-    for r in removed:
-        audited(
-            st,
-            p,
-            "photo_remove",
-            target_type="photo",
-            target_id=r.photo_id,
-            target_name=r.identity,
-            gallery=gallery,
-        )
 
 
 @router.post(
@@ -551,8 +480,7 @@ def delete_face_list(st: State, p: Manage, image_ids: Annotated[list[str], Body(
     gallery = _collection(st, p)
     ids = [i for i in map(_db_id, image_ids) if i is not None]
     with st.face_lock:
-        removed = identities.remove_photos(st.app, gallery, ids)
-    _audit_removed(st, p, gallery, removed)
+        removed = identities.remove_photos(st.app, gallery, ids, actor=p.actor)
     return [FaceRef(image_id=str(r.photo_id), subject=r.identity) for r in removed]
 
 
@@ -561,8 +489,7 @@ def delete_face(image_id: str, st: State, p: Manage) -> FaceRef:
     gallery = _collection(st, p)
     photo_id, _ = _photo(st, gallery, image_id)
     with st.face_lock:
-        removed = identities.remove_photos(st.app, gallery, [photo_id])
-    _audit_removed(st, p, gallery, removed)
+        removed = identities.remove_photos(st.app, gallery, [photo_id], actor=p.actor)
     if not removed:
         raise ImageNotFoundError(f"image {image_id!r} is not found")
     return FaceRef(image_id=image_id, subject=removed[0].identity)

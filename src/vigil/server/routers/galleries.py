@@ -11,7 +11,6 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 
-from vigil.accounts import Principal
 from vigil.core.errors import InputError, NotFoundError
 from vigil.gallery import enroll as enrolment
 from vigil.gallery import galleries as svc
@@ -19,7 +18,7 @@ from vigil.gallery import identities
 from vigil.gallery.models import Gallery, GalleryKind, Identity, Photo
 from vigil.governance import erasure
 from vigil.governance.erasure import ErasureReport
-from vigil.server.deps import Id, Live, Manage, Scope, State, WholeServer, audited, read_upload
+from vigil.server.deps import Id, Live, Manage, Scope, State, WholeServer, read_upload
 
 router = APIRouter(prefix="/api", tags=["galleries"])
 
@@ -91,21 +90,7 @@ def list_galleries(st: State, _: Live, scope: Scope) -> list[svc.GalleryInfo]:
     dependencies=[WholeServer],
 )
 def create_gallery(body: NewGallery, st: State, me: Manage) -> svc.GalleryInfo:
-    info = svc.create_gallery(st.app, svc.validate_spec(**body.model_dump()))
-    audited(
-        st,
-        me,
-        "gallery_create",
-        target_type="gallery",
-        target_id=info.id,
-        target_name=info.name,
-        terms=info.model_dump(mode="json", include=TERMS),
-    )
-    return info
-
-
-TERMS = {"kind", *svc.UPDATABLE}
-"""The terms of a gallery the audit records (before and after each change)."""
+    return svc.create_gallery(st.app, svc.validate_spec(**body.model_dump()), actor=me.actor)
 
 
 @router.patch(
@@ -114,18 +99,7 @@ TERMS = {"kind", *svc.UPDATABLE}
 def update_gallery(name: str, body: GalleryChange, st: State, me: Manage, scope: Scope) -> svc.GalleryInfo:
     scope.gallery(name)
     changes = body.model_dump(exclude_unset=True)
-    before, after = svc.update_gallery(st.app, name, changes)
-    audited(
-        st,
-        me,
-        "gallery_update",
-        target_type="gallery",
-        target_id=after.id,
-        target_name=name,
-        before=before.model_dump(mode="json", include=TERMS),
-        after=after.model_dump(mode="json", include=TERMS),
-    )
-    return after
+    return svc.update_gallery(st.app, name, changes, actor=me.actor)[1]
 
 
 @router.get("/galleries/{name}", summary="One gallery")
@@ -137,19 +111,7 @@ def show_gallery(name: str, st: State, _: Live, scope: Scope) -> svc.GalleryInfo
 def delete_gallery(name: str, st: State, me: Manage, scope: Scope) -> svc.GalleryInfo:
     scope.gallery(name)
     with st.face_lock:
-        info = svc.delete_gallery(st.app, name)
-    audited(
-        st,
-        me,
-        "gallery_delete",
-        target_type="gallery",
-        target_id=info.id,
-        target_name=name,
-        identities=info.identities,
-        templates=info.templates,
-        photos=info.photos,
-    )
-    return info
+        return svc.delete_gallery(st.app, name, actor=me.actor)
 
 
 @router.get("/galleries/{name}/identities", summary="People of a gallery")
@@ -187,7 +149,7 @@ def enrol(
     enrolment.check_consent(st.app, name, identity, consent_on, consent_by)
     images = [read_upload(st, f, "files") for f in files or [None]]  # type: ignore[list-item]
     with st.face_lock:
-        result = enrolment.enroll(
+        return enrolment.enroll(
             st.app,
             name,
             identity,
@@ -198,9 +160,8 @@ def enrol(
             attributes=attributes,
             consent_on=consent_on,
             consent_by=consent_by,
+            actor=me.actor,
         )
-    _audit_enrol(st, me, result)
-    return result
 
 
 def _metadata(text: str | None) -> dict[str, str] | None:
@@ -232,44 +193,15 @@ def update_identity(
     identity_id: Id, body: IdentityChange, st: State, me: Manage, scope: Scope
 ) -> identities.IdentityInfo:
     _identity(st, scope, identity_id)
-    before, after = identities.update_identity(
+    return identities.update_identity(
         st.app,
         identity_id,
         name=body.name,
         external_id=body.external_id,
         notes=body.notes,
         attributes=body.metadata,
-    )
-    audited(
-        st,
-        me,
-        "identity_update",
-        target_type="identity",
-        target_id=identity_id,
-        target_name=after.name,
-        before=before.model_dump(mode="json"),
-        after=after.model_dump(mode="json"),
-    )
-    return after
-
-
-def _audit_enrol(st: State, me: Principal, result: enrolment.EnrolResult) -> None:
-    consent = (
-        {"consent_on": result.consent_on.isoformat(), "consent_by": result.consent_by}
-        if result.consent_on
-        else {}
-    )
-    audited(
-        st,
-        me,
-        "enrol",
-        target_type="identity",
-        target_id=result.identity_id,
-        target_name=result.identity,
-        gallery=result.gallery,
-        photos=[{"sha256": p.sha256, "status": p.status, "quality": p.quality} for p in result.photos],
-        **consent,
-    )
+        actor=me.actor,
+    )[1]
 
 
 def _identity(st: State, scope: Scope, identity_id: int) -> tuple[Identity, Gallery]:
@@ -312,28 +244,14 @@ def add_photos(
     enrolment.check_gallery_open(st.app, gallery.name)
     images = [read_upload(st, f, "files") for f in files or [None]]  # type: ignore[list-item]
     with st.face_lock:
-        result = enrolment.enroll(st.app, gallery.name, identity.name, images, largest=largest)
-    _audit_enrol(st, me, result)
-    return result
+        return enrolment.enroll(st.app, gallery.name, identity.name, images, largest=largest, actor=me.actor)
 
 
 @router.delete("/identities/{identity_id:id}", summary="Remove a person: templates, photos and index entries")
 def remove_identity(identity_id: Id, st: State, me: Manage, scope: Scope) -> identities.IdentityInfo:
     gallery = _identity(st, scope, identity_id)[1]
     with st.face_lock:
-        info = identities.remove_identity(st.app, gallery.name, str(identity_id))
-    audited(
-        st,
-        me,
-        "identity_remove",
-        target_type="identity",
-        target_id=identity_id,
-        target_name=info.name,
-        gallery=gallery.name,
-        templates=info.templates,
-        photos=info.photos,
-    )
-    return info
+        return identities.remove_identity(st.app, gallery.name, str(identity_id), actor=me.actor)
 
 
 @router.post(

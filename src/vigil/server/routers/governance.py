@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse
 from vigil.accounts import Principal
 from vigil.gallery.models import Role
 from vigil.governance import audit, report, retention
-from vigil.server.deps import Admin, Audit, Offset, State, audited, require
+from vigil.server.deps import Admin, Audit, Offset, State, require
 
 router = APIRouter(prefix="/api", tags=["governance"])
 
@@ -32,27 +32,10 @@ def audit_log(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 500,
     offset: Offset = 0,
 ) -> list[audit.AuditRecord]:
-    rows = audit.entries(
-        st.app,
-        since=since,
-        until=until,
-        action=action,
-        actor=actor,
-        limit=limit,
-        offset=offset,
-        newest_first=True,
+    query = audit.Query(
+        since=since, until=until, action=action, actor=actor, limit=limit, offset=offset, newest_first=True
     )
-    audited(
-        st,
-        me,
-        "audit_export",
-        since=since,
-        until=until,
-        filter_action=action,
-        filter_actor=actor,
-        entries=len(rows),
-    )
-    return rows
+    return audit.export(st.app, me.actor, query)
 
 
 @router.get("/audit/verify", summary="Check the hash chain; names the first broken entry")
@@ -74,8 +57,7 @@ def transparency(
     until: datetime | None = None,
     format: Annotated[str, Query(pattern="^(json|html)$")] = "json",
 ) -> report.TransparencyReport | HTMLResponse:
-    r = report.build(st.app, since, until)
-    audited(st, me, "report", kind="transparency", since=since, until=until)
+    r = report.build(st.app, since, until, actor=me.actor)
     if format == "html":
         return HTMLResponse(report.to_html(r))
     return r

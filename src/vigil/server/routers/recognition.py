@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Query, UploadFile
 
 from vigil.gallery import matching
-from vigil.server.deps import Live, Scope, State, audited, read_upload
+from vigil.server.deps import Live, Scope, State, read_upload
 
 router = APIRouter(prefix="/api", tags=["recognition"])
 
@@ -27,9 +27,7 @@ def search(
     galleries = scope.galleries(gallery)
     image = read_upload(st, file)
     with st.face_lock:
-        result = matching.identify(st.app, image, galleries, top_k)
-    audited(st, me, "search", target_type="photo", target_id=image.sha256, **matching.audit_summary(result))
-    return result
+        return matching.identify(st.app, image, galleries, top_k, actor=me.actor, action="search")
 
 
 @router.post("/verify", summary="Are the faces of two photos the same person? (1:1)")
@@ -42,17 +40,4 @@ def verify(
 ) -> matching.VerifyResult:
     a, b = read_upload(st, file_a, "file_a"), read_upload(st, file_b, "file_b")
     with st.face_lock:
-        result = matching.verify(st.app, a, b, largest=largest)
-    audited(
-        st,
-        me,
-        "verify",
-        target_type="photo",
-        target_id=a.sha256,
-        other_photo=b.sha256,
-        same_person=result.same_person,
-        score=result.score,
-        threshold=result.threshold,
-        fmr=result.fmr,
-    )
-    return result
+        return matching.verify(st.app, a, b, largest=largest, actor=me.actor)

@@ -7,7 +7,7 @@ from pydantic import BaseModel
 
 from vigil import accounts
 from vigil.gallery.models import Role
-from vigil.server.deps import Admin, Id, State, audited
+from vigil.server.deps import Admin, Id, State
 from vigil.server.routers.auth import login_throttle
 
 router = APIRouter(prefix="/api", tags=["users"])
@@ -48,17 +48,7 @@ def create_user(body: NewUser, st: State, me: Admin) -> accounts.NewUserInfo:
 
 @router.patch("/users/{user_id:id}", summary="Change a user's role or disable the account")
 def update_user(user_id: Id, body: UserChange, st: State, me: Admin) -> accounts.UserInfo:
-    info = accounts.update_user(st.app, user_id, role=body.role, active=body.active, by=me)
-    audited(
-        st,
-        me,
-        "user_update",
-        target_type="user",
-        target_id=user_id,
-        target_name=info.username,
-        changes=body.model_dump(mode="json", exclude_unset=True),
-    )
-    return info
+    return accounts.update_user(st.app, user_id, role=body.role, active=body.active, by=me)
 
 
 @router.post("/users/{user_id:id}/reset-password", summary="Give a user a new one-time password")
@@ -74,23 +64,9 @@ def list_keys(st: State, _: Admin) -> list[accounts.ApiKeyInfo]:
 
 @router.post("/keys", status_code=201, summary="Create an API key (shown once)")
 def create_key(body: NewKey, st: State, me: Admin) -> accounts.NewApiKey:
-    key = accounts.create_api_key(st.app, body.name, body.role, gallery=body.gallery, by=me)
-    audited(
-        st,
-        me,
-        "key_create",
-        target_type="api_key",
-        target_id=key.id,
-        target_name=key.name,
-        role=key.role.value,
-        gallery=key.gallery,
-        owner=key.owner,
-    )
-    return key
+    return accounts.create_api_key(st.app, body.name, body.role, gallery=body.gallery, by=me)
 
 
 @router.delete("/keys/{key_id:id}", summary="Revoke an API key")
 def revoke_key(key_id: Id, st: State, me: Admin) -> accounts.ApiKeyInfo:
-    info = accounts.revoke_api_key(st.app, key_id)
-    audited(st, me, "key_revoke", target_type="api_key", target_id=key_id, target_name=info.name)
-    return info
+    return accounts.revoke_api_key(st.app, key_id, actor=me.actor)

@@ -51,8 +51,10 @@ def list_webhooks(st: State, _: Admin) -> list[svc.WebhookInfo]:
 
 
 @router.post("", status_code=201, summary="Register a webhook (its signing secret is shown once)")
-def create_webhook(body: NewWebhook, st: State, _: Admin) -> svc.CreatedWebhook:
-    created = svc.create_webhook(st.app, body.url, body.event_types, secret=body.secret, enabled=body.enabled)
+def create_webhook(body: NewWebhook, st: State, me: Admin) -> svc.CreatedWebhook:
+    created = svc.create_webhook(
+        st.app, body.url, body.event_types, secret=body.secret, enabled=body.enabled, actor=me.actor
+    )
     _notifier(st).invalidate()
     return created
 
@@ -69,15 +71,17 @@ def dead_letters(
 
 
 @router.patch("/{webhook_id:id}", summary="Enable or disable a webhook, or change its event types")
-def update_webhook(webhook_id: Id, body: WebhookChange, st: State, _: Admin) -> svc.WebhookInfo:
-    info = svc.update_webhook(st.app, webhook_id, enabled=body.enabled, event_types=body.event_types)
+def update_webhook(webhook_id: Id, body: WebhookChange, st: State, me: Admin) -> svc.WebhookInfo:
+    info = svc.update_webhook(
+        st.app, webhook_id, enabled=body.enabled, event_types=body.event_types, actor=me.actor
+    )
     _notifier(st).invalidate()
     return info
 
 
 @router.delete("/{webhook_id:id}", summary="Remove a webhook (its dead letters are kept)")
-def delete_webhook(webhook_id: Id, st: State, _: Admin) -> svc.WebhookInfo:
-    info = svc.delete_webhook(st.app, webhook_id)
+def delete_webhook(webhook_id: Id, st: State, me: Admin) -> svc.WebhookInfo:
+    info = svc.delete_webhook(st.app, webhook_id, actor=me.actor)
     _notifier(st).invalidate()
     return info
 

@@ -133,10 +133,15 @@ class SwitchRunner:
         with self._lock:
             if key == self._seen or (self._thread is not None and self._thread.is_alive()):
                 return
-            first_use, self._seen = self._seen is None, key
-        if first_use:  # nothing was recorded: the first use's choice, the pack everyone resolves to already
-            return
+            first_record, self._seen = self._seen is None, key
+        if first_record and key is not None and self._runs(key[1]):
+            return  # the first use's choice (this server's own, or the same): nothing to reload
         self._reload(f"another process made {key[0] if key else '?'} the active pack")
+
+    def _runs(self, model_id: str) -> bool:
+        """Whether the server's engine is not loaded yet or already runs ``model_id``."""
+        engine = self._st.app.__dict__.get("engine")
+        return engine is None or getattr(engine, "model_id", None) == model_id
 
     def _launch(self, switch_id: int, engine: Callable[[], FaceEngine]) -> None:
         """Run the switch on a new thread, unless this server runs it already. A thread still ending

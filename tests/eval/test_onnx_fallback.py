@@ -3,39 +3,20 @@ the report names, never a file silently dropped as "unreadable"."""
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from model_cards import write_mobilefacenet_card
 from vigil.core.config import Settings
 from vigil.eval.embed import embed_files
 from vigil.eval.identify import run_identification
 
 
 def _onnx_settings(tmp_path: Path, models: Path) -> Settings:
-    card = tmp_path / "mobilefacenet.json"
-    card.write_text(
-        json.dumps(
-            {
-                "id": "mobilefacenet-test",
-                "name": "MobileFaceNet (test)",
-                "dimension": 128,
-                "preprocessing": {
-                    "alignment": "arcface5-112",
-                    "input_size_wh": [112, 112],
-                    "color": "RGB",
-                    "mean": 127.5,
-                    "std": 128.0,
-                },
-                "licence": "unverified, test only",
-                "source": "shared test models",
-                "default_threshold": 0.4,
-            }
-        )
-    )
+    card = write_mobilefacenet_card(tmp_path / "mobilefacenet.json")
     return Settings(
         data_dir=tmp_path / "data",
         detector="yunet",

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from model_cards import write_mobilefacenet_card
 from vigil.app import App
 from vigil.core.config import Settings
 from vigil.core.errors import ConflictError, InputError, NoFaceError
@@ -31,30 +32,13 @@ from vigil.vision.engine import FaceEngine, build_engine
 from vigil.vision.image import load_image
 
 ROOT = Path(__file__).resolve().parents[2]
-CARD = {
-    "id": "mobilefacenet-test",
-    "name": "MobileFaceNet (test)",
-    "dimension": 128,
-    "preprocessing": {
-        "alignment": "arcface5-112",
-        "input_size_wh": [112, 112],
-        "color": "RGB",
-        "mean": 127.5,
-        "std": 128.0,
-    },
-    "licence": "unverified, test only",
-    "source": "shared test models",
-    "default_threshold": 0.4,
-}
 NO_FACE_FOR_HOG = "Calvin_Joseph_Coleman/Calvin_Joseph_Coleman_0001.jpg"
 """YuNet finds his face, dlib's HOG detector none."""
 
 
 def custom_settings(data_dir: Path, models: Path, **kw: Any) -> Settings:
     """The ``custom`` pack of today: YuNet (2023mar) and MobileFaceNet with a card."""
-    card = data_dir.parent / "mobilefacenet-test.json"
-    card.parent.mkdir(parents=True, exist_ok=True)
-    card.write_text(json.dumps(CARD), encoding="utf-8")
+    card = write_mobilefacenet_card(data_dir.parent / "mobilefacenet-test.json")
     return Settings(
         data_dir=data_dir,
         detector="yunet",

@@ -8,7 +8,6 @@ and switches to ``dlib``, the two packs that need nothing installed."""
 
 from __future__ import annotations
 
-import json
 import signal
 import time
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ import pytest
 from harness import SHARED_DATA, Server, start_server, stop_server, wait_for
 from sqlalchemy import func, select
 
+from model_cards import write_mobilefacenet_card
 from vigil.app import App
 from vigil.core.config import Settings
 from vigil.gallery import enroll as enrolment
@@ -31,27 +31,11 @@ from vigil.server.deps import ServerState
 from vigil.vision.image import load_image
 
 MODELS = SHARED_DATA.parent / "models"
-CARD = {
-    "id": "mobilefacenet-test",
-    "name": "MobileFaceNet (test)",
-    "dimension": 128,
-    "preprocessing": {
-        "alignment": "arcface5-112",
-        "input_size_wh": [112, 112],
-        "color": "RGB",
-        "mean": 127.5,
-        "std": 128.0,
-    },
-    "licence": "unverified, test only",
-    "source": "shared test models",
-    "default_threshold": 0.4,
-}
 
 
 def custom_env(root: Path) -> dict[str, str]:
     """The environment of a server on the custom pack (and no network of its own)."""
-    card = root / "mobilefacenet-test.json"
-    card.write_text(json.dumps(CARD), encoding="utf-8")
+    card = write_mobilefacenet_card(root / "mobilefacenet-test.json")
     return {
         "VIGIL_DETECTOR": "yunet",
         "VIGIL_EMBEDDER": "onnx",

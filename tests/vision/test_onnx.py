@@ -10,6 +10,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from model_cards import mobilefacenet_card, write_mobilefacenet_card
 from vigil.core.errors import ConfigError, ModelError
 from vigil.core.types import FaceDetections
 from vigil.vision.onnx import create_session, sha256_file
@@ -25,28 +26,11 @@ MOBILEFACENET_SHA256 = "0c9ad2a83969fc82155706f7020e6926b4a1a90a5476fff4a5588dfe
 
 
 def _card(**changes: Any) -> dict[str, Any]:
-    card: dict[str, Any] = {
-        "id": "mobilefacenet-test",
-        "name": "MobileFaceNet (test)",
-        "dimension": 128,
-        "preprocessing": {
-            "alignment": "arcface5-112",
-            "input_size_wh": [112, 112],
-            "color": "RGB",
-            "mean": 127.5,
-            "std": 128.0,
-        },
-        "licence": "unverified, test only",
-        "source": "shared test models",
-        "default_threshold": 0.4,
-    }
-    card.update(changes)
-    return card
+    return mobilefacenet_card(**changes)
 
 
 def _write_card(path: Path, **changes: Any) -> Path:
-    path.write_text(json.dumps(_card(**changes)), encoding="utf-8")
-    return path
+    return write_mobilefacenet_card(path, **changes)
 
 
 def _read(path: Path) -> npt.NDArray[np.uint8]:

@@ -196,6 +196,8 @@ class Camera(Base):
     """Sightings and snapshots of this camera are purged this many days after capture."""
     keep_sightings: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     """Opt-in: keep a record of every track, matched or not (for investigations)."""
+    device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id", ondelete="SET NULL"), index=True)
+    """The edge device that runs this camera (None: the server's own camera workers)."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
@@ -233,6 +235,10 @@ class AlarmRecord(Base):
     quality: Mapped[float] = mapped_column(Float)
     crop_sha256: Mapped[str | None] = mapped_column(String(64))
     thumbnail_sha256: Mapped[str | None] = mapped_column(String(64))
+    event_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    """The pipeline event that raised it: an event delivered twice is stored once."""
+    device_name: Mapped[str | None] = mapped_column(String(200))
+    """The edge device that raised it (None: the server's own camera workers)."""
     state: Mapped[AlarmState] = mapped_column(
         Enum(AlarmState, native_enum=False, length=20), default=AlarmState.pending, index=True
     )
@@ -412,6 +418,7 @@ class Sighting(Base):
     """The identity a watchlist or attendance gallery matched, if any."""
     score: Mapped[float | None] = mapped_column(Float)
     cluster_id: Mapped[int | None] = mapped_column(ForeignKey("clusters.id", ondelete="SET NULL"), index=True)
+    event_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
@@ -453,6 +460,7 @@ class AttendanceMark(Base):
     score: Mapped[float] = mapped_column(Float)
     threshold: Mapped[float] = mapped_column(Float)
     track_id: Mapped[int | None] = mapped_column(Integer)
+    event_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
@@ -548,3 +556,39 @@ class ModelSwitchFailure(Base):
     identity_id: Mapped[int] = mapped_column(ForeignKey("identities.id", ondelete="CASCADE"), index=True)
     reason: Mapped[str] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class DeviceState(enum.StrEnum):
+    pending = "pending"
+    """Added; its one-time pairing token not used yet."""
+    active = "active"
+    revoked = "revoked"
+
+
+class Device(Base):
+    """An edge machine (a pole, a site's box) that runs cameras and sends their events (migration 0009)."""
+
+    __tablename__ = "devices"
+    __table_args__ = AUTOINCREMENT
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    site: Mapped[str | None] = mapped_column(String(200))
+    state: Mapped[DeviceState] = mapped_column(Enum(DeviceState, native_enum=False, length=20))
+    keeps_templates: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
+    """False: no biometric template is stored on the device; it sends embeddings, the server matches."""
+    pairing_sha256: Mapped[str | None] = mapped_column(String(64), unique=True)
+    pairing_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    credential_sha256: Mapped[str | None] = mapped_column(String(64), unique=True)
+    signing_key: Mapped[bytes | None] = mapped_column(EncryptedBytes)
+    """The HMAC key that signs the device's events (sealed when encryption at rest is on)."""
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    paired_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_by: Mapped[str | None] = mapped_column(String(200))
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    version: Mapped[str | None] = mapped_column(String(50))
+    queue_depth: Mapped[int | None] = mapped_column(Integer)
+    status_json: Mapped[str | None] = mapped_column(Text)
+    """The device's last heartbeat (cameras, outbox), as JSON."""

@@ -195,6 +195,39 @@ class Settings(BaseSettings):
     mqtt_topic_prefix: str = Field(
         default="vigil", description="topics: <prefix>/alarms, <prefix>/<camera>/..."
     )
+    nats_url: str | None = Field(
+        default=None,
+        description="NATS server (JetStream) between edge devices and servers, e.g. nats://127.0.0.1:4222; "
+        "turns the fleet transport on (server: consume device events; worker: send them). None: one box",
+    )
+    nats_stream: str = Field(
+        default="VIGIL_EVENTS", description="the JetStream stream device events travel on"
+    )
+    outbox_max_mb: float = Field(
+        default=2048.0,
+        gt=0,
+        description="worker: the on-disk outbox's size cap; when full, the oldest events that are not "
+        "alarms are dropped first, then the oldest alarms (counted in vigil_outbox_dropped_total)",
+    )
+    fleet_poll_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=300,
+        description="worker: how often it asks the server for its cameras and watchlists",
+    )
+    fleet_heartbeat_s: float = Field(
+        default=5.0, gt=0, le=300, description="worker: how often it reports its status to the server"
+    )
+    device_offline_s: float = Field(
+        default=30.0, gt=0, description="a device not heard from for this long is shown offline"
+    )
+    video_watchlist_refresh_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="seconds between a running camera's look-ups of the active watchlists (a worker "
+        "looks up again at once when its server changes them)",
+    )
     webhook_attempts: int = Field(default=5, ge=1, description="tries before a webhook goes to dead letters")
     webhook_backoff_s: float = Field(default=1.0, gt=0, description="first retry delay; doubles each time")
     webhook_timeout_s: float = Field(default=5.0, gt=0)

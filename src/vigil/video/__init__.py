@@ -1,0 +1,1 @@
+"""The camera pipeline: sources, detection, tracking, matching; events out."""

@@ -27,6 +27,7 @@ from vigil.accounts import Principal
 from vigil.app import App
 from vigil.attendance import report as attendance
 from vigil.core.config import Settings
+from vigil.fleet import devices
 from vigil.gallery import enroll as enrolment
 from vigil.gallery import galleries, identities, matching
 from vigil.gallery.models import AuditEntry, Base, Photo, ReviewAction, Role
@@ -334,6 +335,29 @@ def _attendance_report(w: World) -> tuple[Call, str]:
     return lambda: attendance.attendance_report(w.app, g, date.today(), actor=ACTOR, fmt="csv"), ACTOR
 
 
+def _device_add(w: World) -> tuple[Call, str]:
+    name = w.name("d")
+    return lambda: devices.add_device(w.app, name, site="s", actor=ACTOR), ACTOR
+
+
+def _device_token(w: World) -> tuple[Call, str]:
+    name = w.name("d")
+    devices.add_device(w.app, name, site="s", actor=ACTOR)
+    return lambda: devices.reissue_token(w.app, name, actor=ACTOR), ACTOR
+
+
+def _device_pair(w: World) -> tuple[Call, str]:
+    name = w.name("d")
+    _, token = devices.add_device(w.app, name, site="s", actor=ACTOR)
+    return lambda: devices.pair_device(w.app, token, version="1"), f"device:{name}"
+
+
+def _device_revoke(w: World) -> tuple[Call, str]:
+    name = w.name("d")
+    devices.add_device(w.app, name, site="s", actor=ACTOR)
+    return lambda: devices.revoke_device(w.app, name, actor=ACTOR), ACTOR
+
+
 CASES: list[tuple[str, Prepare]] = [
     ("gallery_create", _gallery_create),
     ("gallery_update", _gallery_update),
@@ -373,6 +397,10 @@ CASES: list[tuple[str, Prepare]] = [
     ("report", _report),
     ("purge", _purge),
     ("attendance_report", _attendance_report),
+    ("device_add", _device_add),
+    ("device_token", _device_token),
+    ("device_pair", _device_pair),
+    ("device_revoke", _device_revoke),
 ]
 
 SAME_TRANSACTION = {
@@ -400,6 +428,10 @@ SAME_TRANSACTION = {
     "webhook_delete",
     "alarm",
     "alarm_review",
+    "device_add",
+    "device_token",
+    "device_pair",
+    "device_revoke",
 }
 """The actions whose service changes the catalog and appends the entry in that transaction."""
 

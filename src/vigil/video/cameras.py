@@ -3,6 +3,8 @@
 A file or image-folder camera must lie in one of the media folders (setting ``media_dirs``, default
 ``<data dir>/media``), symlinks resolved, so that whoever may add cameras cannot make the server read
 any file it can (``/etc``, the catalog). Network sources and webcams are not confined.
+A camera assigned to an edge device (``device``) is run there, not by the server: its file or folder
+is on the device, which checks it against its own media folders.
 """
 
 from __future__ import annotations
@@ -14,12 +16,12 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from vigil.app import App
 from vigil.core.config import Settings
 from vigil.core.errors import ConflictError, InputError, NotFoundError
-from vigil.gallery.models import Camera
+from vigil.gallery.models import Camera, Device
 from vigil.governance import audit
 from vigil.video.resume import discard
 from vigil.video.sources import LIVE_SCHEMES
@@ -39,6 +41,8 @@ class CameraInfo(BaseModel):
     enabled: bool
     retention_days: int | None = None
     keep_sightings: bool = False
+    device: str | None = None
+    """The edge device that runs it (None: the server's own camera workers)."""
 
 
 def mask_url(url: str) -> str:
@@ -116,7 +120,23 @@ def _info(c: Camera) -> CameraInfo:
         enabled=c.enabled,
         retention_days=c.retention_days,
         keep_sightings=c.keep_sightings,
+        device=_device_name(c),
     )
+
+
+def _device_name(c: Camera) -> str | None:
+    s = object_session(c)
+    if c.device_id is None or s is None:
+        return None
+    d = s.get(Device, c.device_id)
+    return d.name if d is not None else None
+
+
+def _device(s: Session, name: str) -> Device:
+    d = s.scalar(select(Device).where(Device.name == name.strip()))
+    if d is None:
+        raise NotFoundError(f"no device named {name!r}", hint="see `vigil devices list`")
+    return d
 
 
 def add_camera(
@@ -130,22 +150,28 @@ def add_camera(
     retention_days: int | None = None,
     keep_sightings: bool = False,
     enabled: bool = True,
+    device: str | None = None,
     actor: str = audit.SYSTEM,
 ) -> CameraInfo:
-    """Register a camera (``enabled``: the server runs it); audited (``camera_add``, with the camera)
-    in the same transaction."""
+    """Register a camera (``enabled``: it runs); audited (``camera_add``, with the camera) in the same
+    transaction. ``device``: the edge device that runs it (its site by default); a file or folder is
+    then on that device, checked against the device's own media folders, not the server's."""
     name = name.strip()
     if not name:
         raise InputError("a camera needs a name")
     if kind not in CAMERA_KINDS:
         raise InputError(f"unknown camera kind {kind!r}", hint="one of " + ", ".join(CAMERA_KINDS))
     _check_url(url)
-    check_media_path(app.settings, url)
+    if device is None:
+        check_media_path(app.settings, url)
     if retention_days is not None and retention_days < 1:
         raise InputError("retention_days must be at least 1")
     lat_lon = parse_location(location) if location else None
     try:
         with app.db.session() as s:
+            owner = _device(s, device) if device is not None else None
+            if owner is not None and site is None:
+                site = owner.site
             cam = Camera(
                 name=name,
                 url=url,
@@ -156,6 +182,7 @@ def add_camera(
                 enabled=enabled,
                 retention_days=retention_days,
                 keep_sightings=keep_sightings,
+                device_id=owner.id if owner is not None else None,
             )
             s.add(cam)
             s.flush()

@@ -12,6 +12,7 @@ from vigil.cli import common
 from vigil.cli.attendance import attendance_cli
 from vigil.cli.compare import compare
 from vigil.cli.demo import demo
+from vigil.cli.devices import devices_cli
 from vigil.cli.doctor import doctor
 from vigil.cli.evaluation import calibrate, eval_cli
 from vigil.cli.faces import enroll, enroll_dir, identify, verify
@@ -55,6 +56,7 @@ cli.add_typer(people_cli, name="people")
 cli.add_typer(eval_cli, name="eval")
 cli.add_typer(models_cli, name="models")
 cli.add_typer(camera_cli, name="camera")
+cli.add_typer(devices_cli, name="devices")
 cli.add_typer(users_cli, name="users")
 cli.add_typer(audit_cli, name="audit")
 cli.add_typer(encryption_cli, name="encryption")

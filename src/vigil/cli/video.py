@@ -35,9 +35,13 @@ def add(
     keep_sightings: Annotated[
         bool, typer.Option("--keep-sightings", help="opt in to keeping every track (investigations)")
     ] = False,
+    device: Annotated[
+        str | None,
+        typer.Option(help="the edge device that runs it (a file is then on the device, not here)"),
+    ] = None,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Register a camera."""
+    """Register a camera (run by the server, or by an edge device with --device)."""
     info = svc.add_camera(
         app(),
         name,
@@ -47,9 +51,11 @@ def add(
         kind=kind,
         retention_days=retention_days,
         keep_sightings=keep_sightings,
+        device=device,
         actor=cli_actor(),
     )
-    emit(info, as_json, lambda: out.print(f"added camera {info.name!r} (id {info.id}) {info.url}"))
+    on = f" on device {info.device!r}" if info.device else ""
+    emit(info, as_json, lambda: out.print(f"added camera {info.name!r} (id {info.id}){on} {info.url}"))
 
 
 @camera_cli.command("list")

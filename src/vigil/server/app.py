@@ -81,7 +81,7 @@ def create_app(settings: Settings, *, start_cameras: bool | None = None) -> Fast
             hook(st)
         if run_cameras:
             for cam in list_cameras(vigil_app):
-                if cam.enabled:
+                if cam.enabled and cam.device is None:  # a device's cameras run on it
                     supervisor.start_camera(cam.name)
         try:
             yield

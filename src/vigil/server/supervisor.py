@@ -36,7 +36,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from vigil.core.config import Settings
+from vigil.core.errors import NotFoundError
 from vigil.server.bus import EventBus
+from vigil.video.cameras import get_camera
 
 log = logging.getLogger(__name__)
 
@@ -274,6 +276,8 @@ class Supervisor:
 
         The worker is started by the supervisor's thread (see the module doc); this waits for it.
         """
+        if self._on_device(camera):
+            return
         with self._spawned:
             w = self._workers.setdefault(camera, _Worker(camera))
             w.wanted = True
@@ -291,6 +295,18 @@ class Supervisor:
             self._spawned.wait_for(
                 lambda: w.process is not None or not w.wanted or not self._running, timeout=START_WAIT_S
             )
+
+    def _on_device(self, camera: str) -> bool:
+        """A camera assigned to an edge device runs there, never here (it is a no-op to start it)."""
+        if self.app is None:
+            return False
+        try:
+            device = get_camera(self.app, camera)[0].device
+        except NotFoundError:
+            return False
+        if device is not None:
+            log.info("camera %s runs on device %s, not on this server", camera, device)
+        return device is not None
 
     def stop_camera(self, camera: str) -> None:
         with self._lock:

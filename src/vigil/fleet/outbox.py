@@ -109,6 +109,7 @@ class Outbox:
         self.path = Path(path)
         self.max_bytes = int(max_bytes)
         self._lock = threading.Lock()
+        self._nonempty = threading.Condition(self._lock)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -155,6 +156,7 @@ class Outbox:
                 self._bytes -= n
             self._depth += 1
             self._bytes += size
+            self._nonempty.notify_all()
         return seq
 
     def ack(self, *seqs: int) -> int:
@@ -195,6 +197,11 @@ class Outbox:
             )
             for r in rows
         ]
+
+    def wait_for_items(self, timeout_s: float) -> bool:
+        """Block until the outbox holds an item (True) or ``timeout_s`` passed (False)."""
+        with self._nonempty:
+            return self._nonempty.wait_for(lambda: self._depth > 0, timeout_s)
 
     def depth(self) -> int:
         """Items waiting."""

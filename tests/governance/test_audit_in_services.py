@@ -27,6 +27,7 @@ from vigil.accounts import Principal
 from vigil.app import App
 from vigil.attendance import report as attendance
 from vigil.core.config import Settings
+from vigil.events.schemas import Alarm, new_event_id
 from vigil.fleet import devices
 from vigil.gallery import enroll as enrolment
 from vigil.gallery import galleries, identities, matching
@@ -72,30 +73,32 @@ class World:
         return accounts.create_user(self.app, self.name("u"), Role.operator, PASSWORD)
 
     def alarm(self) -> int:
-        return alarms.store_alarm(self.app, _new_alarm(self, self.camera())).id
+        stored = alarms.store_alarm(self.app, _new_alarm(self, self.camera()))
+        assert stored is not None and stored.alarm_id is not None
+        return stored.alarm_id
 
 
-def _new_alarm(w: World, camera: str, gallery: str = "wanted") -> alarms.NewAlarm:
+def _new_alarm(w: World, camera: str, gallery: str = "wanted") -> Alarm:
     with w.app.db.session() as s:
         iid = s.scalar(select(Photo.identity_id).limit(1))
     assert iid is not None
-    return alarms.NewAlarm(
+    return Alarm(
+        event_id=new_event_id(),
         camera=camera,
         camera_id=None,
         gallery=gallery,
         identity="Lin-Manuel Miranda",
         identity_id=iid,
         track_id=1,
-        frame_index=next(w.n),
-        captured_at=datetime.now(UTC),
+        frame=next(w.n),
+        ts=datetime.now(UTC),
         score=0.9,
         threshold=0.5,
         fpir=0.01,
         model=w.app.engine.model_id,
-        box_xyxy=[1.0, 2.0, 3.0, 4.0],
+        xyxy=[1.0, 2.0, 3.0, 4.0],
         quality=0.8,
-        crop_jpeg=b"",
-        thumbnail_jpeg=b"",
+        latency_ms=1.0,
     )
 
 

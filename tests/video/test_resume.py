@@ -13,11 +13,11 @@ from conftest import watchlist
 from vigil.app import App
 from vigil.core.config import Settings
 from vigil.core.errors import InputError
-from vigil.events.schemas import Alarm
+from vigil.events.schemas import Alarm, event_id_for
 from vigil.gallery import enroll as enrolment
 from vigil.gallery.models import AlarmRecord, Identity
 from vigil.video import cameras, resume
-from vigil.video.alarms import NewAlarm, store_alarm
+from vigil.video.alarms import store_alarm
 from vigil.video.sources import FileSource
 from vigil.video.watch import watch
 from vigil.vision.image import load_image
@@ -142,31 +142,36 @@ def test_carried_alarms_each_absorb_one_track_near_the_resume_point() -> None:
 def test_store_alarm_is_idempotent(app: App, stage: int) -> None:
     with app.db.session() as s:
         identity_id = s.query(Identity.id).scalar()
-    new = NewAlarm(
-        camera="stage",
-        camera_id=stage,
-        gallery="wanted",
-        identity="Lin-Manuel Miranda",
-        identity_id=identity_id,
-        track_id=3,
-        frame_index=120,
-        captured_at=datetime(2026, 1, 2, 3, 4, 5, 600000, tzinfo=UTC),
-        score=0.9,
-        threshold=0.5,
-        fpir=0.01,
-        model="dlib-resnet-v1",
-        box_xyxy=[1.0, 2.0, 30.5, 40.0],
-        quality=0.7,
-        crop_jpeg=b"crop",
-        thumbnail_jpeg=b"thumb",
-    )
-    first = store_alarm(app, new)
-    again = store_alarm(app, new)
-    assert first.created and not again.created and again.id == first.id
-    later = store_alarm(
-        app, NewAlarm(**{**new.__dict__, "captured_at": new.captured_at + timedelta(hours=1)})
-    )
-    assert later.created, "the same frame of another play of the file is another alarm"
+
+    def alarm(at: datetime) -> Alarm:
+        box = [1.0, 2.0, 30.5, 40.0]
+        return Alarm(
+            event_id=event_id_for("alarm", "stage", stage, identity_id, 120, at, box),
+            camera="stage",
+            camera_id=stage,
+            ts=at,
+            gallery="wanted",
+            identity="Lin-Manuel Miranda",
+            identity_id=identity_id,
+            track_id=3,
+            frame=120,
+            score=0.9,
+            threshold=0.5,
+            fpir=0.01,
+            model="dlib-resnet-v1",
+            xyxy=box,
+            quality=0.7,
+            latency_ms=1.0,
+            crop_jpeg=b"crop",
+            thumbnail_jpeg=b"thumb",
+        )
+
+    at = datetime(2026, 1, 2, 3, 4, 5, 600000, tzinfo=UTC)
+    first = store_alarm(app, alarm(at))
+    again = store_alarm(app, alarm(at))
+    assert first is not None and first.alarm_id is not None and again is None
+    later = store_alarm(app, alarm(at + timedelta(hours=1)))
+    assert later is not None, "the same frame of another play of the file is another alarm"
     assert len(_alarms(app, "stage")) == 2
 
 

@@ -7,43 +7,31 @@ gets one mark per track (like alarms, not one per frame), stored as an
 :class:`~vigil.gallery.models.AttendanceMark` at the frame's capture time (UTC) with the score, the
 threshold and the camera, and audited (``attendance_mark``). A mark raises no alarm and keeps no
 image. The first mark of a day is the arrival, the last the departure (see :mod:`vigil.attendance.report`).
+
+The pipeline's :class:`AttendanceMarker` only decides: it returns
+:class:`~vigil.events.schemas.AttendanceMarked` events, and the catalog writer stores each with
+:func:`store_mark` (row and audit entry in one transaction, once per ``event_id``).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from vigil.app import App
-from vigil.core.errors import ForbiddenError
+from vigil.core.errors import ForbiddenError, NotFoundError
 from vigil.core.types import FaceDetections
-from vigil.gallery.matching import Match, identify_faces
+from vigil.events.schemas import AttendanceMarked, event_id_for
+from vigil.gallery.matching import IdentifyResult, Match, identify_faces
 from vigil.gallery.models import AttendanceMark, Camera, Gallery, GalleryKind
 from vigil.governance import audit
 from vigil.video.sources import Frame
 
 ENTRANCE = "entrance"
 """The camera kind that records attendance."""
-
-REFRESH_S = 30.0
-"""Seconds between look-ups of the attendance galleries (as for the watchlists)."""
-
-
-@dataclass(frozen=True)
-class Mark:
-    """One stored mark; ``face`` is its index in the faces given to :meth:`AttendanceMarker.mark`."""
-
-    face: int
-    mark_id: int
-    identity: str
-    identity_id: int
-    gallery: str
-    at: datetime
-    score: float
-    threshold: float
 
 
 def _split(csv: str) -> set[str]:
@@ -78,10 +66,13 @@ def entrance_galleries(
 
 
 class AttendanceMarker:
-    """Marks attendance for one camera's pipeline (a no-op unless it is an entrance camera).
+    """Decides the attendance marks of one camera's pipeline (a no-op unless it is an entrance camera).
+
+    The attendance galleries are looked up again every ``video_watchlist_refresh_s`` seconds, and at
+    once when one expired or was deleted since.
 
     Args:
-        app: the application context.
+        app: the application context (read only: the marks are stored by the catalog writer).
         camera: the camera's name, as marks record it.
         galleries: the galleries the pipeline was asked to watch (None: all).
         camera_id: the registered camera, if any.
@@ -103,28 +94,33 @@ class AttendanceMarker:
             cam = s.get(Camera, self.camera_id)
             return cam is not None and cam.kind == ENTRANCE
 
-    def _refresh(self, force: bool = False) -> None:
-        if force or time.monotonic() - self._refreshed >= REFRESH_S:
+    def refresh(self, force: bool = False) -> None:
+        """Look the attendance galleries up again (when due, or now if ``force``)."""
+        if force or time.monotonic() - self._refreshed >= self.app.settings.video_watchlist_refresh_s:
             self.galleries = entrance_galleries(self.app, self.names, self.camera_id)
             self._refreshed = time.monotonic()
 
-    def mark(self, frame: Frame, faces: FaceDetections, marked: list[set[int]]) -> list[Mark]:
-        """Match embedded ``faces`` (n faces, with ``track_id``) against the attendance galleries and
-        store a mark for each person not yet in that face's track set ``marked[i]`` (updated)."""
+    def _identify(self, faces: FaceDetections) -> IdentifyResult | None:
+        try:
+            return identify_faces(self.app, faces, self.galleries, top_k=3 * len(self.galleries))
+        except (ForbiddenError, NotFoundError):  # a gallery expired or was deleted since the look-up
+            self.refresh(force=True)
+            if not self.galleries:
+                return None
+            return identify_faces(self.app, faces, self.galleries, top_k=3 * len(self.galleries))
+
+    def mark(self, frame: Frame, faces: FaceDetections, marked: list[set[int]]) -> list[AttendanceMarked]:
+        """Match embedded ``faces`` (n faces, with ``track_id``) against the attendance galleries: a
+        mark for each person not yet in that face's track set ``marked[i]`` (updated), to store."""
         if not self.entrance:
             return []
-        self._refresh()
+        self.refresh()
         if not self.galleries or len(faces) == 0:
             return []
-        top_k = 3 * len(self.galleries)
-        try:
-            result = identify_faces(self.app, faces, self.galleries, top_k=top_k)
-        except ForbiddenError:  # a gallery expired since the last look-up
-            self._refresh(force=True)
-            if not self.galleries:
-                return []
-            result = identify_faces(self.app, faces, self.galleries, top_k=top_k)
-        stored = []
+        result = self._identify(faces)
+        if result is None:
+            return []
+        marks = []
         for i, face in enumerate(result.faces):
             hits: dict[str, Match] = {}
             for m in face.matches:  # best first: the best match above threshold in each gallery
@@ -134,53 +130,87 @@ class AttendanceMarker:
                 if match.identity_id in marked[i]:
                     continue
                 marked[i].add(match.identity_id)
-                stored.append(self._store(frame, faces, i, match, result.fpir, result.model))
-        return stored
+                marks.append(self._event(frame, faces, i, match, result.fpir, result.model))
+        return marks
 
-    def _store(
+    def _event(
         self, frame: Frame, faces: FaceDetections, i: int, match: Match, fpir: float, model: str
-    ) -> Mark:
-        track_id = int(faces.track_id[i]) if faces.track_id is not None else None
-        with self.app.db.session() as s:
-            gallery_id = s.scalar(select(Gallery.id).where(Gallery.name == match.gallery))
-            row = AttendanceMark(
-                identity_id=match.identity_id,
-                gallery_id=gallery_id,
-                camera_id=self.camera_id,
-                camera_name=self.camera,
-                at=frame.ts.astimezone(UTC),
-                score=match.score,
-                threshold=match.threshold,
-                track_id=track_id,
-            )
-            s.add(row)
-            s.flush()
-            mark_id = row.id
-        audit.record(
-            self.app,
-            f"camera:{self.camera}",
-            "attendance_mark",
-            target_type="identity",
-            target_id=match.identity_id,
-            target_name=match.identity,
-            mark_id=mark_id,
+    ) -> AttendanceMarked:
+        track_id = int(faces.track_id[i]) if faces.track_id is not None else -1
+        box = [round(float(v), 1) for v in faces.xyxy[i]]
+        return AttendanceMarked(
+            event_id=event_id_for(
+                "attendance",
+                self.camera,
+                self.camera_id,
+                match.identity_id,
+                match.gallery,
+                frame.index,
+                frame.ts,
+                box,
+            ),
             camera=self.camera,
-            frame=frame.index,
-            captured_at=frame.ts.isoformat(),
+            camera_id=self.camera_id,
+            ts=frame.ts,
+            identity=match.identity,
+            identity_id=match.identity_id,
             gallery=match.gallery,
-            track_id=track_id,
             score=round(match.score, 6),
             threshold=round(match.threshold, 6),
             fpir=fpir,
             model=model,
+            track_id=track_id,
+            frame=frame.index,
+            xyxy=box,
         )
-        return Mark(
-            face=i,
-            mark_id=mark_id,
-            identity=match.identity,
-            identity_id=match.identity_id,
-            gallery=match.gallery,
-            at=frame.ts,
-            score=match.score,
-            threshold=match.threshold,
-        )
+
+
+def store_mark(app: App, mark: AttendanceMarked) -> AttendanceMarked | None:
+    """Store ``mark`` and audit it (``attendance_mark``, by ``camera:NAME``) in one transaction; the
+    stored copy (``mark_id`` set), or None when a mark with its ``event_id`` is stored already."""
+    try:
+        with app.db.session() as s:
+            gallery_id = s.scalar(select(Gallery.id).where(Gallery.name == mark.gallery))
+            row = AttendanceMark(
+                event_id=mark.event_id,
+                identity_id=mark.identity_id,
+                gallery_id=gallery_id,
+                camera_id=mark.camera_id,
+                camera_name=mark.camera,
+                at=mark.ts.astimezone(UTC),
+                score=mark.score,
+                threshold=mark.threshold,
+                track_id=mark.track_id,
+            )
+            s.add(row)
+            s.flush()
+            mark_id = row.id
+            audit.append(
+                s,
+                f"camera:{mark.camera}",
+                "attendance_mark",
+                target_type="identity",
+                target_id=mark.identity_id,
+                target_name=mark.identity,
+                mark_id=mark_id,
+                camera=mark.camera,
+                frame=mark.frame,
+                captured_at=mark.ts.isoformat(),
+                gallery=mark.gallery,
+                track_id=mark.track_id,
+                score=mark.score,
+                threshold=mark.threshold,
+                fpir=mark.fpir,
+                model=mark.model,
+                event_id=mark.event_id,
+            )
+    except IntegrityError:
+        if _mark_stored(app, mark.event_id):
+            return None
+        raise
+    return mark.model_copy(update={"mark_id": mark_id})
+
+
+def _mark_stored(app: App, event_id: str) -> bool:
+    with app.db.session() as s:
+        return s.scalar(select(AttendanceMark.id).where(AttendanceMark.event_id == event_id)) is not None

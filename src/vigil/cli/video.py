@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from vigil.cli.common import JsonOpt, app, emit, err, handle_errors, out, progress_bar
-from vigil.events.schemas import Alarm, CameraOffline, CameraOnline
+from vigil.events.schemas import Alarm, CameraOffline, CameraOnline, public
 from vigil.governance.audit import cli_actor
 from vigil.video import cameras as svc
 from vigil.video.pipeline import PipelineEvent
@@ -134,7 +134,8 @@ def watch(
 
     def on_event(event: PipelineEvent) -> None:
         if as_json:
-            sys.stdout.write(event.model_dump_json() + "\n")
+            # The public form: no crops, thumbnails or templates on stdout (they are in the catalog).
+            sys.stdout.write(json.dumps(public(event), ensure_ascii=False) + "\n")
             sys.stdout.flush()
         else:
             _human(event)

@@ -9,12 +9,14 @@ match nothing are not kept (SCOPE.md).
 Sightings are kept for the camera's ``retention_days``, or :data:`DEFAULT_RETENTION_DAYS` when the
 camera sets none (and for sightings of a camera since deleted); :func:`purge_expired` deletes rows and
 crop files together, run by ``vigil purge`` and the server's scheduler.
+
+The pipeline emits a :class:`~vigil.events.schemas.SightingRecorded` event per such track; the
+catalog writer stores it with :func:`store_sighting`, once per ``event_id``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,34 +24,16 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel
 from sqlalchemy import ColumnElement, Select, delete, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from vigil.app import App
+from vigil.core.errors import InputError
+from vigil.events.schemas import SightingRecorded
 from vigil.gallery.models import Camera, Cluster, Identity, Sighting
 
 DEFAULT_RETENTION_DAYS = 30
 """Days sightings are kept when their camera sets no ``retention_days``."""
-
-
-@dataclass(frozen=True)
-class NewSighting:
-    """A track that ended on a camera that keeps sightings, as the pipeline hands it over.
-
-    ``embedding`` is the best shot's template, (d,) float32, L2-normalised; ``crop_jpeg`` its face crop.
-    """
-
-    camera_id: int | None
-    camera_name: str
-    track_id: int
-    first_seen: datetime
-    last_seen: datetime
-    frames: int
-    quality: float
-    model_id: str
-    embedding: npt.NDArray[np.float32]
-    crop_jpeg: bytes
-    identity_id: int | None = None
-    score: float | None = None
 
 
 class SightingInfo(BaseModel):
@@ -85,29 +69,43 @@ def camera_keeps_sightings(app: App, camera_id: int | None) -> bool:
         return bool(s.scalar(select(Camera.keep_sightings).where(Camera.id == camera_id)))
 
 
-def store_sighting(app: App, new: NewSighting) -> int:
-    """Store the crop (blob store) and the sighting; returns its id."""
-    crop_sha = app.blobs.put(new.crop_jpeg) if new.crop_jpeg else None
-    vector = np.asarray(new.embedding, "<f4")
-    with app.db.session() as s:
-        row = Sighting(
-            camera_id=new.camera_id,
-            camera_name=new.camera_name,
-            track_id=new.track_id,
-            first_seen=naive_utc(new.first_seen),
-            last_seen=naive_utc(new.last_seen),
-            frames=new.frames,
-            quality=new.quality,
-            model_id=new.model_id,
-            dimension=len(vector),
-            vector=vector.tobytes(),
-            crop_sha256=crop_sha,
-            identity_id=new.identity_id,
-            score=new.score,
+def store_sighting(app: App, event: SightingRecorded) -> SightingRecorded | None:
+    """Store the crop (blob store) and the sighting of ``event``; the stored copy (``sighting_id`` and
+    ``crop_sha256`` set), or None when a sighting with its ``event_id`` is stored already."""
+    vector = np.frombuffer(event.embedding, dtype="<f4")
+    if vector.size == 0 or not np.all(np.isfinite(vector)):
+        raise InputError(
+            f"sighting {event.event_id}: the template is empty or not finite",
+            hint="a sighting's embedding is float32 little-endian bytes",
         )
-        s.add(row)
-        s.flush()
-        return row.id
+    crop_sha = app.blobs.put(event.crop_jpeg) if event.crop_jpeg else None
+    try:
+        with app.db.session() as s:
+            row = Sighting(
+                event_id=event.event_id,
+                camera_id=event.camera_id,
+                camera_name=event.camera,
+                track_id=event.track_id,
+                first_seen=naive_utc(event.first_seen),
+                last_seen=naive_utc(event.last_seen),
+                frames=event.frames,
+                quality=event.quality,
+                model_id=event.model,
+                dimension=len(vector),
+                vector=vector.tobytes(),
+                crop_sha256=crop_sha,
+                identity_id=event.identity_id,
+                score=event.score,
+            )
+            s.add(row)
+            s.flush()
+            sighting_id = row.id
+    except IntegrityError:
+        with app.db.session() as s:
+            if s.scalar(select(Sighting.id).where(Sighting.event_id == event.event_id)) is not None:
+                return None
+        raise
+    return event.model_copy(update={"sighting_id": sighting_id, "crop_sha256": crop_sha})
 
 
 def vector_of(row: Sighting) -> npt.NDArray[np.float32]:

@@ -7,23 +7,34 @@ several confirmations, each by a different person (EU AI Act Art. 14(5)): the al
 alarm version it saw; a step on a newer state is refused with :class:`StaleStateError`, so two
 reviewers cannot overwrite each other.
 
-:func:`store_alarm` is where the camera pipeline stores an alarm (row, evidence blobs, audit entry);
-storing the same alarm twice (a camera worker replaying frames after a restart) stores it once.
+:func:`store_alarm` is where the catalog writer (:class:`vigil.video.sinks.CatalogWriter`) stores an
+alarm event (row, evidence blobs, audit entry, in one transaction); storing the same event twice (a
+camera worker or a device replaying frames after a restart) stores it once: the key is its ``event_id``.
+:func:`reviewed_event` is the ``alarm_reviewed`` event a review step publishes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pydantic import BaseModel
 from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from vigil.accounts import Principal
 from vigil.app import App
 from vigil.core.errors import ConflictError, InputError, NotFoundError
-from vigil.gallery.models import AlarmRecord, AlarmReview, AlarmState, Gallery, Photo, ReviewAction
+from vigil.events.schemas import Alarm, AlarmReviewed
+from vigil.gallery.models import (
+    AlarmRecord,
+    AlarmReview,
+    AlarmState,
+    Camera,
+    Gallery,
+    Photo,
+    ReviewAction,
+)
 from vigil.governance import audit
 
 
@@ -42,6 +53,8 @@ class AlarmInfo(BaseModel):
     id: int
     camera: str
     camera_id: int | None
+    device: str | None
+    """The edge device that raised it (None: a camera of this server, or ``vigil watch``)."""
     gallery: str | None
     gallery_id: int | None
     identity: str
@@ -79,6 +92,7 @@ def _info(a: AlarmRecord, gallery: Gallery | None) -> AlarmInfo:
         id=a.id,
         camera=a.camera_name,
         camera_id=a.camera_id,
+        device=a.device_name,
         gallery=gallery.name if gallery else None,
         gallery_id=a.gallery_id,
         identity=a.identity_name,
@@ -292,96 +306,92 @@ def _audit_review(
 # -- storing (the camera pipeline's sink) ---------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class NewAlarm:
-    """An alarm the pipeline raised, to store; ``crop_jpeg``, ``thumbnail_jpeg``: JPEG bytes (or empty)."""
+def store_alarm(app: App, alarm: Alarm, *, device: str | None = None) -> Alarm | None:
+    """Store ``alarm`` with its evidence (crop and thumbnail into the blob store) and audit it
+    (``alarm``, by ``camera:NAME``) in one transaction, once.
 
-    camera: str
-    camera_id: int | None
-    gallery: str
-    identity: str
-    identity_id: int
-    track_id: int
-    frame_index: int
-    captured_at: datetime
-    score: float
-    threshold: float
-    fpir: float
-    model: str
-    box_xyxy: list[float]
-    quality: float
-    crop_jpeg: bytes
-    thumbnail_jpeg: bytes
-
-
-@dataclass(frozen=True)
-class StoredAlarm:
-    id: int
-    crop_sha256: str | None
-    thumbnail_sha256: str | None
-    created: bool
-    """False when the same alarm was already stored (nothing was written)."""
-
-
-def store_alarm(app: App, new: NewAlarm) -> StoredAlarm:
-    """Store ``new`` with its evidence and audit it (``alarm``, by ``camera:NAME``) in the same
-    transaction, once.
-
-    The key of an alarm is (camera, identity, frame, capture time, box): a frame replayed with the
-    same time (a file camera resumed after its worker died) finds the stored alarm and writes nothing.
+    The key is the alarm's ``event_id`` (a unique index): the same alarm stored again (a camera worker
+    or a device replaying frames after a restart) writes nothing and returns None. Otherwise the
+    stored copy: ``alarm_id``, the digests and ``device`` (the edge device that raised it) set.
     """
-    box = ",".join(map(str, new.box_xyxy))
-    with app.db.session() as s:
-        existing = s.scalars(
-            select(AlarmRecord).where(
-                AlarmRecord.camera_name == new.camera,
-                AlarmRecord.identity_id == new.identity_id,
-                AlarmRecord.frame_index == new.frame_index,
-                AlarmRecord.box_xyxy == box,
+    box = ",".join(map(str, alarm.xyxy))
+    device = device or alarm.device
+    crop_sha = app.blobs.put(alarm.crop_jpeg) if alarm.crop_jpeg else None
+    thumb_sha = app.blobs.put(alarm.thumbnail_jpeg) if alarm.thumbnail_jpeg else None
+    try:
+        with app.db.session() as s:
+            row = AlarmRecord(
+                event_id=alarm.event_id,
+                device_name=device,
+                camera_id=_camera_id(s, alarm.camera_id),
+                camera_name=alarm.camera,
+                gallery_id=s.scalar(select(Gallery.id).where(Gallery.name == alarm.gallery)),
+                identity_id=alarm.identity_id,
+                identity_name=alarm.identity,
+                track_id=alarm.track_id,
+                frame_index=alarm.frame,
+                captured_at=alarm.ts,
+                score=alarm.score,
+                threshold=alarm.threshold,
+                fpir=alarm.fpir,
+                model_id=alarm.model,
+                box_xyxy=box,
+                quality=alarm.quality,
+                crop_sha256=crop_sha,
+                thumbnail_sha256=thumb_sha,
             )
-        ).all()
-        for a in existing:
-            if _utc(a.captured_at) == _utc(new.captured_at):
-                return StoredAlarm(a.id, a.crop_sha256, a.thumbnail_sha256, created=False)
-        crop_sha = app.blobs.put(new.crop_jpeg) if new.crop_jpeg else None
-        thumb_sha = app.blobs.put(new.thumbnail_jpeg) if new.thumbnail_jpeg else None
-        row = AlarmRecord(
-            camera_id=new.camera_id,
-            camera_name=new.camera,
-            gallery_id=s.scalar(select(Gallery.id).where(Gallery.name == new.gallery)),
-            identity_id=new.identity_id,
-            identity_name=new.identity,
-            track_id=new.track_id,
-            frame_index=new.frame_index,
-            captured_at=new.captured_at,
-            score=new.score,
-            threshold=new.threshold,
-            fpir=new.fpir,
-            model_id=new.model,
-            box_xyxy=box,
-            quality=new.quality,
-            crop_sha256=crop_sha,
-            thumbnail_sha256=thumb_sha,
-        )
-        s.add(row)
-        s.flush()
-        alarm_id = row.id
-        audit.append(
-            s,
-            f"camera:{new.camera}",
-            "alarm",
-            target_type="alarm",
-            target_id=alarm_id,
-            target_name=new.identity,
-            camera=new.camera,
-            frame=new.frame_index,
-            captured_at=new.captured_at.isoformat(),
-            gallery=new.gallery,
-            identity_id=new.identity_id,
-            score=round(new.score, 6),
-            threshold=round(new.threshold, 6),
-            fpir=new.fpir,
-            model=new.model,
-            crop_sha256=crop_sha,
-        )
-    return StoredAlarm(alarm_id, crop_sha, thumb_sha, created=True)
+            s.add(row)
+            s.flush()
+            alarm_id = row.id
+            audit.append(
+                s,
+                f"camera:{alarm.camera}",
+                "alarm",
+                target_type="alarm",
+                target_id=alarm_id,
+                target_name=alarm.identity,
+                camera=alarm.camera,
+                device=device,
+                frame=alarm.frame,
+                captured_at=alarm.ts.isoformat(),
+                gallery=alarm.gallery,
+                identity_id=alarm.identity_id,
+                score=alarm.score,
+                threshold=alarm.threshold,
+                fpir=alarm.fpir,
+                model=alarm.model,
+                crop_sha256=crop_sha,
+                event_id=alarm.event_id,
+            )
+    except IntegrityError:
+        if alarm_stored(app, alarm.event_id):
+            return None
+        raise
+    update = {"alarm_id": alarm_id, "crop_sha256": crop_sha, "thumbnail_sha256": thumb_sha, "device": device}
+    return alarm.model_copy(update=update)
+
+
+def _camera_id(s: Session, camera_id: int | None) -> int | None:
+    """``camera_id`` if that camera is registered here (a device's camera may have been deleted)."""
+    if camera_id is None:
+        return None
+    return camera_id if s.get(Camera, camera_id) is not None else None
+
+
+def alarm_stored(app: App, event_id: str) -> bool:
+    """Whether an alarm with this event id is in the catalog."""
+    with app.db.session() as s:
+        return s.scalar(select(AlarmRecord.id).where(AlarmRecord.event_id == event_id)) is not None
+
+
+def reviewed_event(detail: AlarmDetail, action: ReviewAction, by: str) -> AlarmReviewed:
+    """The ``alarm_reviewed`` event of a review step that led to ``detail``."""
+    return AlarmReviewed(
+        camera=detail.camera,
+        alarm_id=detail.id,
+        action=action.value,
+        state=detail.state.value,
+        confirmations=detail.confirmations,
+        confirmations_required=detail.confirmations_required,
+        by=by,
+    )

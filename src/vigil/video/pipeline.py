@@ -6,15 +6,20 @@
           -> track (IoU + motion) -> best shots (quality) -> embed the chosen shots only
           -> match against the active watchlists -> events
 
-One alarm per track and identity. Each alarm is written to the catalog with a face crop and a frame
-thumbnail (blob store) and records the score, the threshold and FPIR in force, the model, the camera
-and the capture time. Galleries that are not watchlists, and watchlists that have expired, raise no
-alarms (the watchlists are looked up again every ``REFRESH_S`` seconds, so an expiry takes effect
-while a camera runs).
+The pipeline computes; sinks store (:mod:`vigil.video.sinks`). It reads the catalog (the watchlists,
+the galleries' templates) but writes nothing: every decision is an event (:mod:`vigil.events.schemas`).
 
-Entrance cameras (``Camera.kind == "entrance"``) also match the faces against the attendance galleries
-and store one attendance mark per track and person; a mark is never an alarm (see
-:mod:`vigil.attendance.marks`).
+One alarm per track and identity. Each :class:`~vigil.events.schemas.Alarm` carries a face crop and
+a frame thumbnail (JPEG bytes) and records the score, the threshold and FPIR in force, the model, the
+camera and the capture time; its ``event_id`` is deterministic (see :mod:`vigil.video.evidence`), so
+a replayed frame is stored once. Galleries that are not watchlists, and watchlists that have expired,
+raise no alarms (the watchlists are looked up again every ``video_watchlist_refresh_s`` seconds, at
+once when one expired or was deleted since, and when :meth:`Pipeline.refresh_watchlists` is called).
+
+Entrance cameras (``Camera.kind == "entrance"``) also match the faces against the attendance galleries:
+one :class:`~vigil.events.schemas.AttendanceMarked` per track and person; a mark is never an alarm
+(see :mod:`vigil.attendance.marks`). Cameras that keep sightings emit a
+:class:`~vigil.events.schemas.SightingRecorded` (template and crop of the best shot) when a track ends.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
@@ -34,11 +39,19 @@ from vigil.attendance.marks import AttendanceMarker
 from vigil.core.config import Settings
 from vigil.core.errors import ForbiddenError, NotFoundError
 from vigil.core.types import FaceDetections
-from vigil.events.schemas import Alarm, CameraOffline, CameraOnline, SightingEnded, SightingStarted
-from vigil.gallery.matching import Match, identify_faces
+from vigil.events.schemas import (
+    Alarm,
+    AttendanceMarked,
+    CameraOffline,
+    CameraOnline,
+    SightingEnded,
+    SightingRecorded,
+    SightingStarted,
+)
+from vigil.gallery.matching import IdentifyResult, Match, identify_faces
 from vigil.gallery.models import Camera, Gallery, GalleryKind
 from vigil.investigation import sightings
-from vigil.video.alarms import NewAlarm, store_alarm
+from vigil.video import evidence
 from vigil.video.detection import (
     DetectAhead,
     Detected,
@@ -54,10 +67,16 @@ from vigil.vision.protocols import Detector
 
 log = logging.getLogger(__name__)
 
-REFRESH_S = 30.0
-"""Seconds between look-ups of the active watchlists."""
-
-PipelineEvent = SightingStarted | SightingEnded | Alarm | CameraOffline | CameraOnline
+PipelineEvent: TypeAlias = (
+    SightingStarted
+    | SightingEnded
+    | Alarm
+    | AttendanceMarked
+    | SightingRecorded
+    | CameraOffline
+    | CameraOnline
+)
+"""The events a pipeline emits."""
 
 
 @dataclass
@@ -65,6 +84,8 @@ class TrackState:
     """What the pipeline knows about one track beyond its box."""
 
     track: Track
+    first_xyxy: list[float] = field(default_factory=list)
+    """The track's box on its first frame."""
     best_quality: float = 0.0
     embedded_quality: float = -1.0
     embeds: int = 0
@@ -73,10 +94,8 @@ class TrackState:
     marked: set[int] = field(default_factory=set)
     """identity ids with an attendance mark from this track (entrance cameras)."""
     last_label: str = ""
-    shot_embedding: npt.NDArray[np.float32] | None = None
-    """The best embedded shot's template, (d,) float32; kept only on cameras that keep sightings."""
-    shot_quality: float = -1.0
-    shot_crop_jpeg: bytes = b""
+    shot: evidence.Shot | None = None
+    """The best embedded shot (template and crop); kept only on cameras that keep sightings."""
     match_id: int | None = None
     """The best alarm of the track (identity id and score), recorded with its sighting."""
     match_score: float | None = None
@@ -125,30 +144,6 @@ def active_watchlists(
 
 def _split(csv: str) -> set[str]:
     return {part.strip() for part in csv.split(",") if part.strip()}
-
-
-def _crop_jpeg(bgr: npt.NDArray[np.uint8], xyxy: npt.NDArray[np.float32], margin: float = 0.4) -> bytes:
-    import cv2
-
-    h, w = bgr.shape[:2]
-    x1, y1, x2, y2 = (float(v) for v in xyxy)
-    mx, my = (x2 - x1) * margin, (y2 - y1) * margin
-    x1, y1 = max(0, int(x1 - mx)), max(0, int(y1 - my))
-    x2, y2 = min(w, int(x2 + mx)), min(h, int(y2 + my))
-    ok, buf = cv2.imencode(".jpg", bgr[y1:y2, x1:x2], [cv2.IMWRITE_JPEG_QUALITY, 92])
-    return bytes(buf) if ok else b""
-
-
-def _thumbnail_jpeg(bgr: npt.NDArray[np.uint8], xyxy: npt.NDArray[np.float32], width: int = 480) -> bytes:
-    import cv2
-
-    h, w = bgr.shape[:2]
-    scale = min(1.0, width / w)
-    small = cv2.resize(bgr, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
-    x1, y1, x2, y2 = (round(float(v) * scale) for v in xyxy)
-    cv2.rectangle(small, (x1, y1), (x2, y2), (0, 0, 255), 2)
-    ok, buf = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 85])
-    return bytes(buf) if ok else b""
 
 
 class Pipeline:
@@ -209,7 +204,6 @@ class Pipeline:
         self._last_frame: Frame | None = None
         self._last_read = time.monotonic()
         self.keep_sightings = sightings.camera_keeps_sightings(app, camera_id)
-        self._sightings_checked = time.monotonic()
 
     # -- stages ---------------------------------------------------------------------------------
 
@@ -238,45 +232,57 @@ class Pipeline:
             faces = faces.with_(landmarks=None)
         return faces.with_(embedding=self.embedder.embed(bgr, faces))
 
-    def _refresh_watchlists(self) -> None:
-        if time.monotonic() - self._refreshed >= REFRESH_S:
-            self.watchlists = active_watchlists(self.app, self.gallery_names, camera_id=self.camera_id)
-            self._refreshed = time.monotonic()
+    def refresh_watchlists(self) -> None:
+        """Look up now which watchlists and attendance galleries may match here, and whether the
+        camera keeps sightings (done by itself every ``video_watchlist_refresh_s`` seconds)."""
+        self.watchlists = active_watchlists(self.app, self.gallery_names, camera_id=self.camera_id)
+        self.attendance.refresh(force=True)
+        self.keep_sightings = sightings.camera_keeps_sightings(self.app, self.camera_id)
+        self._refreshed = time.monotonic()
 
-    def _mark_attendance(self, frame: Frame, faces: FaceDetections) -> None:
+    def _refresh_when_due(self) -> None:
+        if time.monotonic() - self._refreshed >= self.settings.video_watchlist_refresh_s:
+            self.refresh_watchlists()
+
+    def _mark_attendance(self, frame: Frame, faces: FaceDetections) -> list[AttendanceMarked]:
         """Entrance cameras: one attendance mark per track and person of the attendance galleries
-        (stored and audited; never an alarm). See :mod:`vigil.attendance.marks`."""
+        (never an alarm). See :mod:`vigil.attendance.marks`."""
         if not self.attendance.entrance:
-            return
+            return []
         assert faces.track_id is not None
-        states = [self.states[int(t)] for t in faces.track_id]
-        for mark in self.attendance.mark(frame, faces, [st.marked for st in states]):
-            self.metrics.attendance_marks += 1
-            st = states[mark.face]
+        marks = self.attendance.mark(frame, faces, [self.states[int(t)].marked for t in faces.track_id])
+        for mark in marks:
+            st = self.states[mark.track_id]
             if not st.alarmed:
                 st.last_label = f"{mark.identity} (attendance) {mark.score:.3f}"
             if st.match_score is None:  # the track's sighting records whom it matched
                 st.match_id, st.match_score = mark.identity_id, mark.score
+        return marks
 
-    def _match(self, frame: Frame, faces: FaceDetections) -> list[Alarm]:
-        self._refresh_watchlists()
-        self._mark_attendance(frame, faces)
+    def _identify(self, faces: FaceDetections) -> IdentifyResult | None:
+        """``faces`` against the active watchlists; None when none is active (any longer)."""
         if not self.watchlists.names:
-            return []
+            return None
         try:
-            result = identify_faces(
+            return identify_faces(
                 self.app, faces, self.watchlists.names, top_k=3 * len(self.watchlists.names)
             )
-        except ForbiddenError:  # a watchlist expired since the last look-up
-            self._refreshed = 0.0
-            self._refresh_watchlists()
+        except (ForbiddenError, NotFoundError):  # a watchlist expired or was deleted since the look-up
+            self.refresh_watchlists()
             if not self.watchlists.names:
-                return []
-            result = identify_faces(
+                return None
+            return identify_faces(
                 self.app, faces, self.watchlists.names, top_k=3 * len(self.watchlists.names)
             )
-        alarms = []
-        assert faces.track_id is not None and faces.quality is not None
+
+    def _match(self, frame: Frame, faces: FaceDetections) -> list[PipelineEvent]:
+        """The attendance marks and alarms of the embedded ``faces`` (with ``track_id``)."""
+        self._refresh_when_due()
+        events: list[PipelineEvent] = [*self._mark_attendance(frame, faces)]
+        result = self._identify(faces)
+        if result is None:
+            return events
+        assert faces.track_id is not None
         for i, face in enumerate(result.faces):
             st = self.states[int(faces.track_id[i])]
             # Each watchlist is its own decision (its own purpose, legal basis and reviewers): the best
@@ -295,88 +301,18 @@ class Pipeline:
                 st.alarmed[match.identity_id] = match.identity
                 if self.carried is not None and self.carried.take(match.identity_id, st.track.first_frame):
                     continue  # raised before the worker restarted, on this same appearance
-                t0 = time.monotonic()
-                alarm = self._store_alarm(
-                    frame,
-                    faces[i],
-                    match.identity_id,
-                    match.identity,
-                    match.gallery,
-                    match.score,
-                    match.threshold,
-                    result.fpir,
-                    result.model,
-                )
-                self.metrics.add("store", time.monotonic() - t0)
-                alarms.extend([alarm] if alarm is not None else [])
-        return alarms
+                decision = evidence.Decision(match, result.fpir, result.model)
+                alarm = evidence.alarm(self.camera, self.camera_id, frame, faces[i], decision)
+                self.metrics.alarm_latency_ms.append(alarm.latency_ms)
+                events.append(alarm)
+        return events
 
-    def _store_alarm(
-        self,
-        frame: Frame,
-        face: FaceDetections,
-        identity_id: int,
-        identity: str,
-        gallery: str,
-        score: float,
-        threshold: float,
-        fpir: float,
-        model: str,
-    ) -> Alarm | None:
-        """Store the alarm (see :func:`vigil.video.alarms.store_alarm`); None if it was stored before."""
-        xyxy = face.xyxy[0]
-        assert face.track_id is not None and face.quality is not None
-        box = [round(float(v), 1) for v in xyxy]
-        new = NewAlarm(
-            camera=self.camera,
-            camera_id=self.camera_id,
-            gallery=gallery,
-            identity=identity,
-            identity_id=identity_id,
-            track_id=int(face.track_id[0]),
-            frame_index=frame.index,
-            captured_at=frame.ts,
-            score=score,
-            threshold=threshold,
-            fpir=fpir,
-            model=model,
-            box_xyxy=box,
-            quality=float(face.quality[0]),
-            crop_jpeg=_crop_jpeg(frame.bgr, xyxy),
-            thumbnail_jpeg=_thumbnail_jpeg(frame.bgr, xyxy),
-        )
-        stored = store_alarm(self.app, new)
-        if not stored.created:
-            return None
-        self.metrics.alarms += 1
-        latency = 1000 * (time.monotonic() - frame.mono)
-        self.metrics.alarm_latency_ms.append(latency)
-        return Alarm(
-            camera=self.camera,
-            ts=frame.ts,
-            alarm_id=stored.id,
-            identity=identity,
-            identity_id=identity_id,
-            gallery=gallery,
-            score=round(score, 6),
-            threshold=round(threshold, 6),
-            fpir=fpir,
-            model=model,
-            track_id=new.track_id,
-            frame=frame.index,
-            xyxy=box,
-            quality=round(new.quality, 4),
-            latency_ms=round(latency, 1),
-            crop_sha256=stored.crop_sha256,
-            thumbnail_sha256=stored.thumbnail_sha256,
-        )
-
-    def _ended(self, tracks: list[Track], frame: Frame | None) -> list[SightingEnded]:
-        events = []
+    def _ended(self, tracks: list[Track], frame: Frame | None) -> list[PipelineEvent]:
+        events: list[PipelineEvent] = []
         for t in tracks:
             st = self.states.pop(t.id)
-            if frame is not None:
-                self._record_sighting(t, st, frame)
+            if frame is not None and (recorded := self._sighting(t, st, frame)) is not None:
+                events.append(recorded)
             events.append(
                 SightingEnded(
                     camera=self.camera,
@@ -394,26 +330,21 @@ class Pipeline:
 
     # -- sightings (cameras that opted in) ------------------------------------------------------
 
-    def _keeps_sightings(self) -> bool:
-        """The camera's opt-in, looked up again every ``REFRESH_S`` seconds (it can change while it runs)."""
-        if time.monotonic() - self._sightings_checked >= REFRESH_S:
-            self.keep_sightings = sightings.camera_keeps_sightings(self.app, self.camera_id)
-            self._sightings_checked = time.monotonic()
-        return self.keep_sightings
-
     def _keep_best_shots(self, frame: Frame, shots: FaceDetections) -> None:
         """Remember each track's highest-quality embedded shot (template and face crop)."""
-        if not self._keeps_sightings() or shots.embedding is None or shots.quality is None:
+        if not self.keep_sightings or shots.embedding is None or shots.quality is None:
             return
         assert shots.track_id is not None
         for j, (tid, q) in enumerate(zip(shots.track_id, shots.quality, strict=True)):
             st = self.states[int(tid)]
-            if float(q) > st.shot_quality:
-                st.shot_quality = float(q)
-                st.shot_embedding = np.asarray(shots.embedding[j], np.float32).copy()
-                st.shot_crop_jpeg = _crop_jpeg(frame.bgr, shots.xyxy[j])
+            if st.shot is None or float(q) > st.shot.quality:
+                st.shot = evidence.Shot(
+                    embedding=np.asarray(shots.embedding[j], np.float32).copy(),
+                    quality=float(q),
+                    crop_jpeg=evidence.crop_jpeg(frame.bgr, shots.xyxy[j]),
+                )
 
-    def _note_matches(self, events: list[Any]) -> None:
+    def _note_matches(self, events: list[PipelineEvent]) -> None:
         """Keep each track's best alarm for its sighting."""
         for e in events:
             if isinstance(e, Alarm) and e.track_id in self.states:
@@ -421,29 +352,20 @@ class Pipeline:
                 if st.match_score is None or e.score > st.match_score:
                     st.match_id, st.match_score = e.identity_id, e.score
 
-    def _record_sighting(self, t: Track, st: TrackState, frame: Frame) -> None:
-        """Store the ended track as a sighting, if the camera opted in and the track was embedded."""
-        if st.shot_embedding is None or not self._keeps_sightings():
-            return
-        t0 = time.monotonic()
-        sightings.store_sighting(
-            self.app,
-            sightings.NewSighting(
-                camera_id=self.camera_id,
-                camera_name=self.camera,
-                track_id=t.id,
-                first_seen=frame.ts - timedelta(seconds=max(0.0, frame.pos_s - t.first_pos_s)),
-                last_seen=frame.ts - timedelta(seconds=max(0.0, frame.pos_s - t.last_pos_s)),
-                frames=t.hits,
-                quality=st.shot_quality,
-                model_id=self.embedder.card.id,
-                embedding=st.shot_embedding,
-                crop_jpeg=st.shot_crop_jpeg,
-                identity_id=st.match_id,
-                score=st.match_score,
-            ),
+    def _sighting(self, t: Track, st: TrackState, frame: Frame) -> SightingRecorded | None:
+        """The ended track as a sighting, if the camera opted in and the track was embedded."""
+        if st.shot is None or not self.keep_sightings:
+            return None
+        seen = evidence.Appearance(
+            track_id=t.id,
+            first_frame=t.first_frame,
+            first_xyxy=st.first_xyxy,
+            frames=t.hits,
+            first_seen=frame.ts - timedelta(seconds=max(0.0, frame.pos_s - t.first_pos_s)),
+            last_seen=frame.ts - timedelta(seconds=max(0.0, frame.pos_s - t.last_pos_s)),
         )
-        self.metrics.add("store", time.monotonic() - t0)
+        match = (st.match_id, st.match_score)
+        return evidence.sighting(self.camera, self.camera_id, seen, st.shot, self.embedder.card.id, match)
 
     # -- entry points ---------------------------------------------------------------------------
 
@@ -500,7 +422,7 @@ class Pipeline:
             tracked, ended = update.faces, update.ended
             self.planner.tracked(detection, self.tracker.active)
             for t in update.started:
-                self.states[t.id] = TrackState(t)
+                self.states[t.id] = TrackState(t, first_xyxy=evidence.box_of(t.box))
                 m.tracks += 1
                 events.append(
                     SightingStarted(
@@ -524,11 +446,11 @@ class Pipeline:
                         st.embeds += 1
                         st.embedded_quality = max(st.embedded_quality, float(q))
                     self._keep_best_shots(frame, shots)
-                    t3, stored = time.monotonic(), m.stage_s["store"]
-                    alarms = self._match(frame, shots)
-                    self._note_matches(alarms)
-                    m.add("match", time.monotonic() - t3 - (m.stage_s["store"] - stored))
-                    events.extend(alarms)
+                    t3 = time.monotonic()
+                    decided = self._match(frame, shots)
+                    self._note_matches(decided)
+                    m.add("match", time.monotonic() - t3)
+                    events.extend(decided)
         else:
             ended = self.tracker.advance(frame.pos_s)
         events.extend(self._ended(ended, frame))

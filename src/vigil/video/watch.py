@@ -1,4 +1,9 @@
-"""`watch`: run one source through the pipeline until it ends (or is stopped); events to a callback."""
+"""`watch`: run one source through the pipeline until it ends (or is stopped).
+
+Every event goes pipeline -> sink -> ``on_event``: the sink (default
+:class:`~vigil.video.sinks.CatalogWriter`) stores or forwards it and returns what ``on_event`` gets
+(nothing when it returns None: an alarm stored before, say).
+"""
 
 from __future__ import annotations
 
@@ -12,12 +17,13 @@ from typing import Any
 
 from vigil.app import App
 from vigil.core.errors import InputError
-from vigil.events.schemas import Alarm
+from vigil.events.schemas import Alarm, AttendanceMarked
 from vigil.governance import audit
 from vigil.video.annotate import Annotator
 from vigil.video.cameras import get_camera
 from vigil.video.pipeline import Pipeline, PipelineEvent
 from vigil.video.resume import OpenAlarm, carried_alarms, load_progress, save_progress
+from vigil.video.sinks import CatalogWriter, Sink
 from vigil.video.sources import FileSource, SourceStatus, now_utc, open_source
 
 log = logging.getLogger(__name__)
@@ -49,11 +55,14 @@ def watch(
     actor: str | None = None,
     start: datetime | None = None,
     resume: bool = False,
+    sink: Sink | None = None,
 ) -> dict[str, Any]:
     """Watch ``spec`` (or the registered ``camera``'s address); returns the run's summary.
 
-    Alarms are written to the catalog as they happen, so a run stopped half-way (Ctrl-C, a cut stream)
-    keeps every alarm it raised. Setting ``stop`` ends the run after the frame in hand.
+    Alarms are written to the catalog as they happen (by ``sink``, default ``CatalogWriter(app)``), so
+    a run stopped half-way (Ctrl-C, a cut stream) keeps every alarm it raised; ``on_event`` gets what
+    the sink returns, and the summary counts the alarms and marks the sink passed on. Setting
+    ``stop`` ends the run after the frame in hand.
     ``on_progress(frames_done, total)`` is called after each frame (total: a file's frame count, else None).
     ``realtime`` plays a file at its own rate (as a camera); ``annotator`` is any object with the
     :class:`~vigil.video.annotate.Annotator` methods ``draw`` and ``close`` (the server's live preview).
@@ -99,6 +108,20 @@ def watch(
     pipeline = Pipeline(
         app, source.name, galleries, camera_id=camera_id, annotator=annotator, carried=carried
     )
+    writer: Sink = sink if sink is not None else CatalogWriter(app)
+
+    def emit(events: list[PipelineEvent]) -> None:
+        for event in events:
+            t0 = time.monotonic()
+            out = writer.write(event)
+            pipeline.metrics.add("store", time.monotonic() - t0)
+            if out is None or not isinstance(out, PipelineEvent):  # dropped (stored before)
+                continue
+            if isinstance(out, Alarm):
+                pipeline.metrics.alarms += 1
+            elif isinstance(out, AttendanceMarked):
+                pipeline.metrics.attendance_marks += 1
+            on_event(out)
 
     def save(finished: bool = False) -> None:
         if progress is None or camera_id is None:
@@ -128,8 +151,7 @@ def watch(
             if (max_frames is not None and pipeline.frames_fed >= max_frames) or (stop and stop.is_set()):
                 break
             events = pipeline.status(item) if isinstance(item, SourceStatus) else pipeline.feed(item)
-            for event in events:
-                on_event(event)
+            emit(events)
             if progress is not None and (
                 time.monotonic() >= next_save or any(isinstance(e, Alarm) for e in events)
             ):
@@ -157,8 +179,7 @@ def watch(
         try:
             if not ended:
                 save()  # before the queued frames: a resumed run processes them
-            for event in pipeline.finish():
-                on_event(event)
+            emit(pipeline.finish())
             if ended:
                 save(finished=True)
         finally:

@@ -6,10 +6,11 @@ documented, 405s with an ``Allow`` header.
 Left out, each for a reason: the two streams (SSE events, the MJPEG preview) never end; creating or
 changing webhooks and cameras would make the server connect to whatever addresses the fuzzer makes
 up (this workplace sends nothing off the machine); logging out, and changing or revoking the fuzzing
-admin's own account or keys, would lock the fuzzer out for the rest of the run. Those routes' inputs
-are tested one by one elsewhere (test_huge_ints, test_limits, test_validation, test_auth). The
-clustering run takes no input, and its path is also ``GET /clusters/{cluster_id}`` with a bad id (a
-422, not the 405 the fuzzer expects for an undeclared method).
+admin's own account or keys, would lock the fuzzer out for the rest of the run; the edge devices'
+config and heartbeat take a device's credential, which the fuzzer has not (tests/fleet/test_devices_api
+drives them). Those routes' inputs are tested one by one elsewhere (test_huge_ints, test_limits,
+test_validation, test_auth). The clustering run takes no input, and its path is also ``GET
+/clusters/{cluster_id}`` with a bad id (a 422, not the 405 the fuzzer expects for an undeclared method).
 
 The CompreFace routes (/api/v1/) work on the gallery an API key is bound to, so they are fuzzed a
 second time with such a key. One worker: the coverage phase crashed in ``ast.parse`` (a CPython 3.11
@@ -39,6 +40,7 @@ EXCLUDED = (
     r"^(GET /api/events"
     r"|GET /api/cameras/\{name\}/preview\.mjpg"
     r"|(POST|PATCH|PUT|DELETE) /api/(webhooks|cameras).*"
+    r"|(GET|POST) /api/fleet/(config|heartbeat)"
     r"|POST /api/auth/logout"
     r"|POST /api/investigations/clusters/update"
     r"|DELETE /api/keys/\{key_id\}"

@@ -27,6 +27,7 @@ from vigil.server.routers import (
     cameras,
     compare,
     compreface,
+    devices,
     events,
     galleries,
     governance,
@@ -142,6 +143,7 @@ def create_app(settings: Settings, *, start_cameras: bool | None = None) -> Fast
         metrics,
         investigation,
         models,
+        devices,
     ):
         api.include_router(module.router)
 

@@ -33,8 +33,9 @@ from vigil.core.config import Settings
 from vigil.core.errors import VigilError
 from vigil.server import compreface_support, problems
 
-ANONYMOUS_BODY_PATHS = frozenset({"/api/auth/login"})
-"""Routes that take a body from a caller who is not (yet) known."""
+ANONYMOUS_BODY_PATHS = frozenset({"/api/auth/login", "/api/fleet/pair", "/api/fleet/heartbeat"})
+"""Routes that take a body from a caller who is not (yet) known: the log-in, and the edge devices'
+(their token or credential is checked by the route; the body stays small)."""
 ANONYMOUS_BODY_BYTES = 64 * 1024
 ENVELOPE_BYTES = 1_000_000
 """Room beyond the upload limit for the multipart envelope and the other form fields."""

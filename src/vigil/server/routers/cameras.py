@@ -32,6 +32,8 @@ class NewCamera(BaseModel):
     retention_days: int | None = Field(default=None, le=MAX_RETENTION_DAYS)
     """Frame snapshots (and sightings) of this camera are purged this many days after capture."""
     keep_sightings: bool = False
+    device: str | None = Field(default=None, max_length=200)
+    """The edge device that runs it (see /api/devices); a file is then on the device. None: this server."""
     start: bool = True
 
 
@@ -69,9 +71,10 @@ def add_camera(body: NewCamera, st: State, me: Manage) -> CameraStatus:
         retention_days=body.retention_days,
         keep_sightings=body.keep_sightings,
         enabled=body.start,
+        device=body.device,
         actor=me.actor,
     )
-    if body.start:
+    if body.start and info.device is None:
         st.supervisor.start_camera(info.name)
     return _status(st, info)
 

@@ -32,6 +32,7 @@ import logging
 import threading
 import time
 import uuid
+from typing import Self
 
 import nats
 import nats.errors
@@ -165,6 +166,105 @@ async def ensure_stream(
         return await js.update_stream(config)
 
 
+class LoopThread:
+    """A daemon thread running one asyncio loop: ``_work()`` until ``stop()``.
+
+    ``stop()`` cancels the work unless ``_busy`` is set (the consumer sets it while it handles a batch,
+    so a stop finishes the batch first). An unexpected exception is logged and the work starts again
+    after a second: delivery never stops for good.
+    """
+
+    thread_name = "vigil-loop"
+
+    def __init__(self, nats_url: str) -> None:
+        self.nats_url = nats_url
+        self._errors = 0
+        self._last_error: str | None = None
+        self._nc: Client | None = None
+        self._busy = False
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._main, name=self.thread_name, daemon=True)
+
+    def start(self) -> Self:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop (what is in flight stays to be sent or delivered again) and join the thread."""
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
+
+    @property
+    def running(self) -> bool:
+        """The thread is started and not stopped."""
+        return self._thread.is_alive() and not self._stopping.is_set()
+
+    @property
+    def connected(self) -> bool:
+        nc = self._nc
+        return bool(nc is not None and nc.is_connected)
+
+    async def _work(self) -> None:
+        raise NotImplementedError
+
+    def _main(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                asyncio.run(self._run())
+            except Exception as e:  # a bug must not stop delivery for good: log, count, start again
+                log.exception("%s failed; it starts again in 1 s", self.thread_name)
+                self._failed(f"{self.thread_name} failed: {e!r}")
+                self._stopping.wait(1.0)
+
+    async def _run(self) -> None:
+        work = asyncio.create_task(self._work())
+        while not work.done():
+            await asyncio.wait({work}, timeout=0.1)
+            if self._stopping.is_set() and not self._busy and not work.done():
+                work.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await work
+                return
+        work.result()
+
+    async def _connect(self, name: str) -> Client:
+        """Connect, trying again with a back-off until it works (nats-py itself retries forever)."""
+        delay = 0.1
+        while True:
+            try:
+                nc = await nats.connect(
+                    self.nats_url,
+                    name=name,
+                    connect_timeout=2,
+                    allow_reconnect=True,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.5,
+                    error_cb=self._on_error,
+                    disconnected_cb=self._on_disconnected,
+                )
+                self._nc = nc
+                return nc
+            except (nats.errors.Error, TimeoutError, OSError) as e:
+                self._failed(f"cannot connect to {self.nats_url}: {type(e).__name__}: {e}")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def _failed(self, message: str) -> bool:
+        if message != self._last_error:
+            log.warning("%s: %s", self.thread_name, message)
+        self._errors += 1
+        self._last_error = message
+        return False
+
+    async def _on_error(self, e: Exception) -> None:
+        what = "cannot connect to" if self._nc is None else "connection to"
+        self._failed(f"{what} {self.nats_url}: {type(e).__name__}: {e}")
+
+    async def _on_disconnected(self) -> None:
+        self._last_error = f"disconnected from {self.nats_url}"
+
+
 class PublisherStats(BaseModel):
     """What the publisher has done (a heartbeat, ``vigil worker``'s status and the bench read it)."""
 
@@ -183,7 +283,7 @@ class PublisherStats(BaseModel):
     """Items still in the outbox."""
 
 
-class Publisher:
+class Publisher(LoopThread):
     """Drains ``outbox`` to JetStream in order, from a daemon thread; ``start()`` it, ``stop()`` it.
 
     Args:
@@ -196,6 +296,8 @@ class Publisher:
         backoff_max_s: the longest pause between tries after a failure (it doubles from 0.1 s).
     """
 
+    thread_name = "vigil-publisher"
+
     def __init__(
         self,
         outbox: Outbox,
@@ -206,30 +308,14 @@ class Publisher:
         publish_timeout_s: float = 5.0,
         backoff_max_s: float = 5.0,
     ) -> None:
+        super().__init__(nats_url)
         self.outbox = outbox
-        self.nats_url = nats_url
         self.stream = stream
         self.batch = batch
         self.publish_timeout_s = publish_timeout_s
         self.backoff_max_s = backoff_max_s
-        self._sent = self._duplicates = self._too_large = self._errors = 0
-        self._last_error: str | None = None
+        self._sent = self._duplicates = self._too_large = 0
         self._last_sent_at: float | None = None
-        self._nc: Client | None = None
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._main, name="vigil-publisher", daemon=True)
-
-    # --- control ---------------------------------------------------------------------------------
-
-    def start(self) -> Publisher:
-        self._thread.start()
-        return self
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop after the publish in progress (what is not acked stays in the outbox); joins the thread."""
-        self._stopping.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout_s)
 
     def wait_drained(self, timeout_s: float) -> bool:
         """Block until the outbox is empty (True) or ``timeout_s`` passed (False)."""
@@ -241,9 +327,8 @@ class Publisher:
         return True
 
     def stats(self) -> PublisherStats:
-        nc = self._nc
         return PublisherStats(
-            connected=bool(nc is not None and nc.is_connected),
+            connected=self.connected,
             sent=self._sent,
             duplicates=self._duplicates,
             too_large=self._too_large,
@@ -255,30 +340,8 @@ class Publisher:
 
     # --- the loop --------------------------------------------------------------------------------
 
-    def _main(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                asyncio.run(self._run())
-            except Exception as e:  # a bug must not stop delivery for good: log, count, start again
-                log.exception("the event publisher failed; it starts again in 1 s")
-                self._failed(f"publisher failed: {e!r}")
-                self._stopping.wait(1.0)
-
-    async def _run(self) -> None:
-        """Connect and drain until stopped; a stop cancels what is in flight (it stays in the outbox)."""
-        work = asyncio.create_task(self._connect_and_drain())
-        while not work.done():
-            await asyncio.wait({work}, timeout=0.1)
-            if self._stopping.is_set() and not work.done():
-                work.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await work
-                return
-        work.result()
-
-    async def _connect_and_drain(self) -> None:
-        nc = await self._connect()
-        self._nc = nc
+    async def _work(self) -> None:
+        nc = await self._connect("vigil-worker")
         js = nc.jetstream(timeout=self.publish_timeout_s)
         backoff = 0.1
         try:
@@ -297,72 +360,42 @@ class Publisher:
             await nc.close()
 
     async def _publish_batch(self, nc: Client, js: JetStreamContext, items: list[OutboxItem]) -> bool:
-        """Publish ``items`` in order until one fails; ack the ones that got their PubAck. True if all did."""
+        """Publish ``items`` in order until one fails; ack the ones that got their PubAck (also when a
+        stop cancels the batch). True if all did."""
         done: list[int] = []
-        ok = True
-        for item in items:
-            if self._stopping.is_set():
-                ok = False
-                break
-            if len(item.payload) > nc.max_payload:
-                self._too_large += 1
-                log.error(
-                    "event %s (%s, %d bytes) dropped: the NATS server takes at most %d bytes a message",
-                    item.msg_id, item.kind, len(item.payload), nc.max_payload,
-                )  # fmt: skip
+        try:
+            for item in items:
+                if self._stopping.is_set():
+                    return False
+                if not await self._publish_one(nc, js, item):
+                    return False
                 done.append(item.seq)
-                continue
-            try:
-                ack = await js.publish(
-                    item.subject,
-                    item.payload,
-                    stream=self.stream,
-                    headers={**item.headers, MSG_ID_HEADER: item.msg_id},
-                )
-            except nats.js.errors.NoStreamResponseError:
-                ok = self._failed(f"no stream takes {item.subject} yet (the server creates {self.stream})")
-                break
-            except (nats.errors.Error, TimeoutError, OSError) as e:
-                ok = self._failed(f"publish failed: {type(e).__name__}: {e}")
-                break
-            done.append(item.seq)
-            self._sent += 1
-            self._duplicates += bool(ack.duplicate)
-            self._last_sent_at = time.time()
-        if done:
-            self.outbox.ack(*done)
-        return ok
+            return True
+        finally:
+            if done:
+                self.outbox.ack(*done)
 
-    async def _connect(self) -> Client:
-        """Connect, trying again with a back-off until it works (nats-py itself retries forever)."""
-        delay = 0.1
-        while True:
-            try:
-                return await nats.connect(
-                    self.nats_url,
-                    name="vigil-worker",
-                    connect_timeout=2,
-                    allow_reconnect=True,
-                    max_reconnect_attempts=-1,
-                    reconnect_time_wait=0.5,
-                    error_cb=self._on_error,
-                    disconnected_cb=self._on_disconnected,
-                )
-            except (nats.errors.Error, TimeoutError, OSError) as e:
-                self._failed(f"cannot connect to {self.nats_url}: {type(e).__name__}: {e}")
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.backoff_max_s)
-
-    def _failed(self, message: str) -> bool:
-        if message != self._last_error:
-            log.warning("event publisher: %s", message)
-        self._errors += 1
-        self._last_error = message
-        return False
-
-    async def _on_error(self, e: Exception) -> None:
-        what = "cannot connect to" if self._nc is None else "connection to"
-        self._failed(f"{what} {self.nats_url}: {type(e).__name__}: {e}")
-
-    async def _on_disconnected(self) -> None:
-        self._last_error = f"disconnected from {self.nats_url}"
+    async def _publish_one(self, nc: Client, js: JetStreamContext, item: OutboxItem) -> bool:
+        """True once JetStream acknowledged ``item`` (or it was dropped as too large for the server)."""
+        if len(item.payload) > nc.max_payload:
+            self._too_large += 1
+            log.error(
+                "event %s (%s, %d bytes) dropped: the NATS server takes at most %d bytes a message",
+                item.msg_id, item.kind, len(item.payload), nc.max_payload,
+            )  # fmt: skip
+            return True
+        try:
+            ack = await js.publish(
+                item.subject,
+                item.payload,
+                stream=self.stream,
+                headers={**item.headers, MSG_ID_HEADER: item.msg_id},
+            )
+        except nats.js.errors.NoStreamResponseError:
+            return self._failed(f"no stream takes {item.subject} yet (the server creates {self.stream})")
+        except (nats.errors.Error, TimeoutError, OSError) as e:
+            return self._failed(f"publish failed: {type(e).__name__}: {e}")
+        self._sent += 1
+        self._duplicates += bool(ack.duplicate)
+        self._last_sent_at = time.time()
+        return True

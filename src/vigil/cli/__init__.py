@@ -22,6 +22,7 @@ from vigil.cli.investigation import clusters_cli, search_cmd
 from vigil.cli.models import models_cli
 from vigil.cli.server import keys_cli, serve, users_cli
 from vigil.cli.video import camera_cli, watch
+from vigil.cli.worker import worker
 
 cli = typer.Typer(
     name="vigil",
@@ -73,6 +74,7 @@ cli.command("identify")(common.handle_errors(identify))
 cli.command("compare")(compare)
 cli.command("calibrate")(calibrate)
 cli.command("watch")(watch)
+cli.command("worker")(worker)
 cli.command("search")(search_cmd)
 cli.add_typer(clusters_cli, name="clusters")
 cli.command("demo")(demo)

@@ -6,7 +6,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
@@ -43,6 +43,9 @@ from vigil.server.scheduler import schedules
 from vigil.server.supervisor import Supervisor
 from vigil.video.cameras import list_cameras
 
+if TYPE_CHECKING:
+    from vigil.fleet.consumer import EventConsumer
+
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
@@ -69,12 +72,17 @@ def create_app(settings: Settings, *, start_cameras: bool | None = None) -> Fast
     run_cameras = settings.start_cameras if start_cameras is None else start_cameras
     scheduled = st.extras["scheduled"] = schedules(vigil_app)
     model_switch.install_hooks(st)  # a switch left running goes on
+    consumer = _event_consumer(vigil_app, settings, bus)
+    if consumer is not None:
+        st.extras["consumer"] = consumer
 
     @asynccontextmanager
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
         vigil_app.db  # noqa: B018 - open and migrate the catalog before the first request
         notifiers.start()
         bus.start()
+        if consumer is not None:
+            consumer.start()
         supervisor.start()
         for job in scheduled:
             job.start()
@@ -90,6 +98,8 @@ def create_app(settings: Settings, *, start_cameras: bool | None = None) -> Fast
             for job in scheduled:
                 job.stop()
             supervisor.shutdown()
+            if consumer is not None:
+                consumer.stop()  # after the batch in hand: what it stored is acked
             for hook in st.extras.get("on_stop", []):
                 hook(st)
             bus.stop()
@@ -164,6 +174,16 @@ def create_app(settings: Settings, *, start_cameras: bool | None = None) -> Fast
             return RedirectResponse("/docs")
 
     return api
+
+
+def _event_consumer(app: App, settings: Settings, bus: EventBus) -> EventConsumer | None:
+    """With ``VIGIL_NATS_URL``: the consumer that stores the devices' events and puts each stored one
+    on the bus (SSE, webhooks and MQTT see a device's alarms as any other). None: one box."""
+    if not settings.nats_url:
+        return None
+    from vigil.fleet.consumer import EventConsumer
+
+    return EventConsumer(app, settings, bus.publish)
 
 
 def _install_docs(api: FastAPI) -> None:

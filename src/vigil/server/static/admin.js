@@ -1,7 +1,8 @@
 // Administration: users (create, role, disable, reset password), API keys (create, revoke), the face
-// models (models.js) and the retention purge.
+// models (models.js), the edge devices (devices.js) and the retention purge.
 
 import { del, get, patch, post, session } from "./api.js";
+import { devicesSection } from "./devices.js";
 import { modelsSection } from "./models.js";
 import { busy, confirmDialog, facts, field, fill, fmtTime, h, message, secretDialog, select, showError, toast } from "./ui.js";
 
@@ -18,6 +19,7 @@ export async function render(root) {
   const keysBox = h("div", { class: "table-wrap" });
   const slot = h("div", { class: "slot" });
   const models = modelsSection();
+  const devices = devicesSection();
   fill(
     root,
     h("h1", {}, "Users & API keys"),
@@ -25,6 +27,7 @@ export async function render(root) {
     h("section", { "aria-labelledby": "users-h" }, h("h2", { id: "users-h" }, "Users"), usersBox, userForm(loadUsers)),
     h("section", { "aria-labelledby": "keys-h" }, h("h2", { id: "keys-h" }, "API keys"), keysBox, keyForm(loadKeys)),
     models.el,
+    devices.el,
     purgeSection(),
   );
 
@@ -44,7 +47,10 @@ export async function render(root) {
     }
   }
   await Promise.all([loadUsers(), loadKeys()]);
-  return models.stop;
+  return () => {
+    models.stop();
+    devices.stop();
+  };
 }
 
 function usersTable(users, reload) {

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from vigil.app import App
 from vigil.core.config import Settings
+from vigil.events.schemas import Alarm, AlarmReviewed, CameraOffline, CameraStatus
 from vigil.notify.mqtt import BrokerAddress, Message, messages_for, topic_level
 from vigil.notify.webhooks import list_dead_letters, sign, verify_signature
 
@@ -257,13 +258,44 @@ def test_camera_names_are_safe_topic_levels(name: str, level: str) -> None:
 
 
 def test_messages_for_events() -> None:
-    alarm = {"type": "alarm", "camera": "gate/1", "identity": "x"}
-    topics = [m.topic for m in messages_for("vigil", alarm)]
-    assert topics == ["vigil/events", "vigil/alarms", "vigil/gate_1/alarms"]
-    status = messages_for("site/vigil", {"type": "camera_status", "camera": "c", "state": "running"})
+    now = datetime.now(UTC)
+    alarm = Alarm(
+        camera="gate/1",
+        ts=now,
+        identity="x",
+        identity_id=1,
+        gallery="g",
+        score=0.9,
+        threshold=0.5,
+        fpir=0.01,
+        model="m",
+        track_id=1,
+        frame=2,
+        xyxy=[0, 0, 1, 1],
+        quality=0.5,
+        latency_ms=1.0,
+        crop_jpeg=b"\xff\xd8crop",
+        thumbnail_jpeg=b"\xff\xd8thumb",
+    )
+    messages = messages_for("vigil", alarm)
+    assert [m.topic for m in messages] == ["vigil/events", "vigil/alarms", "vigil/gate_1/alarms"]
+    body = json.loads(messages[0].payload)
+    assert body["event_id"] == alarm.event_id and body["version"] == alarm.version
+    assert "crop_jpeg" not in body and "thumbnail_jpeg" not in body, "no crops on MQTT"
+    status = messages_for("site/vigil", CameraStatus(camera="c", state="running", restarts=0))
     assert status[-1] == Message("site/vigil/c/status", "running", retain=True)
-    assert messages_for("v", {"type": "camera_offline", "camera": "c"})[-1].payload == "offline"
-    assert [m.topic for m in messages_for("v", {"type": "alarm_reviewed"})] == ["v/events"]
+    offline = CameraOffline(camera="c", ts=now, reason="gone", retry_in_s=1.0)
+    assert messages_for("v", offline)[-1].payload == "offline"
+    reviewed = AlarmReviewed(
+        camera="c",
+        alarm_id=1,
+        action="confirm",
+        state="confirmed",
+        confirmations=1,
+        confirmations_required=1,
+        by="user:a",
+    )
+    assert [m.topic for m in messages_for("v", reviewed)] == ["v/events"]
 
 
 @pytest.mark.parametrize(
@@ -500,6 +532,7 @@ def test_real_alarm_reaches_mqtt_and_webhooks(
     assert wait_for(lambda: subscriber.last("vigil/available"), timeout_s=20) == "online"
     alarm = json.loads(wait_for(lambda: subscriber.last("vigil/alarms"), timeout_s=90))
     assert alarm["type"] == "alarm" and alarm["camera"] == CAMERA
+    assert alarm["event_id"] and alarm["version"] >= 2 and "crop_jpeg" not in alarm, "no crops on MQTT"
     assert alarm["identity"] == "Lin-Manuel Miranda" and alarm["gallery"] == "notify-watch"
     assert alarm["score"] >= alarm["threshold"]
     assert json.loads(wait_for(lambda: subscriber.last("vigil/stage_1/alarms"), timeout_s=10)) == alarm
@@ -507,6 +540,7 @@ def test_real_alarm_reaches_mqtt_and_webhooks(
     hit = wait_for(lambda: receiver.at("/alarms-only"), timeout_s=30)[0]
     assert hit.valid and hit.headers["x-vigil-event"] == "alarm"
     assert hit.event["alarm_id"] == alarm["alarm_id"] and hit.event["identity"] == "Lin-Manuel Miranda"
+    assert hit.event["event_id"] == alarm["event_id"] and "thumbnail_jpeg" not in hit.event
 
     # the clip plays to its end: every event has been published by then
     wait_for(lambda: subscriber.last("vigil/stage_1/status") == "finished", timeout_s=120)

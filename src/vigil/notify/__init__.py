@@ -7,9 +7,10 @@ the server and stops them after the bus has delivered its last events.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 from vigil.app import App
+from vigil.events.schemas import AnyEvent
 from vigil.notify.mqtt import MqttNotifier
 from vigil.notify.webhooks import WebhookNotifier, verify_signature
 
@@ -17,7 +18,7 @@ __all__ = ["MqttNotifier", "Notifiers", "WebhookNotifier", "verify_signature"]
 
 
 class Bus(Protocol):
-    def add_listener(self, listener: Callable[[dict[str, Any]], None]) -> None: ...
+    def add_listener(self, listener: Callable[[AnyEvent], None]) -> None: ...
 
 
 class Notifiers:

@@ -4,7 +4,7 @@ Topics, under ``mqtt_topic_prefix`` (``vigil``):
 
     vigil/available          "online" once connected, retained; the broker sends "offline" (the
                              last will) if the server goes away, and a clean stop sends it too
-    vigil/events             every event, JSON
+    vigil/events             every event, JSON (its public form: no crops, no templates)
     vigil/alarms             alarm events, JSON
     vigil/<camera>/alarms    that camera's alarm events, JSON
     vigil/<camera>/status    retained: "online" / "offline" (camera_online / camera_offline) or the
@@ -29,6 +29,7 @@ from urllib.parse import unquote, urlsplit
 
 from vigil.core.config import Settings
 from vigil.core.errors import ConfigError
+from vigil.events.schemas import AnyEvent, CameraStatus, public
 
 log = logging.getLogger(__name__)
 
@@ -57,21 +58,20 @@ class Message:
     retain: bool = False
 
 
-def messages_for(prefix: str, event: dict[str, Any]) -> list[Message]:
+def messages_for(prefix: str, event: AnyEvent) -> list[Message]:
     """The MQTT messages one bus event becomes (see the module docstring for the topics)."""
-    body = json.dumps(event, separators=(",", ":"), ensure_ascii=False, default=str)
+    body = json.dumps(public(event), separators=(",", ":"), ensure_ascii=False)
     out = [Message(f"{prefix}/events", body)]
-    etype = event.get("type")
-    camera = event.get("camera")
+    camera = getattr(event, "camera", None)
     cam = topic_level(str(camera)) if camera is not None else None
-    if etype == "alarm":
+    if event.type == "alarm":
         out.append(Message(f"{prefix}/alarms", body))
         if cam is not None:
             out.append(Message(f"{prefix}/{cam}/alarms", body))
     if cam is not None:
-        status = {"camera_online": "online", "camera_offline": "offline"}.get(str(etype))
-        if etype == "camera_status" and event.get("state"):
-            status = str(event["state"])
+        status = {"camera_online": "online", "camera_offline": "offline"}.get(event.type)
+        if isinstance(event, CameraStatus) and event.state:
+            status = event.state
         if status is not None:
             out.append(Message(f"{prefix}/{cam}/status", status, retain=True))
     return out
@@ -185,7 +185,7 @@ class MqttNotifier:
         log.info("MQTT: stopped (%d messages published, %d dropped)", self.published, self.dropped)
 
     # the bus side ----------------------------------------------------------------------------------
-    def __call__(self, event: dict[str, Any]) -> None:
+    def __call__(self, event: AnyEvent) -> None:
         """The bus listener: publish the event's messages (paho queues them; this does not block)."""
         for m in messages_for(self.prefix, event):
             if m.retain:

@@ -1,6 +1,7 @@
 """Signed webhooks: every bus event whose type a webhook subscribes to is POSTed to its URL.
 
-Each request carries the event as its JSON body and these headers:
+Each request carries the event's public form (:func:`vigil.events.schemas.public`: ``type``,
+``version``, ``event_id`` and the fields, never crops or templates) as its JSON body, and these headers:
 
     Content-Type: application/json
     X-Vigil-Event: <event type>
@@ -40,22 +41,14 @@ from sqlalchemy.orm import Session
 
 from vigil.app import App
 from vigil.core.errors import InputError, NotFoundError
+from vigil.events.schemas import EVENT_TYPES, AnyEvent, public
 from vigil.gallery.models import DeadLetter, Webhook
 from vigil.governance import audit
 
 log = logging.getLogger(__name__)
 
-EVENT_TYPES = (
-    "alarm",
-    "alarm_reviewed",
-    "sighting_started",
-    "sighting_ended",
-    "camera_online",
-    "camera_offline",
-    "camera_status",
-)
-"""The event types a webhook may subscribe to (or ``*`` for all)."""
 ALL = "*"
+"""Subscribes to every event type (:data:`vigil.events.schemas.EVENT_TYPES` lists them)."""
 SIGNATURE_PREFIX = "sha256="
 CACHE_S = 5.0
 """How long the list of webhooks read from the catalog is reused (changes through the API apply at once)."""
@@ -322,7 +315,7 @@ class WebhookNotifier:
         self.workers = workers
         self.delivered = 0
         self.dead = 0
-        self._heap: list[tuple[float, int, _Delivery | dict[str, Any]]] = []
+        self._heap: list[tuple[float, int, _Delivery | AnyEvent]] = []
         self._seq = itertools.count()
         self._cond = threading.Condition()
         self._inflight = 0
@@ -368,7 +361,7 @@ class WebhookNotifier:
                 self._dead_letter(d, f"{why} (the server stopped before it was delivered)")
 
     # the bus side ----------------------------------------------------------------------------------
-    def __call__(self, event: dict[str, Any]) -> None:
+    def __call__(self, event: AnyEvent) -> None:
         """The bus listener: queue the event (returns at once)."""
         self._push(time.monotonic(), event)
 
@@ -391,12 +384,12 @@ class WebhookNotifier:
         return d.delivery_id
 
     # the scheduler ---------------------------------------------------------------------------------
-    def _push(self, due: float, item: _Delivery | dict[str, Any]) -> None:
+    def _push(self, due: float, item: _Delivery | AnyEvent) -> None:
         with self._cond:
             heapq.heappush(self._heap, (due, next(self._seq), item))
             self._cond.notify_all()
 
-    def _next(self) -> _Delivery | dict[str, Any] | None:
+    def _next(self) -> _Delivery | AnyEvent | None:
         """The next item that is due, waiting for it; None when the notifier is to stop."""
         with self._cond:
             while True:
@@ -447,12 +440,12 @@ class WebhookNotifier:
         self._cache = (time.monotonic(), targets)
         return targets
 
-    def _fan_out(self, event: dict[str, Any]) -> list[_Delivery]:
-        etype = str(event.get("type", ""))
+    def _fan_out(self, event: AnyEvent) -> list[_Delivery]:
+        etype = event.type
         targets = [t for t in self._targets() if t.wants(etype)]
         if not targets:
             return []
-        body = encode_event(event)
+        body = encode_event(public(event))
         return [_Delivery(t, etype, body, str(uuid.uuid4())) for t in targets]
 
     # the workers -----------------------------------------------------------------------------------

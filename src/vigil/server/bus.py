@@ -2,7 +2,8 @@
 
 ``publish`` is thread-safe and never blocks. A dispatcher thread hands each event to the listeners
 (notifications) and to every live stream (each an ``asyncio.Queue`` on the server's loop).
-Events are plain JSON-able dicts with a ``type`` (see :mod:`vigil.events.schemas`).
+Events are the typed, versioned union of :mod:`vigil.events.schemas`; what leaves the server (SSE,
+webhooks, MQTT) is each event's :func:`~vigil.events.schemas.public` form, never its blobs.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
-from typing import Any
+
+from vigil.events.schemas import AnyEvent
 
 log = logging.getLogger(__name__)
 
-Event = dict[str, Any]
+Event = AnyEvent
 Listener = Callable[[Event], None]
 
 STREAM_BACKLOG = 1000

@@ -37,6 +37,7 @@ from pydantic import BaseModel
 
 from vigil.core.config import Settings
 from vigil.core.errors import NotFoundError
+from vigil.events.schemas import EVENT_ADAPTER, AnyEvent, CameraOffline, CameraOnline, CameraStatus
 from vigil.server.bus import EventBus
 from vigil.video.cameras import get_camera
 
@@ -188,7 +189,7 @@ def _worker_main(
             pass
 
     def on_event(event: Any) -> None:
-        out.put(("event", camera, event.model_dump(mode="json")))
+        out.put(("event", camera, event.model_dump_json()))  # the wire form, crops included
 
     try:
         info, url = get_camera(app, camera)
@@ -410,15 +411,17 @@ class Supervisor:
     # threads -----------------------------------------------------------------------------------
     def _status_event(self, w: _Worker) -> None:
         self.bus.publish(
-            {
-                "type": "camera_status",
-                "camera": w.camera,
-                "state": w.state,
-                "restarts": w.restarts,
-                "error": w.last_error,
-                "ts": datetime.now(UTC).isoformat(),
-            }
+            CameraStatus(camera=w.camera, state=w.state, restarts=w.restarts, error=w.last_error)
         )
+
+    @staticmethod
+    def _parse_event(camera: str, payload: Any) -> AnyEvent | None:
+        """A worker's event from its wire form; None (logged) if it is not a valid event."""
+        try:
+            return EVENT_ADAPTER.validate_json(payload)
+        except ValueError as exc:
+            log.error("camera %s: its worker sent an invalid event, dropped: %s", camera, exc)
+            return None
 
     def _read(self) -> None:
         while True:
@@ -444,11 +447,12 @@ class Supervisor:
                     continue
                 changed = False
                 if kind == "event":
-                    self.bus.publish(payload)
-                    etype = payload.get("type")
-                    if etype == "camera_offline" and w.state != "offline":
+                    event = self._parse_event(camera, payload)
+                    if event is not None:
+                        self.bus.publish(event)
+                    if isinstance(event, CameraOffline) and w.state != "offline":
                         w.state, changed = "offline", True
-                    elif etype == "camera_online" and w.state != "running":
+                    elif isinstance(event, CameraOnline) and w.state != "running":
                         w.state, changed = "running", True
                 elif kind == "metrics":
                     now, frames = time.monotonic(), int(payload.get("frames", 0))

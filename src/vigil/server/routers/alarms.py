@@ -61,17 +61,5 @@ def review(alarm_id: Id, body: Review, st: State, me: Live, scope: Scope) -> svc
     detail = svc.review_alarm(
         st.app, alarm_id, body.action, me, expected_version=body.version, reason=body.reason
     )
-    st.bus.publish(
-        {
-            "type": "alarm_reviewed",
-            "alarm_id": alarm_id,
-            "action": body.action.value,
-            "state": detail.state.value,
-            "confirmations": detail.confirmations,
-            "confirmations_required": detail.confirmations_required,
-            "by": me.actor,
-            "camera": detail.camera,
-            "ts": datetime.now().astimezone().isoformat(),
-        }
-    )
+    st.bus.publish(svc.reviewed_event(detail, body.action, me.actor))
     return detail

@@ -19,6 +19,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from vigil.core.errors import ConflictError, NotFoundError, VigilError
+from vigil.events.schemas import ComparisonProgress
 from vigil.gallery.scope import GalleryScope
 from vigil.investigation import compare as svc
 from vigil.server.deps import Manage, Offset, Scope, ServerState, State
@@ -132,10 +133,9 @@ class CompareJobs:
         self._stopping.set()
 
     def _publish(self, job: _Job) -> None:
-        event = {"type": "compare_progress", **job.info().model_dump(mode="json", exclude={"requested_by"})}
-        if job.result is not None:
-            event["identity_pairs"] = len(job.result.identities)
-        self._st.bus.publish(event)
+        info = job.info().model_dump(exclude={"requested_by"})
+        pairs = len(job.result.identities) if job.result is not None else None
+        self._st.bus.publish(ComparisonProgress(**info, identity_pairs=pairs))
 
     def _run(self, job: _Job) -> None:
         def progress(done: int, total: int) -> None:

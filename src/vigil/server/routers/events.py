@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
+from vigil.events.schemas import public
 from vigil.server.deps import Live, State, WholeServer
 
 # The stream carries the events of every gallery and camera: no gallery-bound key reads it.
@@ -19,7 +20,8 @@ KEEPALIVE_S = 15.0
 
 @router.get(
     "/events",
-    summary="Live events as text/event-stream (one JSON object per `data:` line; `event:` is its type)",
+    summary="Live events as text/event-stream (one JSON object per `data:` line, without crops or "
+    "templates; `event:` is its type)",
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}}},
 )
@@ -36,9 +38,10 @@ async def events(request: Request, st: State, _: Live, types: str | None = None)
                 except TimeoutError:
                     yield b": keep-alive\n\n"
                     continue
-                if wanted is not None and event.get("type") not in wanted:
+                if wanted is not None and event.type not in wanted:
                     continue
-                yield f"event: {event.get('type', 'message')}\ndata: {json.dumps(event)}\n\n".encode()
+                data = json.dumps(public(event), ensure_ascii=False)
+                yield f"event: {event.type}\ndata: {data}\n\n".encode()
         finally:
             st.bus.close_stream(q)
 

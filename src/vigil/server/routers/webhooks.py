@@ -20,8 +20,8 @@ class NewWebhook(BaseModel):
     url: str
     """An http:// or https:// URL that receives a signed POST per event."""
     event_types: list[str] = Field(default_factory=lambda: ["alarm"])
-    """Event types to deliver (alarm, alarm_reviewed, sighting_started, sighting_ended, camera_online,
-    camera_offline, camera_status), or ["*"] for all."""
+    """Event types to deliver (any of ``vigil.events.schemas.EVENT_TYPES``: alarm, alarm_reviewed,
+    camera_status, ...), or ["*"] for all."""
     secret: str | None = Field(default=None, min_length=16, max_length=200)
     """The HMAC signing secret; omit to have one generated (it is returned once)."""
     enabled: bool = True

@@ -105,6 +105,14 @@ DECISIONS: dict[tuple[str, str], str] = {
     ("POST", "/api/models/switch"): "whole",
     ("POST", "/api/models/switch/cancel"): "whole",
     ("POST", "/api/models/{name}/install"): "whole",
+    ("GET", "/api/devices"): "whole",
+    ("POST", "/api/devices"): "whole",
+    ("GET", "/api/devices/{name}"): "whole",
+    ("POST", "/api/devices/{name}/token"): "whole",
+    ("POST", "/api/devices/{name}/revoke"): "whole",
+    ("POST", "/api/fleet/pair"): "free",  # the devices' routes: a device's token or credential, no key
+    ("GET", "/api/fleet/config"): "free",
+    ("POST", "/api/fleet/heartbeat"): "free",
 }
 
 

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import date, timedelta
 from pathlib import Path
+from typing import ClassVar
 
 import cv2
 import nats
@@ -90,7 +91,10 @@ def alarm(wanted: tuple[int, bytes], camera: str, i: int) -> Alarm:
 class Device:
     """A device's sending half: a forwarder and a publisher on its own outbox."""
 
+    made: ClassVar[list[Device]] = []
+
     def __init__(self, tmp: Path, url: str, name: str, key: bytes) -> None:
+        Device.made.append(self)
         self.box = Outbox(tmp / f"{name}.sqlite3", 64 << 20)
         self.fwd = Forwarder(self.box, name, key)
         self.pub = Publisher(self.box, url, stream=STREAM)
@@ -101,6 +105,14 @@ class Device:
         if not self.pub.running:
             self.pub.start()
         assert self.pub.wait_drained(10), self.pub.stats()
+
+
+@pytest.fixture(autouse=True)
+def _stop_publishers() -> Iterator[None]:
+    yield
+    for d in Device.made:
+        d.pub.stop()
+    Device.made.clear()
 
 
 @pytest.fixture
@@ -261,3 +273,24 @@ def test_a_device_killed_mid_drain_then_restarted_stores_every_alarm_once(
     rows = stored_alarms(app)
     assert sorted(r.event_id for r in rows) == sorted(e.event_id for e in events)
     assert [r.event_id for r in rows] == [e.event_id for e in events]  # and in order
+
+
+def test_a_failing_disk_holds_the_message_and_nothing_overtakes_it(
+    app: App, wanted: tuple[int, bytes], nats_server: NatsServer, consumers, tmp_path: Path
+) -> None:
+    key = pair(app, "pole-17")
+    consumer, seen = consumers()
+    blobs = app.blobs.root
+    blobs.mkdir(parents=True, exist_ok=True)
+    aside = blobs.with_name("blobs-aside")
+    blobs.rename(aside)
+    blobs.write_bytes(b"")  # the blob folder is a file now: every crop write fails (an OSError)
+    events = [alarm(wanted, "cam0", i) for i in range(5)]
+    Device(tmp_path, nats_server.url, "pole-17", key).send(events)
+    assert wait_for(lambda: consumer.stats().retried >= 2), consumer.stats()
+    assert consumer.stats().stored == 0 and "trying again" in (consumer.stats().last_error or "")
+    blobs.unlink()
+    aside.rename(blobs)  # the disk is back
+    assert wait_for(lambda: consumer.stats().stored == 5, 15), consumer.stats()
+    assert [e.event_id for e in seen] == [e.event_id for e in events]  # in order: none overtook
+    assert consumer.stats().refused == {}

@@ -15,8 +15,10 @@ order:
 
 A message refused at steps 1 to 3 (or that the catalog rejects for good) is terminated: JetStream
 does not deliver it again. Each refusal is counted per reason (``vigil_fleet_refused_total{reason}``)
-and logged once per device and reason. A database that fails for a while (locked, disk full) is no
-refusal: the message is nak'ed with a delay and comes back, as often as needed. The consumer is
+and logged once per device and reason. A database or disk that fails for a while (locked, full) is no
+refusal: the store is tried again with a back-off (0.5 s doubling to 10 s), as often as needed, the
+message held meanwhile (``in_progress``) so that nothing behind it overtakes it (the order per camera
+holds); a stop meanwhile naks it and the rest of its batch, to come again at once. The consumer is
 durable: the server stopped and started again resumes after the last acked message, and what was
 delivered but not acked (a crash mid-batch) comes again after ``ack_wait_s``.
 
@@ -27,9 +29,11 @@ batch on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -63,8 +67,8 @@ from vigil.video.sinks import CatalogWriter
 log = logging.getLogger(__name__)
 
 DURABLE = "vigil-server"
-MAX_DELIVERIES_ON_FAILURE = 10
-"""An unexpected error (not the database being unavailable) is retried this often, then terminated."""
+MAX_TRIES_ON_FAILURE = 5
+"""An unexpected error (not the database or the disk failing) is tried this often, then terminated."""
 
 REASONS = (
     "no_device",
@@ -84,11 +88,10 @@ OnEvent = Callable[[AnyEvent], None]
 
 @dataclass(frozen=True)
 class _Outcome:
-    """What to do with one message: ack, term (with the reason) or nak (after ``delay_s``)."""
+    """What to do with one message: ack, term (with the reason), or retry the store."""
 
     action: str
     reason: str | None = None
-    delay_s: float = 0.0
 
 
 class ConsumerStats(BaseModel):
@@ -103,7 +106,7 @@ class ConsumerStats(BaseModel):
     refused: dict[str, int]
     """Per reason (:data:`REASONS`)."""
     retried: int
-    """Messages nak'ed to come again (the database failed)."""
+    """Stores tried again (the database or the disk failed; the message waited, nothing overtook it)."""
     pending: int | None
     """Messages in the stream not yet delivered to this consumer (as of the last one received)."""
     errors: int
@@ -214,24 +217,40 @@ class EventConsumer(LoopThread):
                 await asyncio.sleep(1.0)
 
     async def _handle_batch(self, msgs: list[Msg]) -> None:
+        """Handle ``msgs`` in order. A store that fails for a while is retried here, the message kept
+        (``in_progress``), so nothing behind it overtakes it; a stop meanwhile naks it and the rest."""
         keys: dict[str, bytes | str] = {}
-        for msg in msgs:
+        for i, msg in enumerate(msgs):
             self._received += 1
-            outcome = await asyncio.to_thread(self._handle, msg, keys)
+            attempt = 1
+            outcome = await asyncio.to_thread(self._handle, msg, keys, attempt)
+            while outcome.action == "retry":
+                self._retried += 1
+                if not await self._hold(msg, _backoff_s(attempt, self.ack_wait_s)):
+                    self._received -= len(msgs) - i  # they come again
+                    await asyncio.gather(*(m.nak() for m in msgs[i:]), return_exceptions=True)
+                    return
+                attempt += 1
+                outcome = await asyncio.to_thread(self._handle, msg, keys, attempt)
             try:
-                if outcome.action == "ack":
-                    await msg.ack()
-                elif outcome.action == "term":
-                    await msg.term()
-                else:
-                    self._retried += 1
-                    await msg.nak(delay=outcome.delay_s)
+                await (msg.ack() if outcome.action == "ack" else msg.term())
             except (nats.errors.Error, OSError) as e:  # the ack is lost: the message comes again
                 self._failed(f"ack failed: {type(e).__name__}: {e}")
 
+    async def _hold(self, msg: Msg, seconds: float) -> bool:
+        """Wait ``seconds`` keeping ``msg`` (its ack deadline pushed back); False if stopping."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self._stopping.is_set():
+                return False
+            with contextlib.suppress(nats.errors.Error, OSError):
+                await msg.in_progress()
+            await asyncio.sleep(min(0.1, max(deadline - time.monotonic(), 0)))
+        return not self._stopping.is_set()
+
     # --- one message (runs on a worker thread: the catalog is synchronous) -----------------------
 
-    def _handle(self, msg: Msg, keys: dict[str, bytes | str]) -> _Outcome:
+    def _handle(self, msg: Msg, keys: dict[str, bytes | str], attempt: int) -> _Outcome:
         self._pending = _num_pending(msg)
         device = (msg.headers or {}).get(DEVICE_HEADER, "")
         if not device:
@@ -250,7 +269,7 @@ class EventConsumer(LoopThread):
             event = EVENT_ADAPTER.validate_json(msg.data)
         except ValidationError as e:
             return self._refuse(device, "invalid_payload", f"not an event: {e.errors()[:1]}")
-        return self._store(msg, device, event)
+        return self._store(device, event, attempt)
 
     def _key(self, device: str) -> bytes | str:
         """The device's signing key, or the refusal reason."""
@@ -263,22 +282,20 @@ class EventConsumer(LoopThread):
             return "unknown_device"
         return "revoked_device" if state == "revoked" else "unpaired_device"
 
-    def _store(self, msg: Msg, device: str, event: AnyEvent) -> _Outcome:
+    def _store(self, device: str, event: AnyEvent, attempt: int) -> _Outcome:
         try:
             stored = CatalogWriter(self.app, device=device).write(event)
-        except (OperationalError, OSError) as e:  # the database or the disk, for a while: again later
-            self._failed(f"storing event {event.event_id} failed, it comes again: {e}")
-            return _Outcome("nak", delay_s=_backoff_s(msg))
+        except (OperationalError, OSError) as e:  # the database or the disk, for a while: again
+            self._failed(f"storing event {event.event_id} failed (try {attempt}), trying again: {e}")
+            return _Outcome("retry")
         except (VigilError, SQLAlchemyError) as e:  # this event cannot be stored: refuse it
             return self._refuse(device, "rejected", f"event {event.event_id} not stored: {e}")
         except Exception as e:  # a bug: retry a few times, then give up on this message loudly
             log.exception("event %s from %r could not be stored", event.event_id, device)
-            if _deliveries(msg) >= MAX_DELIVERIES_ON_FAILURE:
-                return self._refuse(
-                    device, "failed", f"event {event.event_id} failed {_deliveries(msg)} times"
-                )
+            if attempt >= MAX_TRIES_ON_FAILURE:
+                return self._refuse(device, "failed", f"event {event.event_id} failed {attempt} times")
             self._failed(f"storing event {event.event_id} failed: {e!r}")
-            return _Outcome("nak", delay_s=_backoff_s(msg))
+            return _Outcome("retry")
         if stored is None:
             self._duplicates += 1
             return _Outcome("ack")
@@ -300,13 +317,6 @@ class EventConsumer(LoopThread):
         return _Outcome("term", reason=reason)
 
 
-def _deliveries(msg: Msg) -> int:
-    try:
-        return int(msg.metadata.num_delivered or 1)
-    except (nats.errors.NotJSMessageError, ValueError, IndexError):
-        return 1
-
-
 def _num_pending(msg: Msg) -> int | None:
     try:
         n = msg.metadata.num_pending
@@ -315,9 +325,9 @@ def _num_pending(msg: Msg) -> int | None:
     return None if n is None else int(n)
 
 
-def _backoff_s(msg: Msg) -> float:
-    """0.5 s for a first failure, doubling to at most 30 s."""
-    return float(min(0.5 * 2 ** (_deliveries(msg) - 1), 30.0))
+def _backoff_s(attempt: int, ack_wait_s: float) -> float:
+    """0.5 s after a first failure, doubling to at most 10 s (and a third of the ack wait)."""
+    return float(min(0.5 * 2 ** (attempt - 1), 10.0, ack_wait_s / 3))
 
 
 class ConsumerCollector(Collector):

@@ -213,6 +213,8 @@ class LoopThread:
             try:
                 asyncio.run(self._run())
             except Exception as e:  # a bug must not stop delivery for good: log, count, start again
+                if not threading.main_thread().is_alive():
+                    return  # the interpreter is exiting (a daemon thread nobody stopped)
                 log.exception("%s failed; it starts again in 1 s", self.thread_name)
                 self._failed(f"{self.thread_name} failed: {e!r}")
                 self._stopping.wait(1.0)

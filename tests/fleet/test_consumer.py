@@ -212,7 +212,9 @@ def test_unknown_revoked_and_forged_messages_are_refused_and_do_not_block(
             {"Vigil-Device": "pole-17", "Vigil-Signature": sign(key, junk)},
         )
     Device(tmp_path, url, "pole-17", key).send([alarm(wanted, "c", 6)])  # still flows
-    assert wait_for(lambda: consumer.stats().stored == 1), consumer.stats()
+    odd = "pöle-" + "x" * 100  # a non-ASCII header, a hashed subject token: both ends agree
+    Device(tmp_path, url, odd, pair(app, odd)).send([alarm(wanted, "c/ü.*", 7)])
+    assert wait_for(lambda: consumer.stats().stored == 2), consumer.stats()
     assert consumer.stats().refused == {
         "unknown_device": 1,
         "revoked_device": 1,
@@ -222,8 +224,10 @@ def test_unknown_revoked_and_forged_messages_are_refused_and_do_not_block(
         "subject_mismatch": 1,
         "invalid_payload": 3,
     }
-    assert [r.event_id for r in stored_alarms(app)] == [alarm(wanted, "c", 6).event_id]
-    assert len(seen) == 1
+    rows = stored_alarms(app)
+    assert [r.event_id for r in rows] == [alarm(wanted, "c", 6).event_id, alarm(wanted, "c/ü.*", 7).event_id]
+    assert [r.device_name for r in rows] == ["pole-17", odd] and rows[1].camera_name == "c/ü.*"
+    assert len(seen) == 2
     consumer.stop()
     again, _ = consumers()  # refused messages were terminated: nothing comes again
     time.sleep(1.0)

@@ -218,3 +218,24 @@ def test_a_publisher_killed_mid_drain_loses_nothing_and_duplicates_nothing(
     finally:
         pub.stop()
     assert ids(stream_messages(nats_server.url, STREAM)) == [e.event_id for e in events]
+
+
+def test_a_message_over_the_servers_max_payload_is_dropped_and_does_not_block(
+    nats_server: NatsServer, box: Outbox
+) -> None:
+    ensure_test_stream(nats_server.url)
+    fwd = Forwarder(box, "pole", KEY)
+    events = [
+        alarm("gate", 1),
+        alarm("gate", 2, crop=bytes(1_200_000)),
+        alarm("gate", 3),
+    ]  # 1 MB: the default
+    for e in events:
+        fwd.write(e)
+    pub = Publisher(box, nats_server.url, stream=STREAM).start()
+    try:
+        assert pub.wait_drained(10), pub.stats()
+        assert pub.stats().too_large == 1 and pub.stats().sent == 2
+    finally:
+        pub.stop()
+    assert ids(stream_messages(nats_server.url, STREAM)) == [events[0].event_id, events[2].event_id]

@@ -12,6 +12,8 @@ delivery is at least once on the wire and exactly once in the catalog.
 survives a power cut on the pole, not only a crashed process (``NORMAL`` in WAL mode may lose the last
 commits on power loss). The cost is one fsync per event, far below the rate a camera raises events;
 acks of a drained batch share one transaction (:meth:`Outbox.ack` takes several sequence numbers).
+``power_safe=False`` (``NORMAL``) still survives a killed process, and puts several times faster where
+fsync is slow (an SD card), at the price of the last events before a power cut.
 
 The cap (``max_bytes``, the setting ``VIGIL_OUTBOX_MAX_MB``) bounds the sum of the items' sizes (payload,
 subject, message id and headers). When a put would go over it:
@@ -96,12 +98,14 @@ def item_size(subject: str, msg_id: str, headers_json: str, payload: bytes) -> i
 class Outbox:
     """A FIFO of messages in one SQLite file, with a size cap (see the module's docstring).
 
+    ``power_safe``: fsync each put (``synchronous=FULL``, the default) or not (``NORMAL``).
+
     Thread-safe: the pipeline's threads put while the publisher's thread peeks and acks. One process
     owns the file (the worker); a second process opening it would share it safely but not the counts
     cached in memory.
     """
 
-    def __init__(self, path: Path | str, max_bytes: int) -> None:
+    def __init__(self, path: Path | str, max_bytes: int, *, power_safe: bool = True) -> None:
         if max_bytes <= 0:
             raise ConfigError(
                 f"outbox cap must be positive, got {max_bytes} bytes", hint="VIGIL_OUTBOX_MAX_MB"
@@ -114,7 +118,7 @@ class Outbox:
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute(f"PRAGMA synchronous={'FULL' if power_safe else 'NORMAL'}")
             self._db.executescript(_SCHEMA)
             row = self._db.execute("SELECT COUNT(*), COALESCE(SUM(size_bytes), 0) FROM outbox").fetchone()
             dropped = self._db.execute("SELECT kind, n FROM outbox_dropped").fetchall()

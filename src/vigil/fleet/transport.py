@@ -382,7 +382,8 @@ class Publisher(LoopThread):
         if len(item.payload) > nc.max_payload:
             self._too_large += 1
             log.error(
-                "event %s (%s, %d bytes) dropped: the NATS server takes at most %d bytes a message",
+                "event %s (%s, %d bytes) dropped: the NATS server takes at most %d bytes a message "
+                "(raise max_payload in its configuration)",
                 item.msg_id, item.kind, len(item.payload), nc.max_payload,
             )  # fmt: skip
             return True

@@ -239,3 +239,13 @@ def test_a_message_over_the_servers_max_payload_is_dropped_and_does_not_block(
     finally:
         pub.stop()
     assert ids(stream_messages(nats_server.url, STREAM)) == [events[0].event_id, events[2].event_id]
+
+
+def test_a_publisher_that_never_connected_stops_at_once(box: Outbox) -> None:
+    from natsserver import free_port
+
+    pub = Publisher(box, f"nats://127.0.0.1:{free_port()}", stream=STREAM).start()
+    time.sleep(0.3)
+    t = time.monotonic()
+    pub.stop()
+    assert time.monotonic() - t < 1.0 and not pub.running and not pub.stats().connected

@@ -19,8 +19,9 @@ and logged once per device and reason. A database or disk that fails for a while
 refusal: the store is tried again with a back-off (0.5 s doubling to 10 s), as often as needed, the
 message held meanwhile (``in_progress``) so that nothing behind it overtakes it (the order per camera
 holds); a stop meanwhile naks it and the rest of its batch, to come again at once. The consumer is
-durable: the server stopped and started again resumes after the last acked message, and what was
-delivered but not acked (a crash mid-batch) comes again after ``ack_wait_s``.
+durable: the server stopped and started again resumes after the last acked message (a stop finishes
+the batch in hand). What was delivered but not acked when the server crashed comes again after
+``ack_wait_s`` (after newer messages, then; the catalog stores each event once either way).
 
 Keys are looked up once per fetched batch, so a revoked device's messages are refused from the next
 batch on.
@@ -178,23 +179,28 @@ class EventConsumer(LoopThread):
             psub = await self._subscribe(js)
             self._ready.set()
             while not self._stopping.is_set():
+                self._busy = True  # a stop waits for the fetch (at most 1 s) and the batch it brings
                 try:
-                    msgs = await psub.fetch(self.batch, timeout=1.0)
-                except nats.errors.TimeoutError:
-                    continue
-                except (nats.errors.Error, OSError) as e:
-                    self._failed(f"fetch failed: {type(e).__name__}: {e}")
-                    await asyncio.sleep(0.5)
-                    continue
-                self._busy = True  # a stop now waits for the batch
-                try:
-                    await self._handle_batch(msgs)
+                    await self._fetch_and_handle(psub)
                 finally:
                     self._busy = False
         finally:
             self._ready.clear()
             self._nc = None
             await nc.close()
+
+    async def _fetch_and_handle(self, psub: JetStreamContext.PullSubscription) -> None:
+        """One pull. Not cancelled midway: messages of a cancelled pull would come again only after
+        ``ack_wait_s``, behind newer ones."""
+        try:
+            msgs = await psub.fetch(self.batch, timeout=1.0)
+        except nats.errors.TimeoutError:
+            return
+        except (nats.errors.Error, OSError) as e:
+            self._failed(f"fetch failed: {type(e).__name__}: {e}")
+            await asyncio.sleep(0.5)
+            return
+        await self._handle_batch(msgs)
 
     async def _subscribe(self, js: JetStreamContext) -> JetStreamContext.PullSubscription:
         """Ensure the stream and bind the durable consumer, trying again until both work."""

@@ -23,11 +23,12 @@ subject, message id and headers). When a put would go over it:
 3. the item being put is never dropped to make room, unless it alone is larger than the cap: then
    ``put`` refuses it with an :class:`~vigil.core.errors.InputError` and nothing is dropped.
 
-An item the publisher has read but not yet acked can be dropped too (it is then usually delivered
-anyway, and still counted as dropped). Each dropped item is counted per kind (event type), in the file, so the counts survive a restart; they
-are exported as ``vigil_outbox_dropped_total{kind}`` beside ``vigil_outbox_depth`` and
-``vigil_outbox_bytes`` (:class:`OutboxCollector`). The SQLite file itself is somewhat larger than the
-sum (pages, the WAL) and does not shrink when items go: the freed pages are reused.
+Each dropped item is counted per kind (event type), in the file, so the counts survive a restart;
+they are exported as ``vigil_outbox_dropped_total{kind}`` beside ``vigil_outbox_depth`` and
+``vigil_outbox_bytes`` (:class:`OutboxCollector`). An item the publisher has read but not yet acked
+can be dropped too (it is then usually delivered anyway, and still counted). The SQLite file itself is
+somewhat larger than the sum (pages, the WAL) and does not shrink when items go: the freed pages are
+reused.
 
 Example::
 

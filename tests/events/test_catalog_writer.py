@@ -149,14 +149,15 @@ def test_an_alarm_travels_with_its_crop(wanted: App, clip: Path) -> None:
     assert "crop_jpeg" not in public(alarm) and "thumbnail_jpeg" not in public(alarm)
 
 
+@pytest.mark.parametrize("asked", [None, ["wanted"]], ids=["all watchlists", "named"])
 def test_a_watchlist_deleted_while_the_camera_runs_stops_alarming_without_a_crash(
-    wanted: App, clip: Path
+    wanted: App, clip: Path, asked: list[str] | None
 ) -> None:
     def delete_early(done: int, total: int | None) -> None:
         if done == 50:  # before his close-up (frames 82 to the end)
             galleries.delete_gallery(wanted, "wanted")
 
-    rec, _, summary = _play(wanted, str(clip), on_progress=delete_early)
+    rec, _, summary = _play(wanted, str(clip), galleries=asked, on_progress=delete_early)
     assert summary["frames"] == 275 and summary["watchlists"] == []
     alarms = [e for e in rec.seen if isinstance(e, Alarm)]
     assert len(alarms) == summary["alarms"] == 1 and alarms[0].frame < 50, "the close-up raises none"

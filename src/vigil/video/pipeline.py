@@ -109,25 +109,36 @@ class Watchlists:
 
 
 def active_watchlists(
-    app: App, names: list[str] | None, today: date | None = None, camera_id: int | None = None
+    app: App,
+    names: list[str] | None,
+    today: date | None = None,
+    camera_id: int | None = None,
+    *,
+    missing_ok: bool = False,
 ) -> Watchlists:
     """The watchlists that may raise alarms now, among ``names`` (all watchlists when None).
 
     A watchlist limited to some sites or cameras alarms only on those: on an unregistered source
     (a file given to `vigil watch`, ``camera_id`` None) a limited watchlist raises no alarm.
+    A name that is no gallery is a :class:`NotFoundError`, or (``missing_ok``: a gallery deleted
+    while the camera runs) one of the ignored.
     """
+    ignored = []
     with app.db.session() as s:
         cam = s.get(Camera, camera_id) if camera_id is not None else None
         if names:
             galleries = []
             for n in names:
                 g = s.scalar(select(Gallery).where(Gallery.name == n))
-                if g is None:
+                if g is None and missing_ok:
+                    ignored.append(f"{n}: no such gallery (deleted?); it raises no alarms")
+                elif g is None:
                     raise NotFoundError(f"no gallery named {n!r}", hint="see `vigil gallery list`")
-                galleries.append(g)
+                else:
+                    galleries.append(g)
         else:
             galleries = list(s.scalars(select(Gallery).where(Gallery.kind == GalleryKind.watchlist)))
-        active, ignored = [], []
+        active = []
         for g in sorted(galleries, key=lambda g: g.name):
             if g.kind != GalleryKind.watchlist:
                 ignored.append(f"{g.name}: a {g.kind.value} gallery, not a watchlist; it raises no alarms")
@@ -150,7 +161,8 @@ class Pipeline:
     """One camera's pipeline. Feed it frames and source statuses; it returns events.
 
     Args:
-        app: the application context (catalog, blobs, indexes, embedder).
+        app: the application context (embedder, indexes; the catalog is only read: the watchlists
+            and their templates. Nothing is written here: see :mod:`vigil.video.sinks`).
         camera: the camera's name, as events and alarms record it.
         galleries: the galleries to watch (None: every active watchlist).
         camera_id: the registered camera, if any.
@@ -235,7 +247,9 @@ class Pipeline:
     def refresh_watchlists(self) -> None:
         """Look up now which watchlists and attendance galleries may match here, and whether the
         camera keeps sightings (done by itself every ``video_watchlist_refresh_s`` seconds)."""
-        self.watchlists = active_watchlists(self.app, self.gallery_names, camera_id=self.camera_id)
+        self.watchlists = active_watchlists(
+            self.app, self.gallery_names, camera_id=self.camera_id, missing_ok=True
+        )
         self.attendance.refresh(force=True)
         self.keep_sightings = sightings.camera_keeps_sightings(self.app, self.camera_id)
         self._refreshed = time.monotonic()

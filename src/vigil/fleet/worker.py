@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 
 DEVICE_FILE = "device.json"
 OUTBOX_FILE = "outbox.sqlite3"
-MAX_BACKOFF_S = 30.0
+MAX_BACKOFF_S = 10.0
 """Polls and heartbeats that fail are tried again after 1, 2, 4 ... up to this many seconds."""
 REFRESH_WAIT_S = 2.0
 """How long a mirror change waits for the running cameras to look the watchlists up again."""
@@ -396,7 +396,7 @@ class Worker:
         """
         self.app.db  # noqa: B018 - open and migrate the catalog first
         self.publisher.start()
-        next_poll = next_beat = time.monotonic()
+        next_poll = next_beat = next_status = time.monotonic()
         try:
             while not stop.is_set():
                 now = time.monotonic()
@@ -404,7 +404,10 @@ class Worker:
                     next_poll = now + self._poll_once()
                 if now >= next_beat:
                     next_beat = now + self._beat_once()
-                stop.wait(max(0.05, min(next_poll, next_beat) - time.monotonic()))
+                if now >= next_status:  # shown on time, whether the server hears it or not
+                    next_status = now + self.app.settings.fleet_heartbeat_s
+                    self.on_status(self.status())
+                stop.wait(max(0.05, min(next_poll, next_beat, next_status) - time.monotonic()))
         finally:
             self.close()
 
@@ -448,7 +451,6 @@ class Worker:
 
     def _beat_once(self) -> float:
         status = self.status()
-        self.on_status(status)
         body = {
             "version": __version__,
             "queue_depth": status["outbox"]["depth"],

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from prometheus_client import CollectorRegistry
 
 from vigil import __version__
 from vigil.app import App
@@ -75,6 +76,7 @@ def create_app(settings: Settings, *, start_cameras: bool | None = None) -> Fast
     consumer = _event_consumer(vigil_app, settings, bus)
     if consumer is not None:
         st.extras["consumer"] = consumer
+        st.extras["registry"] = _registry(st, consumer)
 
     @asynccontextmanager
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
@@ -184,6 +186,16 @@ def _event_consumer(app: App, settings: Settings, bus: EventBus) -> EventConsume
     from vigil.fleet.consumer import EventConsumer
 
     return EventConsumer(app, settings, bus.publish)
+
+
+def _registry(st: ServerState, consumer: EventConsumer) -> CollectorRegistry:
+    """The metrics of /metrics: the cameras' and the consumer's (``vigil_fleet_*``)."""
+    from vigil.fleet.consumer import ConsumerCollector
+
+    registry = CollectorRegistry()
+    registry.register(metrics.CameraCollector(st))
+    registry.register(ConsumerCollector(consumer))
+    return registry
 
 
 def _install_docs(api: FastAPI) -> None:

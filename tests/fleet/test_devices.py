@@ -251,6 +251,9 @@ def test_the_config_holds_the_galleries_allowed_at_the_site(world: App) -> None:
     assert _galleries(later) == ["everywhere", "market"]
     assert later.etag != cfg.etag
     assert fleet.device_config(world, name).etag == cfg.etag
+    assert fleet.config_etag(world, name) == cfg.etag  # the same, without reading a template
+    bare = fleet.device_config(world, name, templates=False)
+    assert bare.etag == cfg.etag and all(i.templates == [] for g in bare.galleries for i in g.identities)
 
 
 def test_another_site_gets_none_of_market_street(world: App) -> None:
@@ -279,12 +282,19 @@ def test_a_device_that_keeps_no_templates_gets_none(world: App) -> None:
     assert "AAAA" not in cfg.model_dump_json()
 
 
-def test_the_etag_follows_the_watchlists(world: App) -> None:
+def test_the_etag_follows_the_watchlists_and_their_templates(world: App, shared_data: Path) -> None:
     name, _ = _paired(world)
-    before = fleet.device_config(world, name).etag
+    before = fleet.config_etag(world, name)
     _watchlist(world, "new-one", sites=["market-street"])
     after = fleet.device_config(world, name)
     assert after.etag != before and "new-one" in _galleries(after)
+    face = enrolment.prepare_face(world, load_image(shared_data / "people" / "obama.jpg"))
+    enrolment.enroll_prepared(world, "new-one", "Barack Obama", [face])
+    assert fleet.config_etag(world, name) != after.etag
+    etag = fleet.config_etag(world, name)
+    with world.db.session() as s:  # a template changed: its gallery's generation is bumped
+        s.execute(update(Gallery).where(Gallery.name == "new-one").values(generation=Gallery.generation + 1))
+    assert fleet.config_etag(world, name) != etag
     with world.db.session() as s:
         s.execute(update(Gallery).where(Gallery.name == "new-one").values(sites="station"))
     assert "new-one" not in _galleries(fleet.device_config(world, name))

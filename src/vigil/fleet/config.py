@@ -132,10 +132,7 @@ def _templates(s: Session, gallery_ids: list[int], model_id: str) -> dict[int, l
     return found
 
 
-def _identities(
-    s: Session, gallery_ids: list[int], model_id: str, with_templates: bool
-) -> dict[int, list[DeviceIdentity]]:
-    templates = _templates(s, gallery_ids, model_id) if with_templates else {}
+def _identities(s: Session, gallery_ids: list[int]) -> dict[int, list[DeviceIdentity]]:
     found: dict[int, list[DeviceIdentity]] = defaultdict(list)
     rows = s.execute(
         select(Identity.gallery_id, Identity.id, Identity.name)
@@ -143,8 +140,16 @@ def _identities(
         .order_by(Identity.id)
     )
     for gallery_id, iid, name in rows:
-        found[int(gallery_id)].append(DeviceIdentity(id=iid, name=name, templates=templates.get(iid, [])))
+        found[int(gallery_id)].append(DeviceIdentity(id=iid, name=name))
     return found
+
+
+def _add_templates(s: Session, config: DeviceConfig) -> None:
+    """Fill in the templates of every identity (the costly part: decrypting and encoding vectors)."""
+    templates = _templates(s, [g.id for g in config.galleries], config.model_id)
+    for g in config.galleries:
+        for person in g.identities:
+            person.templates = templates.get(person.id, [])
 
 
 def _gallery(g: Gallery, identities: list[DeviceIdentity]) -> DeviceGallery:
@@ -179,9 +184,11 @@ def _camera(c: Camera) -> DeviceCamera:
     )
 
 
-def device_config(app: App, name: str, today: date | None = None) -> DeviceConfig:
+def device_config(app: App, name: str, today: date | None = None, *, templates: bool = True) -> DeviceConfig:
     """What device ``name`` must run now (see the module). :class:`NotFoundError` for an unknown
-    device, :class:`ForbiddenError` for a revoked one."""
+    device, :class:`ForbiddenError` for a revoked one. ``templates`` False: leave them out (to compare
+    etags cheaply: the etag covers everything but the vectors, whose every change bumps their
+    gallery's generation, which it covers)."""
     pack, model_id = active_model_id(app)
     today = today or date.today()
     with app.db.session() as s:
@@ -198,7 +205,7 @@ def device_config(app: App, name: str, today: date | None = None) -> DeviceConfi
             for g in s.scalars(select(Gallery).where(Gallery.kind.in_(kinds)).order_by(Gallery.name))
             if _allowed(g, d.site, running, today)
         ]
-        people = _identities(s, [g.id for g in chosen], model_id, d.keeps_templates)
+        people = _identities(s, [g.id for g in chosen])
         config = DeviceConfig(
             device=d.name,
             site=d.site,
@@ -209,5 +216,12 @@ def device_config(app: App, name: str, today: date | None = None) -> DeviceConfi
             cameras=[_camera(c) for c in cams],
             galleries=[_gallery(g, people.get(g.id, [])) for g in chosen],
         )
-    config.etag = hashlib.sha256(config.model_dump_json(exclude={"etag"}).encode()).hexdigest()[:32]
+        config.etag = hashlib.sha256(config.model_dump_json(exclude={"etag"}).encode()).hexdigest()[:32]
+        if templates and d.keeps_templates:
+            _add_templates(s, config)
     return config
+
+
+def config_etag(app: App, name: str) -> str:
+    """The etag :func:`device_config` would give now, without reading a template."""
+    return device_config(app, name, templates=False).etag

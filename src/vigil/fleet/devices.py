@@ -37,6 +37,7 @@ from vigil.core.errors import ConflictError, ForbiddenError, InputError, NotFoun
 from vigil.core.names import check_name
 from vigil.fleet.config import NO_DEVICE_HINT
 from vigil.fleet.config import DeviceConfig as DeviceConfig  # re-exported: what a device runs
+from vigil.fleet.config import config_etag as config_etag
 from vigil.fleet.config import device_config as device_config
 from vigil.gallery.models import AlarmRecord, Camera, Device, DeviceState
 from vigil.governance import audit
@@ -291,17 +292,28 @@ def pair_device(app: App, token: str, *, version: str) -> Pairing:
         return Pairing(device=d.name, site=d.site, credential=credential, signing_key=key.hex())
 
 
+def _authenticated(s: Session, credential: str) -> Device:
+    digest = _check_secret(credential, CREDENTIAL_PREFIX, "device credential")
+    d = s.scalar(select(Device).where(Device.credential_sha256 == digest))
+    if d is None or d.credential_sha256 is None or not hmac.compare_digest(d.credential_sha256, digest):
+        raise AuthError("unknown device credential", hint="pair the device again with a new token")
+    if d.state == DeviceState.revoked:
+        raise ForbiddenError(f"device {d.name} was revoked", hint="an admin must add a new device")
+    return d
+
+
 def authenticate_device(app: App, credential: str) -> DeviceInfo:
     """The device whose credential this is. :class:`AuthError` if none; :class:`ForbiddenError` if
     it was revoked (its credential is recognised so that it is told, not just refused)."""
-    digest = _check_secret(credential, CREDENTIAL_PREFIX, "device credential")
     with app.db.session() as s:
-        d = s.scalar(select(Device).where(Device.credential_sha256 == digest))
-        if d is None or d.credential_sha256 is None or not hmac.compare_digest(d.credential_sha256, digest):
-            raise AuthError("unknown device credential", hint="pair the device again with a new token")
-        if d.state == DeviceState.revoked:
-            raise ForbiddenError(f"device {d.name} was revoked", hint="an admin must add a new device")
-        return _info(app, s, d)
+        return _info(app, s, _authenticated(s, credential))
+
+
+def device_name_for(app: App, credential: str) -> str:
+    """The name of the device whose credential this is, refused as :func:`authenticate_device` does;
+    one indexed look-up (for the routes a device calls every few seconds)."""
+    with app.db.session() as s:
+        return _authenticated(s, credential).name
 
 
 def revoke_device(app: App, name: str, *, actor: str) -> DeviceInfo:

@@ -116,18 +116,20 @@ def pair(body: PairRequest, request: Request, st: State) -> svc.Pairing | JSONRe
     return pairing
 
 
-def device(request: Request, authorization: Annotated[str | None, Header()] = None) -> svc.DeviceInfo:
-    """The calling device, from ``Authorization: Device <credential>``; 401 if unknown, 403 if revoked."""
+def device(request: Request, authorization: Annotated[str | None, Header()] = None) -> str:
+    """The calling device's name, from ``Authorization: Device <credential>``; 401 if unknown, 403 if
+    revoked."""
     scheme, _, credential = (authorization or "").strip().partition(" ")
     if scheme.lower() != SCHEME or not credential.strip():
         raise AuthError(
             "send the device credential as `Authorization: Device <credential>`",
             hint="pair the device first: vigil worker --server URL --token TOKEN",
         )
-    return svc.authenticate_device(state(request).app, credential)
+    return svc.device_name_for(state(request).app, credential)
 
 
-Me = Annotated[svc.DeviceInfo, Depends(device)]
+Me = Annotated[str, Depends(device)]
+"""The calling device's name."""
 
 
 @router.get(
@@ -139,14 +141,16 @@ Me = Annotated[svc.DeviceInfo, Depends(device)]
 def config(
     me: Me, st: State, if_none_match: Annotated[str | None, Header(max_length=200)] = None
 ) -> svc.DeviceConfig | Response:
-    cfg = svc.device_config(st.app, me.name)
-    etag = f'"{cfg.etag}"'
-    headers = {"ETag": etag, "Cache-Control": "no-store"}
-    if if_none_match is not None and etag in {t.strip() for t in if_none_match.split(",")}:
-        return Response(status_code=304, headers=headers)
+    sent = {t.strip() for t in if_none_match.split(",")} if if_none_match else set()
+    if sent:  # the etag first: no template is read while nothing changed
+        etag = f'"{svc.config_etag(st.app, me)}"'
+        if etag in sent:
+            return Response(status_code=304, headers={"ETag": etag, "Cache-Control": "no-store"})
+    cfg = svc.device_config(st.app, me)
+    headers = {"ETag": f'"{cfg.etag}"', "Cache-Control": "no-store"}
     return JSONResponse(cfg.model_dump(mode="json"), headers=headers)
 
 
 @router.post("/api/fleet/heartbeat", summary="The calling device reports its version, outbox and cameras")
 def heartbeat(body: svc.HeartbeatIn, me: Me, st: State) -> svc.DeviceInfo:
-    return svc.record_heartbeat(st.app, me.name, body)
+    return svc.record_heartbeat(st.app, me, body)

@@ -206,6 +206,8 @@ def test_cli_watch_json_lines_camera_and_annotated_video(
         ):
             assert isinstance(a[key], kind), key
         assert a["camera"] == "stage" and a["identity"] == "Lin-Manuel Miranda"
+        assert len(a["event_id"]) == 32 and a["alarm_id"] and a["crop_sha256"]
+        assert "crop_jpeg" not in a and "thumbnail_jpeg" not in a, "the public form: no blobs on stdout"
     for line in out.splitlines()[:-1]:
         EVENT_ADAPTER.validate_json(line)  # every event parses back into its schema
     cap = cv2.VideoCapture(str(video))

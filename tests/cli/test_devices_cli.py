@@ -45,6 +45,7 @@ def test_list_revoke_and_errors(run) -> None:  # type: ignore[no-untyped-def]
     _, err = run("camera", "add", "other", "/x.mp4", "--device", "nobody", code=5)
     assert "vigil devices list" in err
     assert json.loads(run("devices", "list", "--json")[0])[0]["cameras"] == ["street"]
+    assert "pole-1" in run("camera", "list")[0]
     out, _ = run("devices", "revoke", "pole-1")
     assert "revoked" in out
     _, err = run("devices", "revoke", "pole-1", code=6)

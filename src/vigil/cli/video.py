@@ -65,10 +65,11 @@ def list_(as_json: bool = JsonOpt) -> None:
     cams = svc.list_cameras(app())
 
     def render() -> None:
-        table = Table("name", "kind", "site", "location", "address", "enabled")
+        table = Table("name", "kind", "site", "location", "address", "enabled", "device")
         for c in cams:
             loc = f"{c.location[0]:.5f},{c.location[1]:.5f}" if c.location else ""
-            table.add_row(c.name, c.kind, c.site or "", loc, c.url, "yes" if c.enabled else "no")
+            enabled = "yes" if c.enabled else "no"
+            table.add_row(c.name, c.kind, c.site or "", loc, c.url, enabled, c.device or "")
         out.print(table)
 
     emit(list(cams), as_json, render)

@@ -30,7 +30,9 @@ def test_the_devices_panel_adds_shows_and_revokes(server: Server, page: Any) -> 
     dialog = page.get_by_role("dialog", name="Device pole-ui added")
     token = dialog.get_by_label("Pairing token", exact=True).inner_text().strip()
     assert token.startswith("vgp_")
-    expect(dialog.get_by_label("Command", exact=True)).to_have_text(f"vigil worker --server {server.url} --token {token}")
+    expect(dialog.get_by_label("Command", exact=True)).to_have_text(
+        f"vigil worker --server {server.url} --token {token}"
+    )
     expect(dialog).to_contain_text("shown once")
     screenshot(page, "devices-token")
     dialog.get_by_role("button", name="Done").click()

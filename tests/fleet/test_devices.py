@@ -120,6 +120,12 @@ def test_hostile_names_are_refused(world: App, name: str, error: str) -> None:
         fleet.add_device(world, name, site="x", actor=ACTOR)
 
 
+@pytest.mark.parametrize(("site", "error"), [("a,b", "comma"), ("a/b", "'/'"), ("x\ty", "U+0009")])
+def test_hostile_sites_are_refused(world: App, site: str, error: str) -> None:
+    with pytest.raises(InputError, match=re.escape(error)):
+        fleet.add_device(world, "sited", site=site, actor=ACTOR)
+
+
 def test_a_name_in_use_is_a_conflict(world: App) -> None:
     fleet.add_device(world, "twice", site=None, actor=ACTOR)
     with pytest.raises(ConflictError, match="already exists"):

@@ -40,6 +40,15 @@ def test_the_devices_panel_adds_shows_and_revokes(server: Server, page: Any) -> 
     expect(row).to_contain_text("pending")
     expect(row).to_contain_text("never")
 
+    # A new token replaces the first (say it was lost before the device paired).
+    row.get_by_role("button", name="New pairing token for pole-ui").click()
+    dialog = page.get_by_role("dialog", name="New pairing token")
+    first, token = token, dialog.get_by_label("Pairing token", exact=True).inner_text().strip()
+    assert token.startswith("vgp_") and token != first
+    dialog.get_by_role("button", name="Done").click()
+    with httpx.Client(base_url=server.url, timeout=30) as anon:
+        assert anon.post("/api/fleet/pair", json={"token": first}).status_code == 401
+
     # The device pairs and reports, as `vigil worker` does.
     with httpx.Client(base_url=server.url, timeout=30) as anon:
         pairing = anon.post("/api/fleet/pair", json={"token": token, "version": "9.9.1"}).json()
@@ -62,5 +71,6 @@ def test_the_devices_panel_adds_shows_and_revokes(server: Server, page: Any) -> 
         page.get_by_role("dialog", name="Revoke device pole-ui?").get_by_role("button", name="Revoke").click()
         expect(row).to_contain_text("revoked")
         expect(row.get_by_role("button", name="Revoke device pole-ui")).to_have_count(0)
+        expect(row.get_by_role("button", name="New pairing token for pole-ui")).to_have_count(0)
         refused = dev.get("/api/fleet/config")
         assert refused.status_code == 403 and "revoked" in refused.json()["detail"]

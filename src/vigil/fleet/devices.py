@@ -126,9 +126,13 @@ def check_device_name(name: str) -> str:
 
 
 def _site(site: str | None) -> str | None:
-    if site is None:
+    """A site as watchlists name them (``sites``): no comma, no ``/``; empty is none."""
+    if site is None or not site.strip():
         return None
-    return check_name(site, "site") if site.strip() else None
+    site = check_name(site, "site", segment=True)
+    if "," in site:
+        raise InputError(f"the site {site!r} cannot contain a comma", hint="watchlists list sites by commas")
+    return site
 
 
 def _alarm_counts(s: Session, names: list[str]) -> dict[str, int]:

@@ -77,11 +77,25 @@ function devicesTable(devices, reload) {
           h("td", {}, d.version ?? "—"),
           h("td", {}, d.queue_depth == null ? "—" : String(d.queue_depth)),
           h("td", {}, String(d.alarms)),
-          h("td", {}, d.state === "revoked" ? null : revokeButton(d, reload)),
+          h("td", {}, d.state === "pending" ? [tokenButton(d, reload), " "] : null, d.state === "revoked" ? null : revokeButton(d, reload)),
         ),
       ),
     ),
   );
+}
+
+function tokenButton(d, reload) {
+  const button = h("button", { type: "button", class: "secondary small", "aria-label": `New pairing token for ${d.name}` }, "New token");
+  button.addEventListener("click", async () => {
+    try {
+      const added = await busy(button, "Making…", () => post(`/api/devices/${encodeURIComponent(d.name)}/token`));
+      await tokenDialog(added.device, added.token, "New pairing token");
+    } catch (err) {
+      showError(err, null, `Could not make a new token for ${d.name}`);
+    }
+    await reload();
+  });
+  return button;
 }
 
 function revokeButton(d, reload) {
@@ -154,16 +168,16 @@ function copyable(label, text) {
 }
 
 /** The one-time pairing token, shown once, with the command to run on the device. */
-function tokenDialog(device, token) {
+function tokenDialog(device, token, title = `Device ${device.name} added`) {
   const command = `vigil worker --server ${location.origin} --token ${token}`;
   const dlg = dialogShell(
-    `Device ${device.name} added`,
+    title,
     [
       h("p", {}, "Pairing token"),
       copyable("Pairing token", token),
       h("p", {}, "On the device, run:"),
       copyable("Command", command),
-      h("p", { class: "warn-text" }, "The token is shown once and pairs once, within 24 hours; only its hash is stored."),
+      h("p", { class: "warn-text" }, "The token is shown once and pairs once, within 24 hours (a new one replaces it); only its hash is stored."),
     ],
     [h("button", { value: "done" }, "Done")],
   );

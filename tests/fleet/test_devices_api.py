@@ -86,6 +86,8 @@ def test_pair_config_etag_heartbeat_and_revoke(server: Server, admin: httpx.Clie
         assert etag == f'"{body["etag"]}"'
         same = dev.get("/api/fleet/config", headers={"If-None-Match": etag})
         assert same.status_code == 304 and same.headers["etag"] == etag and not same.content
+        bare = dev.get("/api/fleet/config", headers={"If-None-Match": f'"other", {body["etag"]}'})
+        assert bare.status_code == 304
         _watchlist(admin, "everywhere")
         changed = dev.get("/api/fleet/config", headers={"If-None-Match": etag})
         assert changed.status_code == 200 and changed.headers["etag"] != etag

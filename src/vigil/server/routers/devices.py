@@ -141,11 +141,11 @@ Me = Annotated[str, Depends(device)]
 def config(
     me: Me, st: State, if_none_match: Annotated[str | None, Header(max_length=200)] = None
 ) -> svc.DeviceConfig | Response:
-    sent = {t.strip() for t in if_none_match.split(",")} if if_none_match else set()
+    sent = {t.strip().removeprefix("W/").strip('"') for t in (if_none_match or "").split(",")} - {""}
     if sent:  # the etag first: no template is read while nothing changed
-        etag = f'"{svc.config_etag(st.app, me)}"'
-        if etag in sent:
-            return Response(status_code=304, headers={"ETag": etag, "Cache-Control": "no-store"})
+        etag = svc.config_etag(st.app, me)
+        if etag in sent:  # quoted as sent back from the header, or bare from the body's etag
+            return Response(status_code=304, headers={"ETag": f'"{etag}"', "Cache-Control": "no-store"})
     cfg = svc.device_config(st.app, me)
     headers = {"ETag": f'"{cfg.etag}"', "Cache-Control": "no-store"}
     return JSONResponse(cfg.model_dump(mode="json"), headers=headers)

@@ -34,6 +34,7 @@ bench: $(BIN)/vigil
 	$(BIN)/python bench/compare.py
 	$(BIN)/python bench/clustering.py
 	$(BIN)/python bench/load.py
+	$(BIN)/python bench/fleet.py
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache

@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import func, select
 
 from vigil.app import App
+from vigil.core.errors import NotFoundError
 from vigil.events.schemas import (
     EVENT_ADAPTER,
     Alarm,
@@ -206,3 +207,31 @@ def test_an_attendance_mark_is_stored_once_with_its_audit_entry(wanted: App) -> 
     assert audit.verify(wanted).ok
     status = CameraStatus(camera="door", state="running", restarts=0)
     assert writer.write(status) is status, "other events pass unchanged"
+
+
+def test_an_alarm_for_a_person_erased_since_the_match_is_refused_and_nothing_is_stored(
+    wanted: App,
+) -> None:
+    box = [1.0, 2.0, 3.0, 4.0]
+    late = Alarm(
+        event_id=event_id_for("alarm", "pole", None, 999_999, 5, START, box),
+        camera="pole",
+        ts=START,
+        identity="Erased Person",
+        identity_id=999_999,
+        gallery="wanted",
+        score=0.95,
+        threshold=0.9,
+        fpir=0.01,
+        model=wanted.engine.model_id,
+        track_id=1,
+        frame=5,
+        xyxy=box,
+        quality=0.5,
+        latency_ms=1.0,
+        crop_jpeg=b"\xff\xd8 a crop",
+    )
+    entries = _count(wanted, AuditEntry)
+    with pytest.raises(NotFoundError, match="identity 999999 is not in the catalog"):
+        CatalogWriter(wanted, device="pole-17").write(late)
+    assert _count(wanted, AlarmRecord) == 0 and _count(wanted, AuditEntry) == entries

@@ -20,13 +20,14 @@ from datetime import UTC, date
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from vigil.app import App
 from vigil.core.errors import ForbiddenError, NotFoundError
 from vigil.core.types import FaceDetections
 from vigil.events.schemas import AttendanceMarked, event_id_for
 from vigil.gallery.matching import IdentifyResult, Match, identify_faces
-from vigil.gallery.models import AttendanceMark, Camera, Gallery, GalleryKind
+from vigil.gallery.models import AttendanceMark, Camera, Gallery, GalleryKind, Identity
 from vigil.governance import audit
 from vigil.video.sources import Frame
 
@@ -167,15 +168,21 @@ class AttendanceMarker:
 
 def store_mark(app: App, mark: AttendanceMarked) -> AttendanceMarked | None:
     """Store ``mark`` and audit it (``attendance_mark``, by ``camera:NAME``) in one transaction; the
-    stored copy (``mark_id`` set), or None when a mark with its ``event_id`` is stored already."""
+    stored copy (``mark_id`` set), or None when a mark with its ``event_id`` is stored already.
+    A mark for an identity no longer in the catalog is a :class:`NotFoundError` (nothing stored)."""
     try:
         with app.db.session() as s:
+            if s.get(Identity, mark.identity_id) is None:
+                raise NotFoundError(
+                    f"attendance mark {mark.event_id}: identity {mark.identity_id} is not in the catalog",
+                    hint="the person was erased or deleted after the match; the mark is not stored",
+                )
             gallery_id = s.scalar(select(Gallery.id).where(Gallery.name == mark.gallery))
             row = AttendanceMark(
                 event_id=mark.event_id,
                 identity_id=mark.identity_id,
                 gallery_id=gallery_id,
-                camera_id=mark.camera_id,
+                camera_id=mark.camera_id if _camera_known(s, mark.camera_id) else None,
                 camera_name=mark.camera,
                 at=mark.ts.astimezone(UTC),
                 score=mark.score,
@@ -209,6 +216,11 @@ def store_mark(app: App, mark: AttendanceMarked) -> AttendanceMarked | None:
             return None
         raise
     return mark.model_copy(update={"mark_id": mark_id})
+
+
+def _camera_known(s: Session, camera_id: int | None) -> bool:
+    """Whether the camera is registered here (a device's camera may have been deleted since)."""
+    return camera_id is not None and s.get(Camera, camera_id) is not None
 
 
 def _mark_stored(app: App, event_id: str) -> bool:

@@ -81,9 +81,12 @@ def store_sighting(app: App, event: SightingRecorded) -> SightingRecorded | None
     crop_sha = app.blobs.put(event.crop_jpeg) if event.crop_jpeg else None
     try:
         with app.db.session() as s:
+            # A camera or a person deleted since (a device's late event): the sighting keeps no link.
+            known_camera = event.camera_id is not None and s.get(Camera, event.camera_id) is not None
+            known_identity = event.identity_id is not None and s.get(Identity, event.identity_id) is not None
             row = Sighting(
                 event_id=event.event_id,
-                camera_id=event.camera_id,
+                camera_id=event.camera_id if known_camera else None,
                 camera_name=event.camera,
                 track_id=event.track_id,
                 first_seen=naive_utc(event.first_seen),
@@ -94,8 +97,8 @@ def store_sighting(app: App, event: SightingRecorded) -> SightingRecorded | None
                 dimension=len(vector),
                 vector=vector.tobytes(),
                 crop_sha256=crop_sha,
-                identity_id=event.identity_id,
-                score=event.score,
+                identity_id=event.identity_id if known_identity else None,
+                score=event.score if known_identity else None,
             )
             s.add(row)
             s.flush()

@@ -32,6 +32,7 @@ from vigil.gallery.models import (
     AlarmState,
     Camera,
     Gallery,
+    Identity,
     Photo,
     ReviewAction,
 )
@@ -313,6 +314,8 @@ def store_alarm(app: App, alarm: Alarm, *, device: str | None = None) -> Alarm |
     The key is the alarm's ``event_id`` (a unique index): the same alarm stored again (a camera worker
     or a device replaying frames after a restart) writes nothing and returns None. Otherwise the
     stored copy: ``alarm_id``, the digests and ``device`` (the edge device that raised it) set.
+    An alarm for an identity no longer in the catalog (erased or deleted since the match) is a
+    :class:`NotFoundError`: nothing is stored.
     """
     box = ",".join(map(str, alarm.xyxy))
     device = device or alarm.device
@@ -320,6 +323,7 @@ def store_alarm(app: App, alarm: Alarm, *, device: str | None = None) -> Alarm |
     thumb_sha = app.blobs.put(alarm.thumbnail_jpeg) if alarm.thumbnail_jpeg else None
     try:
         with app.db.session() as s:
+            _check_identity(s, alarm.identity_id, alarm.event_id)
             row = AlarmRecord(
                 event_id=alarm.event_id,
                 device_name=device,
@@ -369,6 +373,14 @@ def store_alarm(app: App, alarm: Alarm, *, device: str | None = None) -> Alarm |
         raise
     update = {"alarm_id": alarm_id, "crop_sha256": crop_sha, "thumbnail_sha256": thumb_sha, "device": device}
     return alarm.model_copy(update=update)
+
+
+def _check_identity(s: Session, identity_id: int, event_id: str) -> None:
+    if s.get(Identity, identity_id) is None:
+        raise NotFoundError(
+            f"alarm event {event_id}: identity {identity_id} is not in the catalog",
+            hint="the person was erased or deleted after the match; the alarm is not stored",
+        )
 
 
 def _camera_id(s: Session, camera_id: int | None) -> int | None:

@@ -1,1 +1,1 @@
-"""Domain events: typed, versioned schemas shared by the CLI, the catalog writer and (later) the API."""
+"""Domain events: the typed, versioned union (:mod:`vigil.events.schemas`) the pipeline emits, the sinks store or forward, and the server's bus, SSE, webhooks and MQTT carry."""

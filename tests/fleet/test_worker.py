@@ -5,17 +5,21 @@ The worker running for real is in test_fleet_e2e.py."""
 from __future__ import annotations
 
 import re
+import threading
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from natsserver import free_port
+from vigil.accounts import AuthError
 from vigil.cli import cli
-from vigil.core.errors import ConfigError
+from vigil.core.errors import ConfigError, InputError
 from vigil.fleet.worker import (
     DeviceFile,
+    DeviceRevokedError,
     ServerClient,
     ServerUnreachableError,
     device_file,
@@ -81,3 +85,41 @@ def test_server_errors_are_translated(tmp_path: Path) -> None:
     with pytest.raises(ServerUnreachableError):
         client.config(None)
     client.close()
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "error", "text"),
+    [
+        (200, b'{"device": "pole-17"}', InputError, "cannot read"),
+        (200, b"\x00" * 100_000, InputError, "cannot read"),
+        (403, b'{"detail": "device pole-17 was revoked"}', DeviceRevokedError, "revoked"),
+        (401, b'{"detail": "unknown device credential"}', AuthError, "refused the credential"),
+        (503, b"busy", ServerUnreachableError, "HTTP 503"),
+        (404, b'{"detail": "Not Found"}', InputError, "HTTP 404"),
+    ],
+)
+def test_what_the_server_answers_is_checked(
+    status: int, body: bytes, error: type[Exception], text: str
+) -> None:
+    """A real HTTP server on 127.0.0.1 answering the config poll with each of these."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    client = ServerClient(f"http://127.0.0.1:{httpd.server_address[1]}", "vgd_x", timeout_s=5)
+    try:
+        with pytest.raises(error, match=text):
+            client.config(None)
+    finally:
+        client.close()
+        httpd.shutdown()

@@ -151,7 +151,13 @@ class ServerClient:
         r = self._call("GET", "/api/fleet/config", headers=headers)
         if r.status_code == 304:
             return None, etag
-        return DeviceConfig.model_validate(r.json()), r.headers.get("ETag")
+        try:
+            return DeviceConfig.model_validate_json(r.content), r.headers.get("ETag")
+        except ValidationError as exc:
+            raise InputError(
+                f"{self.server} sent a configuration this worker cannot read ({exc.error_count()} problems)",
+                hint="run the same vigil version on the server and the worker",
+            ) from exc
 
     def heartbeat(self, body: dict[str, Any]) -> None:
         self._call("POST", "/api/fleet/heartbeat", json=body)
@@ -307,10 +313,17 @@ class CameraRunner:
                     self.state = "finished"
                 return
             except Exception as exc:  # a camera that fails is tried again; the others run on
-                self.last_error = f"{type(exc).__name__}: {exc}"
+                error = f"{type(exc).__name__}: {exc}"
+                if error != self.last_error:  # logged once, not every try
+                    log.error(
+                        "camera %s failed (%s); tried again every %.0f s",
+                        self.camera.name,
+                        exc,
+                        CAMERA_RESTART_S,
+                    )
+                self.last_error = error
                 self.state = "failed"
                 self.restarts += 1
-                log.error("camera %s failed (%s); again in %.0f s", self.camera.name, exc, CAMERA_RESTART_S)
                 self.stop_event.wait(CAMERA_RESTART_S)
 
     def _event(self, event: Any) -> None:

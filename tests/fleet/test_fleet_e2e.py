@@ -13,6 +13,7 @@ come before, during and after an outage. A single box (`vigil watch`) raises 9 a
 - a worker killed with -9 mid-clip and started again (no token: it is paired): as many alarms as the
   uninterrupted run of the same clip, on the same appearances, none twice;
 - a watchlist created on the server alarms on a worker within 10 s;
+- a device that keeps no templates has its sightings matched on the server, which raises its alarms;
 - a revoked device is refused at once: its config request gets 403, its worker stops with an error,
   and a message it signed is refused by the server's consumer.
 """
@@ -33,6 +34,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from sqlalchemy import func, select
 
 from natsserver import NatsServer
 from server.harness import Server, start_server, stop_server, wait_for
@@ -41,6 +43,7 @@ from vigil.core.config import Settings
 from vigil.events.schemas import Alarm, now_utc
 from vigil.fleet.outbox import Outbox
 from vigil.fleet.transport import Forwarder, Publisher
+from vigil.gallery.models import Identity, Template
 from vigil.governance import audit
 
 pytestmark = pytest.mark.slow
@@ -301,6 +304,30 @@ def test_a_watchlist_created_on_the_server_alarms_on_the_worker_within_10_s(flee
         f"new watchlist: enrolled in {enrolled - created:.1f} s, alarmed on the worker {elapsed:.1f} s later"
     )
     assert elapsed < 10, elapsed
+
+
+def test_a_device_that_keeps_no_templates_has_its_alarms_raised_by_the_server(fleet: Fleet) -> None:
+    """Central matching: the device holds the watchlist's people but no template; its sightings'
+    templates are matched on the server, which raises the alarms (one per appearance of the clip)."""
+    with fleet.server.client("admin") as c:
+        r = c.post("/api/devices", json={"name": "pole-c", "site": "market-street", "keeps_templates": False})
+        assert r.status_code == 201, r.text
+    fleet.add_camera("cam-c", "pole-c")
+    w = fleet.worker("pole-c").start(r.json()["token"])
+    wait_for(lambda: _finished(w, "cam-c"), timeout_s=120)
+    wait_for(lambda: len(fleet.alarms("cam-c")) >= CYCLES, timeout_s=30)
+    stored = fleet.alarms("cam-c")
+    assert {(a["device"], a["identity"]) for a in stored} == {("pole-c", "Lin-Manuel Miranda")}
+    assert not w.alarms("cam-c"), "the device raised none itself"
+    app = App(Settings(data_dir=w.data_dir))
+    try:
+        with app.db.session() as s:
+            assert s.scalar(select(func.count(Template.id))) == 0, "no template on the device"
+            assert s.scalar(select(func.count(Identity.id))) == 2, "its watchlists' people"
+    finally:
+        app.close()
+    with fleet.server.client("supervisor") as c:
+        assert c.get(f"/api/media/{stored[0]['crop_sha256']}").content[:2] == b"\xff\xd8"
 
 
 def test_a_revoked_device_is_refused_at_once(fleet: Fleet) -> None:

@@ -10,7 +10,9 @@ configuration (:class:`~vigil.fleet.config.DeviceConfig`, ``GET /api/fleet/confi
   deleted at once with its people, templates and index files; one whose content changed (templates
   added or removed, a person renamed, its terms changed) is replaced in one transaction;
 - anything in the local catalog that the configuration does not hold is deleted: the worker's catalog
-  belongs to its server.
+  belongs to its server;
+- on a device that keeps no templates, every camera records sightings (their templates go to the
+  server, which matches them: :mod:`vigil.fleet.central`).
 
 Mirroring is not enrolment and is not audited as such: each sync that changes something records one
 ``fleet_sync`` entry in the worker's own audit log (actor ``fleet:<device>``) saying what was added,
@@ -109,7 +111,7 @@ def apply_config(
     change = MirrorChange()
     actor = f"fleet:{config.device}"
     with app.db.session() as s:
-        removed_cameras = _mirror_cameras(s, config.cameras, change)
+        removed_cameras = _mirror_cameras(s, config, change)
         gone = _mirror_galleries(s, config, change)
         if change.changed:
             audit.append(
@@ -146,21 +148,24 @@ def _replaced_ids(app: App, change: MirrorChange) -> set[int]:
 # -- cameras ---------------------------------------------------------------------------------------
 
 
-def _camera_fields(c: DeviceCamera) -> dict[str, object]:
+def _camera_fields(c: DeviceCamera, sightings: bool) -> dict[str, object]:
     return {
         "name": c.name,
         "url": c.url,
         "kind": c.kind,
         "site": c.site,
-        "keep_sightings": c.keep_sightings,
+        "keep_sightings": c.keep_sightings or sightings,
         "enabled": c.enabled,
         "retention_days": c.retention_days,
     }
 
 
-def _mirror_cameras(s: Session, cameras: list[DeviceCamera], change: MirrorChange) -> list[int]:
-    """Upsert the config's cameras by id, delete the others; the ids deleted."""
-    wanted = {c.id: c for c in cameras}
+def _mirror_cameras(s: Session, config: DeviceConfig, change: MirrorChange) -> list[int]:
+    """Upsert the config's cameras by id, delete the others; the ids deleted. On a device that keeps no
+    templates every camera records sightings: the server matches their templates
+    (:mod:`vigil.fleet.central`)."""
+    wanted = {c.id: c for c in config.cameras}
+    central = not config.keeps_templates
     local = {c.id: c for c in s.scalars(select(Camera))}
     removed = [cid for cid in local if cid not in wanted]
     for cid in removed:
@@ -169,7 +174,7 @@ def _mirror_cameras(s: Session, cameras: list[DeviceCamera], change: MirrorChang
     s.flush()
     updates: list[tuple[Camera, dict[str, object]]] = []
     for cid, c in wanted.items():
-        fields = _camera_fields(c)
+        fields = _camera_fields(c, central)
         cam = local.get(cid)
         if cam is None:
             continue
@@ -185,7 +190,7 @@ def _mirror_cameras(s: Session, cameras: list[DeviceCamera], change: MirrorChang
     s.flush()
     for cid, c in wanted.items():
         if cid not in local:
-            s.add(Camera(id=cid, **_camera_fields(c)))
+            s.add(Camera(id=cid, **_camera_fields(c, central)))
             change.cameras_added.append(c.name)
     s.flush()
     return removed

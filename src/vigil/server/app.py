@@ -180,12 +180,14 @@ def create_app(settings: Settings, *, start_cameras: bool | None = None) -> Fast
 
 def _event_consumer(app: App, settings: Settings, bus: EventBus) -> EventConsumer | None:
     """With ``VIGIL_NATS_URL``: the consumer that stores the devices' events and puts each stored one
-    on the bus (SSE, webhooks and MQTT see a device's alarms as any other). None: one box."""
+    on the bus (SSE, webhooks and MQTT see a device's alarms as any other), matching the sightings of
+    devices that keep no templates (:mod:`vigil.fleet.central`). None: one box."""
     if not settings.nats_url:
         return None
+    from vigil.fleet.central import CentralMatcher
     from vigil.fleet.consumer import EventConsumer
 
-    return EventConsumer(app, settings, bus.publish)
+    return EventConsumer(app, settings, CentralMatcher(app, bus.publish))
 
 
 def _registry(st: ServerState, consumer: EventConsumer) -> CollectorRegistry:

@@ -54,8 +54,8 @@ def worker(
 ) -> None:
     """Run the cameras a vigil server assigned to this device and send it their events.
 
-    The first run pairs with --server and --token (the credential is kept in <data dir>/device.json,
-    mode 0600); later runs need neither. Needs VIGIL_NATS_URL. Ctrl-C or SIGTERM stops it cleanly.
+    The first run pairs (--server, --token); the credential is kept in <data dir>/device.json (0600).
+    Later runs need neither. Needs VIGIL_NATS_URL. Ctrl-C or SIGTERM stops it cleanly.
     """
     from vigil.fleet.worker import Worker, alarm_line, pair
 

@@ -9,24 +9,33 @@ import threading
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
 from natsserver import free_port
+from server.harness import wait_for
 from vigil.accounts import AuthError
+from vigil.app import App
 from vigil.cli import cli
+from vigil.core.config import Settings
 from vigil.core.errors import ConfigError, InputError
+from vigil.fleet import devices as fleet
+from vigil.fleet.config import device_config
+from vigil.fleet.mirror import apply_config
 from vigil.fleet.worker import (
     DeviceFile,
     DeviceRevokedError,
     ServerClient,
     ServerUnreachableError,
+    Worker,
     device_file,
     load_device,
     pair,
     save_device,
 )
+from vigil.video import cameras
 
 
 def _device(server: str = "http://127.0.0.1:9") -> DeviceFile:
@@ -123,3 +132,41 @@ def test_what_the_server_answers_is_checked(
     finally:
         client.close()
         httpd.shutdown()
+
+
+def test_a_worker_started_while_its_server_is_away_runs_its_mirrored_cameras(
+    tmp_path: Path,
+    engine,
+    shared_data: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    """A pole rebooted during an outage: nothing answers (no server, no broker), yet the cameras of its
+    last configuration run and their events wait in the outbox."""
+    server = App(Settings(data_dir=tmp_path / "server"), engine_override=engine)
+    clip = shared_data / "video" / "short_hamilton_clip.mp4"
+    fleet.add_device(server, "pole-17", site="market-street", actor="test")
+    cameras.add_camera(server, "stage", str(clip), device="pole-17")
+    config = device_config(server, "pole-17")
+    server.close()
+    nowhere = f"127.0.0.1:{free_port()}"
+    settings = Settings(
+        data_dir=tmp_path / "pole",
+        nats_url=f"nats://{nowhere}",
+        media_dirs=[shared_data],
+        fleet_heartbeat_s=0.5,
+    )
+    app = App(settings, engine_override=engine)
+    apply_config(app, config)
+    statuses: list[dict[str, Any]] = []
+    worker = Worker(app, _device(f"http://{nowhere}"), on_status=statuses.append)
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,))
+    thread.start()
+    try:
+        wait_for(lambda: statuses and statuses[-1]["cameras"].get("stage", {}).get("frames", 0) > 30, 60, 0.1)
+        wait_for(lambda: statuses[-1]["outbox"]["depth"] > 0, 30, 0.1)
+        assert not statuses[-1]["server_ok"] and not statuses[-1]["outbox"]["connected"]
+    finally:
+        stop.set()
+        thread.join(30)
+        app.close()
+    assert not thread.is_alive(), "stopped cleanly"

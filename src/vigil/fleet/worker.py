@@ -35,6 +35,7 @@ from typing import Any
 
 import httpx
 from pydantic import BaseModel, ValidationError
+from sqlalchemy import select
 
 from vigil import __version__
 from vigil.accounts import AuthError
@@ -45,6 +46,7 @@ from vigil.fleet.config import DeviceCamera, DeviceConfig
 from vigil.fleet.mirror import apply_config, check_model
 from vigil.fleet.outbox import Outbox
 from vigil.fleet.transport import Forwarder, Publisher
+from vigil.gallery.models import Camera
 
 log = logging.getLogger(__name__)
 
@@ -409,6 +411,7 @@ class Worker:
         """
         self.app.db  # noqa: B018 - open and migrate the catalog first
         self.publisher.start()
+        self.start_mirrored()
         next_poll = next_beat = next_status = time.monotonic()
         try:
             while not stop.is_set():
@@ -438,6 +441,15 @@ class Worker:
             self.etag = etag
         return self.app.settings.fleet_poll_s
 
+    def start_mirrored(self) -> None:
+        """Start the cameras the local mirror holds, before the server is asked: a device restarted
+        while its server is away runs what it ran before (the first answer then brings it up to date)."""
+        with self.app.db.session() as s:
+            cams = [c for c in s.scalars(select(Camera).order_by(Camera.id)) if c.enabled]
+            mirrored = [DeviceCamera(**{k: getattr(c, k) for k in DeviceCamera.model_fields}) for c in cams]
+        for cam in mirrored:
+            self.cameras[cam.id] = CameraRunner(self.app, cam, self.forwarder, self.on_alarm).start()
+
     def apply(self, config: DeviceConfig) -> None:
         """Mirror ``config`` and bring the camera threads in line with it."""
         check_model(self.app, config)
@@ -448,7 +460,7 @@ class Worker:
         wanted = {c.id: c for c in config.cameras if c.enabled}
         for cid in list(self.cameras):
             runner = self.cameras[cid]
-            if cid not in wanted or wanted[cid] != runner.camera:
+            if cid not in wanted or not _same_run(wanted[cid], runner.camera):
                 runner.stop()
                 del self.cameras[cid]
         for cid, cam in wanted.items():
@@ -503,6 +515,12 @@ class Worker:
         self.publisher.stop()
         self.outbox.close()
         self.client.close()
+
+
+def _same_run(a: DeviceCamera, b: DeviceCamera) -> bool:
+    """Whether a camera thread can go on: only ``keep_sightings`` differs, if anything (the pipeline
+    looks that up again by itself; a device that keeps no templates turns it on in its mirror)."""
+    return a.model_dump(exclude={"keep_sightings"}) == b.model_dump(exclude={"keep_sightings"})
 
 
 def alarm_line(alarm: Alarm) -> dict[str, Any]:

@@ -107,7 +107,7 @@ def bench_baseline(n: int, centres: int) -> dict[str, Any]:
 def _insert(app: Any, vectors: np.ndarray, start: datetime, model_id: str) -> None:
     from sqlalchemy import insert
 
-    from vigil.gallery.models import Sighting
+    from vigil.storage.tables import Sighting
 
     rows = [
         {
@@ -134,8 +134,8 @@ def bench_catalog(n: int, centres: int) -> list[dict[str, Any]]:
 
     from vigil.app import App
     from vigil.core.config import Settings
-    from vigil.gallery.models import Sighting
     from vigil.investigation import clusters
+    from vigil.storage.tables import Sighting
 
     extra = max(1, n // 100)
     v, truth = synthetic(n + extra, centres)

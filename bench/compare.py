@@ -51,7 +51,7 @@ def bulk_insert(app: Any, gallery: str, vectors: np.ndarray, first_id: int, pref
     """One identity per vector, inserted with executemany in chunks; ids from ``first_id`` on."""
     from sqlalchemy import insert, select, update
 
-    from vigil.gallery.models import Gallery, Identity, Template
+    from vigil.storage.tables import Gallery, Identity, Template
 
     model_id = "dlib-resnet-v1"
     with app.db.session() as s:
@@ -91,9 +91,9 @@ def build(data_dir: Path, n_a: int, n_b: int) -> dict[str, Any]:
     from vigil.core.config import Settings
     from vigil.gallery import galleries
     from vigil.gallery.enroll import load_templates
-    from vigil.gallery.index import IndexKey
-    from vigil.gallery.models import Gallery
     from vigil.investigation.compare import model_card
+    from vigil.storage.index import IndexKey
+    from vigil.storage.tables import Gallery
 
     rng = np.random.default_rng(n_b)
     app = App(Settings(data_dir=data_dir))
@@ -129,9 +129,9 @@ def run_compare(data_dir: str, index: str) -> dict[str, Any]:
     """In a fresh process: open B's saved index, then compare A with B as `vigil compare` does."""
     from vigil.app import App
     from vigil.core.config import Settings
-    from vigil.gallery.index import IndexKey
-    from vigil.gallery.models import Gallery
     from vigil.investigation.compare import CompareRequest, compare_galleries, model_card
+    from vigil.storage.index import IndexKey
+    from vigil.storage.tables import Gallery
 
     app = App(Settings(data_dir=Path(data_dir)))
     try:

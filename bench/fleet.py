@@ -135,7 +135,7 @@ class Central:
         from vigil.app import App
         from vigil.core.config import Settings
         from vigil.fleet import devices
-        from vigil.gallery.models import Gallery, GalleryKind, Identity
+        from vigil.storage.tables import Gallery, GalleryKind, Identity
 
         self.settings = Settings(data_dir=tmp / "server", nats_url=broker.url, model_download=False)
         self.app = App(self.settings)

@@ -49,7 +49,7 @@ def prepare(server: Server) -> str:
     from vigil import accounts
     from vigil.app import App
     from vigil.core.config import Settings
-    from vigil.gallery.models import Role
+    from vigil.storage.tables import Role
 
     people = SHARED / "people"
     with server.client("supervisor") as c:

@@ -30,9 +30,9 @@ from sqlalchemy.orm import Session
 
 from vigil.app import App
 from vigil.core.errors import ConflictError, InputError, NotFoundError, VigilError
-from vigil.gallery.models import ApiKey, Gallery, Role, User, WebSession
-from vigil.governance import audit
 from vigil.login_throttle import LoginThrottle, TooManyAttemptsError
+from vigil.storage import audit
+from vigil.storage.tables import ApiKey, Gallery, Role, User, WebSession
 
 __all__ = ["LoginThrottle", "TooManyAttemptsError"]  # re-exported: the front ends meet them here
 

@@ -10,9 +10,9 @@ from functools import cached_property
 
 from vigil.core import crypto
 from vigil.core.config import Settings
-from vigil.gallery.blobs import BlobStore
-from vigil.gallery.db import Database
-from vigil.gallery.index import IndexStore
+from vigil.storage.blobs import BlobStore
+from vigil.storage.db import Database
+from vigil.storage.index import IndexStore
 from vigil.vision.engine import FaceEngine, build_engine
 from vigil.vision.packs.resolve import resolve_pack
 

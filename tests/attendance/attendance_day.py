@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from vigil.gallery.models import AttendanceMark, Gallery, Identity
+from vigil.storage.tables import AttendanceMark, Gallery, Identity
 
 TESTS = Path(__file__).resolve().parents[1]
 ZONE = "Europe/Paris"

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from attendance_day import DAY, TESTS, ZONE, A, B, D, EntranceDay, comparable, independent, load_helper
 
-from vigil.governance import audit
+from vigil.storage import audit
 
 pytestmark = pytest.mark.slow
 

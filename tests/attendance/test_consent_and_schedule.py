@@ -11,11 +11,11 @@ import pytest
 from sqlalchemy import func, select
 
 from vigil.app import App
-from vigil.attendance.schedule import parse_days, parse_hhmm
 from vigil.core.errors import ForbiddenError, InputError
 from vigil.gallery import enroll as enrolment
 from vigil.gallery import galleries, identities
-from vigil.gallery.models import Identity, Photo, Template
+from vigil.gallery.schedule import parse_days, parse_hhmm
+from vigil.storage.tables import Identity, Photo, Template
 from vigil.vision.image import load_image
 
 

@@ -14,8 +14,8 @@ from sqlalchemy import select
 
 from vigil.attendance.report import CSV_COLUMNS, attendance_report, to_csv
 from vigil.events.schemas import Alarm
-from vigil.gallery.models import AlarmRecord, AttendanceMark, Identity
-from vigil.governance import audit
+from vigil.storage import audit
+from vigil.storage.tables import AlarmRecord, AttendanceMark, Identity
 
 pytestmark = pytest.mark.slow
 

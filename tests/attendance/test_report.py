@@ -17,7 +17,7 @@ from vigil.core.config import Settings
 from vigil.core.errors import ConfigError, InputError
 from vigil.gallery import enroll as enrolment
 from vigil.gallery import galleries, identities
-from vigil.gallery.models import AttendanceMark, Gallery
+from vigil.storage.tables import AttendanceMark, Gallery
 
 ZONE = "America/New_York"
 
@@ -146,7 +146,8 @@ def test_erasure_and_removal_delete_the_marks(ny: App) -> None:
 def test_marks_are_purged_after_the_gallery_retention(ny: App) -> None:
     from sqlalchemy import func
 
-    from vigil.governance import audit, retention
+    from vigil.governance import retention
+    from vigil.storage import audit
 
     gallery(ny, "staff", retention_days=30)
     gallery(ny, "keep-all")

@@ -30,8 +30,8 @@ from vigil.events.schemas import (
 )
 from vigil.gallery import enroll as enrolment
 from vigil.gallery import galleries
-from vigil.gallery.models import AlarmRecord, AttendanceMark, AuditEntry, Identity, Sighting
-from vigil.governance import audit
+from vigil.storage import audit
+from vigil.storage.tables import AlarmRecord, AttendanceMark, AuditEntry, Identity, Sighting
 from vigil.video import cameras
 from vigil.video.alarms import list_alarms
 from vigil.video.pipeline import Pipeline

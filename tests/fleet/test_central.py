@@ -20,7 +20,7 @@ from vigil.fleet.config import device_config
 from vigil.fleet.mirror import apply_config
 from vigil.gallery import enroll as enrolment
 from vigil.gallery import galleries
-from vigil.gallery.models import AlarmRecord, Camera, Identity, Template
+from vigil.storage.tables import AlarmRecord, Camera, Identity, Template
 from vigil.video import cameras
 from vigil.video.sinks import CatalogWriter
 from vigil.vision.image import load_image

@@ -25,7 +25,7 @@ from vigil.fleet.outbox import Outbox
 from vigil.fleet.transport import MSG_ID_HEADER, Forwarder, Publisher, sign
 from vigil.gallery import enroll as enrolment
 from vigil.gallery import galleries
-from vigil.gallery.models import AlarmRecord, Identity
+from vigil.storage.tables import AlarmRecord, Identity
 from vigil.vision.image import load_image
 
 STREAM = "VIGIL_EVENTS"

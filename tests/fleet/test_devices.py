@@ -20,8 +20,8 @@ from vigil.core.errors import ConflictError, ForbiddenError, InputError, NotFoun
 from vigil.fleet import devices as fleet
 from vigil.gallery import enroll as enrolment
 from vigil.gallery import galleries
-from vigil.gallery.models import AuditEntry, Device, Gallery, Template
-from vigil.governance import audit
+from vigil.storage import audit
+from vigil.storage.tables import AuditEntry, Device, Gallery, Template
 from vigil.video import cameras
 from vigil.vision.image import load_image
 

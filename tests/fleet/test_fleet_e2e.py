@@ -42,8 +42,8 @@ from vigil.core.config import Settings
 from vigil.events.schemas import Alarm, now_utc
 from vigil.fleet.outbox import Outbox
 from vigil.fleet.transport import Forwarder, Publisher
-from vigil.gallery.models import Identity, Template
-from vigil.governance import audit
+from vigil.storage import audit
+from vigil.storage.tables import Identity, Template
 
 pytestmark = pytest.mark.slow
 

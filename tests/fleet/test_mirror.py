@@ -22,8 +22,8 @@ from vigil.gallery import enroll as enrolment
 from vigil.gallery import galleries
 from vigil.gallery.identities import remove_identity
 from vigil.gallery.matching import identify
-from vigil.gallery.models import AuditEntry, Camera, Gallery, Identity, Template
-from vigil.governance import audit
+from vigil.storage import audit
+from vigil.storage.tables import AuditEntry, Camera, Gallery, Identity, Template
 from vigil.video import cameras
 from vigil.vision.image import load_image
 

@@ -16,9 +16,9 @@ from vigil.core.errors import (
 )
 from vigil.gallery import enroll as enrolment
 from vigil.gallery import galleries, identities
-from vigil.gallery.db import MIGRATIONS
-from vigil.gallery.index import IndexKey
-from vigil.gallery.models import Gallery
+from vigil.storage.db import MIGRATIONS
+from vigil.storage.index import IndexKey
+from vigil.storage.tables import Gallery
 from vigil.vision.image import load_image
 
 FUTURE = date.today() + timedelta(days=90)

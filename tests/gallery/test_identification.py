@@ -79,7 +79,7 @@ def test_identify_with_no_galleries_returns_faces_without_matches(app: App, peop
 def test_expired_watchlist_cannot_be_searched(app: App, people: Path) -> None:
     from datetime import date, timedelta
 
-    from vigil.gallery.models import Gallery
+    from vigil.storage.tables import Gallery
 
     galleries.create_gallery(
         app,

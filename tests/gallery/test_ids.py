@@ -10,9 +10,9 @@ from sqlalchemy import select
 
 from vigil.app import App
 from vigil.core.config import Settings
-from vigil.gallery import db
 from vigil.gallery.galleries import GallerySpec, create_gallery, delete_gallery
-from vigil.gallery.models import Gallery, GalleryKind, Identity, Template
+from vigil.storage import db
+from vigil.storage.tables import Gallery, GalleryKind, Identity, Template
 
 
 def _recreate(app: App) -> tuple[int, int]:

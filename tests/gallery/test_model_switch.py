@@ -26,8 +26,8 @@ from vigil.core.config import Settings
 from vigil.core.errors import ConflictError, InputError, NoFaceError
 from vigil.gallery import enroll as enrolment
 from vigil.gallery import galleries, matching, modelstate
-from vigil.gallery.models import ActiveModel, Identity, ModelSwitchGallery, Photo, Template
-from vigil.governance import audit
+from vigil.storage import audit
+from vigil.storage.tables import ActiveModel, Identity, ModelSwitchGallery, Photo, Template
 from vigil.vision.engine import FaceEngine, build_engine
 from vigil.vision.image import load_image
 
@@ -366,8 +366,8 @@ def test_the_schema_matches_the_models_and_migrates_down(tmp_path: Path) -> None
     from alembic.config import Config
     from alembic.migration import MigrationContext
 
-    from vigil.gallery import db
-    from vigil.gallery.models import Base
+    from vigil.storage import db
+    from vigil.storage.tables import Base
 
     url = f"sqlite:///{tmp_path / 'catalog.db'}"
     catalog = db.Database(url)

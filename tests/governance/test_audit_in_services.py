@@ -31,9 +31,10 @@ from vigil.events.schemas import Alarm, new_event_id
 from vigil.fleet import devices
 from vigil.gallery import enroll as enrolment
 from vigil.gallery import galleries, identities, matching
-from vigil.gallery.models import AuditEntry, Base, Photo, ReviewAction, Role
-from vigil.governance import audit, erasure, report, retention
+from vigil.governance import erasure, report, retention
 from vigil.notify import webhooks
+from vigil.storage import audit
+from vigil.storage.tables import AuditEntry, Base, Photo, ReviewAction, Role
 from vigil.video import alarms, cameras
 from vigil.vision.image import LoadedImage, load_image
 
@@ -580,7 +581,7 @@ def _audit_writes(path: Path) -> list[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
     found = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module == "vigil.governance.audit":
+        if isinstance(node, ast.ImportFrom) and node.module == "vigil.storage.audit":
             found += [f"imports {a.name}" for a in node.names if a.name in WRITERS]
         if (
             isinstance(node, ast.Attribute)

@@ -11,13 +11,14 @@ import pytest
 
 from vigil.app import App
 from vigil.core.errors import ForbiddenError
+from vigil.core.refusals import check_metadata, sensitive_trait
 from vigil.events.schemas import Alarm
 from vigil.gallery import enroll as enrolment
 from vigil.gallery import galleries, identities, matching
-from vigil.gallery.index import IndexKey
-from vigil.gallery.models import AlarmRecord, Gallery, Identity, Template
-from vigil.governance import audit, erasure, report, retention
-from vigil.governance.refusals import check_metadata, sensitive_trait
+from vigil.governance import erasure, report, retention
+from vigil.storage import audit
+from vigil.storage.index import IndexKey
+from vigil.storage.tables import AlarmRecord, Gallery, Identity, Template
 from vigil.video import cameras
 from vigil.video.watch import watch
 from vigil.vision.image import load_image
@@ -346,7 +347,7 @@ def test_cli_people_erase(run, people: Path) -> None:  # type: ignore[no-untyped
 
 def test_transparency_report_counts_equal_the_events(app: App, lin, people: Path, clip: Path) -> None:  # type: ignore[no-untyped-def]
     from vigil.accounts import Principal
-    from vigil.gallery.models import ReviewAction, Role
+    from vigil.storage.tables import ReviewAction, Role
     from vigil.video.alarms import review_alarm
 
     make_watchlist(app, "wanted")

@@ -13,9 +13,9 @@ from sighting_seed import Seed
 from vigil.app import App
 from vigil.core.errors import ConflictError, ForbiddenError, NotFoundError
 from vigil.gallery import galleries, matching
-from vigil.gallery.models import ClusterState
-from vigil.governance import audit
 from vigil.investigation import clusters
+from vigil.storage import audit
+from vigil.storage.tables import ClusterState
 from vigil.vision.image import load_image
 
 WALK_GAP_S = 160 / 25.0  # each person's second walk starts 160 frames after the first
@@ -97,8 +97,8 @@ def test_promote_enrols_the_crops_and_the_person_is_then_recognised(
 
 
 def _score(app: App, sighting_id: int, probe: np.ndarray) -> float:
-    from vigil.gallery.models import Sighting
     from vigil.investigation import sightings
+    from vigil.storage.tables import Sighting
 
     with app.db.session() as s:
         row = s.get(Sighting, sighting_id)
@@ -132,7 +132,7 @@ def test_clusters_of_another_model_are_never_compared(inv_app: App, seed: Seed) 
     among themselves (a switch of model packs must never compare templates of two models)."""
     from sqlalchemy import update
 
-    from vigil.gallery.models import Sighting
+    from vigil.storage.tables import Sighting
 
     first = clusters.update(inv_app)
     assert first.new_clusters == 3

@@ -34,9 +34,9 @@ from vigil.core.modelcard import ModelCard
 from vigil.gallery import enroll as enrolment
 from vigil.gallery import galleries
 from vigil.gallery.enroll import PreparedFace
-from vigil.gallery.models import Gallery, Identity, Template
-from vigil.governance import audit
 from vigil.investigation import compare
+from vigil.storage import audit
+from vigil.storage.tables import Gallery, Identity, Template
 from vigil.vision.image import decode_image, load_image
 
 sys.path.append(str(Path(__file__).resolve().parents[1] / "server"))  # harness.py, after conftest.py here

@@ -12,8 +12,8 @@ from sighting_seed import Seed
 
 from vigil.app import App
 from vigil.core.errors import InputError, MultipleFacesError, NotFoundError
-from vigil.governance import audit
 from vigil.investigation import search
+from vigil.storage import audit
 from vigil.vision.image import load_image
 
 PNG = b"\x89PNG\r\n\x1a\n"

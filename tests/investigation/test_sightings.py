@@ -14,9 +14,10 @@ from sqlalchemy import select
 from vigil.app import App
 from vigil.gallery import enroll as enrolment
 from vigil.gallery import galleries
-from vigil.gallery.models import AlarmRecord, Cluster, Sighting
-from vigil.governance import audit, erasure, retention
+from vigil.governance import erasure, retention
 from vigil.investigation import clusters, sightings
+from vigil.storage import audit
+from vigil.storage.tables import AlarmRecord, Cluster, Sighting
 from vigil.video import cameras
 from vigil.vision.image import load_image
 

@@ -16,7 +16,7 @@ import httpx
 from vigil import accounts
 from vigil.app import App
 from vigil.core.config import Settings
-from vigil.gallery.models import Role
+from vigil.storage.tables import Role
 
 SHARED_DATA = Path(
     os.environ.get("VIGIL_SHARED_DATA", Path(__file__).resolve().parents[2].parent / "shared" / "data")

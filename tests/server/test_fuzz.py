@@ -34,7 +34,7 @@ from harness import Server, start_server, stop_server
 from vigil import accounts
 from vigil.app import App
 from vigil.core.config import Settings
-from vigil.gallery.models import Role
+from vigil.storage.tables import Role
 
 EXCLUDED = (
     r"^(GET /api/events"

@@ -19,7 +19,7 @@ from vigil import accounts
 from vigil.app import App
 from vigil.cli import cli
 from vigil.core.config import Settings
-from vigil.governance import audit
+from vigil.storage import audit
 
 PROBLEM = "application/problem+json"
 FREE, CLIENT_FREE = 3, 8

@@ -24,10 +24,10 @@ from vigil.app import App
 from vigil.core.config import Settings
 from vigil.gallery import enroll as enrolment
 from vigil.gallery import galleries, modelstate
-from vigil.gallery.models import Template
 from vigil.server import model_switch
 from vigil.server.bus import EventBus
 from vigil.server.deps import ServerState
+from vigil.storage.tables import Template
 from vigil.vision.image import load_image
 
 MODELS = SHARED_DATA.parent / "models"

@@ -21,8 +21,8 @@ from vigil import accounts
 from vigil.app import App
 from vigil.cli import cli
 from vigil.core.config import Settings
-from vigil.gallery import db
-from vigil.gallery.models import AlarmRecord, AlarmReview, ApiKey, Gallery, Role
+from vigil.storage import db
+from vigil.storage.tables import AlarmRecord, AlarmReview, ApiKey, Gallery, Role
 
 PROBLEM = "application/problem+json"
 _galleries = itertools.count(1)

@@ -417,9 +417,9 @@ def test_attendance_gallery_schedule_consent_and_report(server: Server, page: An
     from sqlalchemy import select
 
     from vigil.app import App
-    from vigil.attendance.schedule import local_zone
     from vigil.core.config import Settings
-    from vigil.gallery.models import AttendanceMark, Gallery, Identity
+    from vigil.gallery.schedule import local_zone
+    from vigil.storage.tables import AttendanceMark, Gallery, Identity
 
     day = _monday_before_last_week()
     consent = (day - timedelta(days=3)).isoformat()

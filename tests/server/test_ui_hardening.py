@@ -16,7 +16,7 @@ from test_ui import EXPIRES, browser, go, login, nav_items, page  # noqa: F401 (
 
 from vigil.app import App
 from vigil.core.config import Settings
-from vigil.gallery.models import AlarmRecord, Gallery, Identity
+from vigil.storage.tables import AlarmRecord, Gallery, Identity
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 expect = sync_api.expect

@@ -112,7 +112,7 @@ def test_a_failing_detector_ends_the_run_cleanly(
     app: App, shared_data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The error reaches the caller; the run is still audited (with the frames it did)."""
-    from vigil.governance import audit
+    from vigil.storage import audit
     from vigil.video import pipeline
 
     class Breaks:

@@ -15,7 +15,7 @@ from vigil.core.config import Settings
 from vigil.core.errors import InputError
 from vigil.events.schemas import Alarm, event_id_for
 from vigil.gallery import enroll as enrolment
-from vigil.gallery.models import AlarmRecord, Identity
+from vigil.storage.tables import AlarmRecord, Identity
 from vigil.video import cameras, resume
 from vigil.video.alarms import store_alarm
 from vigil.video.sources import FileSource

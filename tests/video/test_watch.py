@@ -22,7 +22,7 @@ from vigil.events.schemas import (
     SightingStarted,
 )
 from vigil.gallery import enroll as enrolment
-from vigil.gallery.models import AlarmRecord, Gallery
+from vigil.storage.tables import AlarmRecord, Gallery
 from vigil.video.pipeline import PipelineEvent
 from vigil.video.watch import watch
 from vigil.vision.image import load_image

@@ -23,8 +23,9 @@ from vigil.core.config import Settings
 from vigil.core.errors import ConfigError, ConflictError, ModelError, NotFoundError
 from vigil.gallery.enroll import enroll
 from vigil.gallery.galleries import create_gallery, validate_spec
-from vigil.gallery.models import GalleryKind
-from vigil.governance import audit, report
+from vigil.governance import report
+from vigil.storage import audit
+from vigil.storage.tables import GalleryKind
 from vigil.vision.engine import FaceEngine, build_engine
 from vigil.vision.image import load_image
 from vigil.vision.packs import resolve, store

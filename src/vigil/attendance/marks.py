@@ -4,7 +4,7 @@ A registered camera of kind ``entrance`` matches the faces it embeds against the
 as well as the watchlists: open-set, with the same per-gallery threshold as
 :func:`~vigil.gallery.matching.identify_faces` (the target FPIR for the gallery's size). Each person
 gets one mark per track (like alarms, not one per frame), stored as an
-:class:`~vigil.gallery.models.AttendanceMark` at the frame's capture time (UTC) with the score, the
+:class:`~vigil.storage.tables.AttendanceMark` at the frame's capture time (UTC) with the score, the
 threshold and the camera, and audited (``attendance_mark``). A mark raises no alarm and keeps no
 image. The first mark of a day is the arrival, the last the departure (see :mod:`vigil.attendance.report`).
 
@@ -27,8 +27,8 @@ from vigil.core.errors import ForbiddenError, NotFoundError
 from vigil.core.types import FaceDetections
 from vigil.events.schemas import AttendanceMarked, event_id_for
 from vigil.gallery.matching import IdentifyResult, Match, identify_faces
-from vigil.gallery.models import AttendanceMark, Camera, Gallery, GalleryKind, Identity
-from vigil.governance import audit
+from vigil.storage import audit
+from vigil.storage.tables import AttendanceMark, Camera, Gallery, GalleryKind, Identity
 from vigil.video.sources import Frame
 
 ENTRANCE = "entrance"

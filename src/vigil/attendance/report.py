@@ -25,11 +25,11 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from vigil.app import App
-from vigil.attendance.schedule import DAYS, Schedule, local_zone
 from vigil.core.errors import InputError
 from vigil.gallery.galleries import get_gallery
-from vigil.gallery.models import AttendanceMark, GalleryKind, Identity
-from vigil.governance import audit
+from vigil.gallery.schedule import DAYS, Schedule, local_zone
+from vigil.storage import audit
+from vigil.storage.tables import AttendanceMark, GalleryKind, Identity
 
 MAX_DAYS = 366
 """The longest range one report covers."""

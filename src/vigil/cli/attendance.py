@@ -12,7 +12,7 @@ from rich.table import Table
 from vigil.attendance import report as svc
 from vigil.cli.common import JsonOpt, app, emit, handle_errors, out
 from vigil.core.errors import InputError
-from vigil.governance.audit import cli_actor
+from vigil.storage.audit import cli_actor
 
 attendance_cli = typer.Typer(
     help="Attendance reports (first in, last out, late, absent).", no_args_is_help=True

@@ -10,8 +10,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from vigil.cli.common import JsonOpt, app, emit, err, handle_errors, out, progress_bar
-from vigil.governance.audit import cli_actor
 from vigil.investigation import compare as svc
+from vigil.storage.audit import cli_actor
 
 SHOWN = 50
 """Identity pairs printed in the human view (--json and --csv carry them all)."""

@@ -12,8 +12,8 @@ from vigil.cli.common import JsonOpt, app, emit, handle_errors, out
 from vigil.cli.faces import render_identify
 from vigil.gallery import enroll as enrolment
 from vigil.gallery import galleries, matching
-from vigil.gallery.models import GalleryKind
-from vigil.governance.audit import cli_actor
+from vigil.storage.audit import cli_actor
+from vigil.storage.tables import GalleryKind
 from vigil.vision.image import LoadedImage, decode_image
 
 DEMO_GALLERY = "demo"

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from vigil.cli.common import JsonOpt, app, emit, handle_errors, out, settings
 from vigil.fleet import devices as svc
-from vigil.governance.audit import cli_actor
+from vigil.storage.audit import cli_actor
 
 devices_cli = typer.Typer(
     help="Register edge devices (a pole, a site's box), list them, revoke them.", no_args_is_help=True

@@ -14,11 +14,11 @@ from rich.table import Table
 
 from vigil.cli.common import JsonOpt, app, emit, err, out, progress_bar
 from vigil.core.errors import ForbiddenError, InputError
+from vigil.core.refusals import check_metadata
 from vigil.gallery import enroll as enrolment
 from vigil.gallery import matching
 from vigil.gallery.matching import IdentifyResult
-from vigil.governance.audit import cli_actor
-from vigil.governance.refusals import check_metadata
+from vigil.storage.audit import cli_actor
 from vigil.vision.image import IMAGE_SUFFIXES, LoadedImage, load_image
 
 

@@ -12,8 +12,8 @@ from vigil.cli.common import JsonOpt, app, emit, handle_errors, out
 from vigil.core.errors import InputError
 from vigil.gallery import galleries as svc
 from vigil.gallery import identities
-from vigil.gallery.models import GalleryKind
-from vigil.governance.audit import cli_actor
+from vigil.storage.audit import cli_actor
+from vigil.storage.tables import GalleryKind
 
 gallery_cli = typer.Typer(help="Create, list, show and delete galleries.", no_args_is_help=True)
 people_cli = typer.Typer(help="List and remove enrolled people.", no_args_is_help=True)

@@ -14,7 +14,8 @@ from rich.table import Table
 
 from vigil.cli.common import JsonOpt, app, emit, err, handle_errors, out
 from vigil.core.errors import InputError
-from vigil.governance import audit, erasure, report, retention
+from vigil.governance import erasure, report, retention
+from vigil.storage import audit
 
 audit_cli = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 report_cli = typer.Typer(help="Reports for oversight.", no_args_is_help=True)

@@ -13,9 +13,9 @@ from rich.table import Table
 from vigil.cli.common import JsonOpt, app, emit, err, handle_errors, out, progress_bar
 from vigil.cli.governance import parse_time
 from vigil.core.errors import InputError
-from vigil.gallery.models import ClusterState
-from vigil.governance import audit
 from vigil.investigation import clusters, search
+from vigil.storage import audit
+from vigil.storage.tables import ClusterState
 from vigil.vision.image import load_image
 
 clusters_cli = typer.Typer(

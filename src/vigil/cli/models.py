@@ -13,7 +13,7 @@ from rich.markup import escape
 
 from vigil.cli.common import JsonOpt, app, emit, err, handle_errors, out, progress_bar
 from vigil.core.errors import ConfigError
-from vigil.governance.audit import cli_actor
+from vigil.storage.audit import cli_actor
 from vigil.vision.packs import service as svc
 from vigil.vision.packs.catalog import ACCURACY_PENDING, get_pack
 from vigil.vision.packs.resolve import is_installed

@@ -9,8 +9,8 @@ from rich.table import Table
 
 from vigil import accounts
 from vigil.cli.common import JsonOpt, app, emit, handle_errors, out, settings
-from vigil.gallery.models import Role
-from vigil.governance.audit import cli_actor
+from vigil.storage.audit import cli_actor
+from vigil.storage.tables import Role
 
 users_cli = typer.Typer(help="User accounts of the server (roles: admin, supervisor, operator, auditor).")
 keys_cli = typer.Typer(help="API keys for integrations, each with a role.")

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from vigil.cli.common import JsonOpt, app, emit, err, handle_errors, out, progress_bar
 from vigil.events.schemas import Alarm, CameraOffline, CameraOnline, public
-from vigil.governance.audit import cli_actor
+from vigil.storage.audit import cli_actor
 from vigil.video import cameras as svc
 from vigil.video.pipeline import PipelineEvent
 from vigil.video.watch import watch as run_watch

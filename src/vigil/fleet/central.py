@@ -28,7 +28,7 @@ from vigil.core.errors import VigilError
 from vigil.core.types import FaceDetections
 from vigil.events.schemas import Alarm, AnyEvent, SightingRecorded, event_id_for
 from vigil.gallery.matching import identify_faces
-from vigil.gallery.models import Camera, Device
+from vigil.storage.tables import Camera, Device
 from vigil.video.alarms import store_alarm
 from vigil.video.pipeline import active_watchlists
 

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from vigil.app import App
 from vigil.core.errors import ForbiddenError, NotFoundError
 from vigil.gallery import modelstate
-from vigil.gallery.models import Camera, Device, DeviceState, Gallery, GalleryKind, Identity, Template
+from vigil.storage.tables import Camera, Device, DeviceState, Gallery, GalleryKind, Identity, Template
 
 ENTRANCE = "entrance"
 """The camera kind that records attendance (as :data:`vigil.attendance.marks.ENTRANCE`)."""

@@ -39,8 +39,8 @@ from vigil.fleet.config import NO_DEVICE_HINT
 from vigil.fleet.config import DeviceConfig as DeviceConfig  # re-exported: what a device runs
 from vigil.fleet.config import config_etag as config_etag
 from vigil.fleet.config import device_config as device_config
-from vigil.gallery.models import AlarmRecord, Camera, Device, DeviceState
-from vigil.governance import audit
+from vigil.storage import audit
+from vigil.storage.tables import AlarmRecord, Camera, Device, DeviceState
 
 TOKEN_PREFIX = "vgp_"  # noqa: S105 (a prefix, not a secret)
 """Pairing tokens start with this (``vgp_`` + 43 URL-safe characters): recognisable in a log or a paste."""

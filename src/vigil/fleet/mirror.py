@@ -43,8 +43,8 @@ from sqlalchemy.orm import Session
 from vigil.app import App
 from vigil.core.errors import ConfigError
 from vigil.fleet.config import DeviceCamera, DeviceConfig, DeviceGallery, DeviceIdentity
-from vigil.gallery.models import Camera, Gallery, GalleryKind, Identity, Template
-from vigil.governance import audit
+from vigil.storage import audit
+from vigil.storage.tables import Camera, Gallery, GalleryKind, Identity, Template
 from vigil.video.resume import discard
 
 MIRRORED_FROM = "mirrored from the server (vigil worker)"

@@ -46,7 +46,7 @@ from vigil.fleet.config import DeviceCamera, DeviceConfig
 from vigil.fleet.mirror import apply_config, check_model
 from vigil.fleet.outbox import Outbox
 from vigil.fleet.transport import Forwarder, Publisher
-from vigil.gallery.models import Camera
+from vigil.storage.tables import Camera
 
 log = logging.getLogger(__name__)
 

@@ -29,12 +29,12 @@ from vigil.core.errors import (
     VigilError,
 )
 from vigil.core.names import check_name
+from vigil.core.refusals import check_metadata
 from vigil.core.types import FaceDetections
 from vigil.gallery.galleries import get_gallery
-from vigil.gallery.index import IndexKey
-from vigil.gallery.models import ActiveModel, AlarmRecord, Gallery, GalleryKind, Identity, Photo, Template
-from vigil.governance import audit
-from vigil.governance.refusals import check_metadata
+from vigil.storage import audit
+from vigil.storage.index import IndexKey
+from vigil.storage.tables import ActiveModel, AlarmRecord, Gallery, GalleryKind, Identity, Photo, Template
 from vigil.vision.image import LoadedImage
 
 

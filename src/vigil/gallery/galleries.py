@@ -9,11 +9,11 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from vigil.app import App
-from vigil.attendance.schedule import parse_days, parse_hhmm
 from vigil.core.errors import ConflictError, InputError, NotFoundError
 from vigil.core.names import SegmentName, check_name
-from vigil.gallery.models import ApiKey, Gallery, GalleryKind, Identity, Photo, Template
-from vigil.governance import audit
+from vigil.gallery.schedule import parse_days, parse_hhmm
+from vigil.storage import audit
+from vigil.storage.tables import ApiKey, Gallery, GalleryKind, Identity, Photo, Template
 
 MAX_RETENTION_DAYS = 36_600
 """A hundred years: the longest retention a gallery or camera may set (bounded so the date stays valid)."""

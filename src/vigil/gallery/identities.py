@@ -17,11 +17,11 @@ from sqlalchemy.orm import Session
 from vigil.app import App
 from vigil.core.errors import ConflictError, NotFoundError
 from vigil.core.names import check_name
+from vigil.core.refusals import check_metadata
 from vigil.gallery.enroll import bump_generation, delete_unreferenced_blobs, unindex
 from vigil.gallery.galleries import get_gallery
-from vigil.gallery.models import Gallery, Identity, Photo, Template
-from vigil.governance import audit
-from vigil.governance.refusals import check_metadata
+from vigil.storage import audit
+from vigil.storage.tables import Gallery, Identity, Photo, Template
 
 
 class IdentityInfo(BaseModel):

@@ -14,9 +14,9 @@ from vigil.core.errors import ForbiddenError, MultipleFacesError, NoFaceError
 from vigil.core.types import FaceDetections
 from vigil.gallery.enroll import load_templates
 from vigil.gallery.galleries import get_gallery
-from vigil.gallery.index import IndexKey
-from vigil.gallery.models import Gallery, Identity, Template
-from vigil.governance import audit
+from vigil.storage import audit
+from vigil.storage.index import IndexKey
+from vigil.storage.tables import Gallery, Identity, Template
 from vigil.vision.image import LoadedImage
 
 

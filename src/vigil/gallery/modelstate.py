@@ -38,7 +38,8 @@ from vigil.app import App
 from vigil.core.errors import ConflictError, InputError, NotFoundError
 from vigil.gallery import reembed
 from vigil.gallery.enroll import bump_generation
-from vigil.gallery.models import (
+from vigil.storage import audit
+from vigil.storage.tables import (
     ActiveModel,
     Gallery,
     Identity,
@@ -48,7 +49,6 @@ from vigil.gallery.models import (
     Photo,
     SwitchState,
 )
-from vigil.governance import audit
 from vigil.vision.engine import FaceEngine
 
 SwitchStateName = Literal["running", "done", "failed", "cancelled"]

@@ -23,8 +23,8 @@ from sqlalchemy.sql.elements import ColumnElement
 from vigil.app import App
 from vigil.core.errors import ConflictError, ImageError, NoFaceError, NotFoundError
 from vigil.core.types import FaceDetections
-from vigil.gallery.index import IndexKey
-from vigil.gallery.models import Identity, ModelSwitchFailure, Photo, Template
+from vigil.storage.index import IndexKey
+from vigil.storage.tables import Identity, ModelSwitchFailure, Photo, Template
 from vigil.vision.engine import FaceEngine
 from vigil.vision.image import decode_image
 

@@ -19,7 +19,7 @@ from sqlalchemy import or_, select
 
 from vigil.app import App
 from vigil.core.errors import NotFoundError
-from vigil.gallery.models import AlarmRecord, Gallery, Identity, Photo, Sighting
+from vigil.storage.tables import AlarmRecord, Gallery, Identity, Photo, Sighting
 
 
 @dataclass(frozen=True)

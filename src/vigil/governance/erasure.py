@@ -19,9 +19,9 @@ from sqlalchemy.orm import Session
 from vigil.app import App
 from vigil.core.errors import NotFoundError
 from vigil.gallery.enroll import bump_generation, delete_unreferenced_blobs, unindex
-from vigil.gallery.models import AlarmRecord, Gallery, Identity, Photo, Sighting, Template
-from vigil.governance import audit
 from vigil.investigation import sightings as sighting_store
+from vigil.storage import audit
+from vigil.storage.tables import AlarmRecord, Gallery, Identity, Photo, Sighting, Template
 
 
 class ErasureReport(BaseModel):

@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from vigil.app import App
-from vigil.governance import audit
+from vigil.storage import audit
 from vigil.vision.packs.catalog import PACKS, Pack
 from vigil.vision.packs.resolve import resolve_pack
 

@@ -21,9 +21,9 @@ from sqlalchemy import delete, select, update
 
 from vigil.app import App
 from vigil.gallery.enroll import delete_unreferenced_blobs
-from vigil.gallery.models import AlarmRecord, AttendanceMark, Camera, DeadLetter, Gallery, WebSession
-from vigil.governance import audit
 from vigil.investigation import sightings as sighting_store
+from vigil.storage import audit
+from vigil.storage.tables import AlarmRecord, AttendanceMark, Camera, DeadLetter, Gallery, WebSession
 
 DEAD_LETTER_DAYS = 30
 

@@ -47,10 +47,10 @@ from vigil.gallery.enroll import (
     enroll_prepared,
     prepare_face,
 )
-from vigil.gallery.models import Cluster, ClusterState, Sighting
-from vigil.governance import audit
 from vigil.investigation import sightings
 from vigil.investigation.sightings import SightingInfo
+from vigil.storage import audit
+from vigil.storage.tables import Cluster, ClusterState, Sighting
 from vigil.vision.image import decode_image
 
 BATCH = 2000

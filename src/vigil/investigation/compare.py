@@ -44,9 +44,9 @@ from vigil.core.errors import ForbiddenError, ModelError
 from vigil.core.modelcard import ModelCard, load_card
 from vigil.gallery.enroll import load_templates
 from vigil.gallery.galleries import get_gallery
-from vigil.gallery.index import FaissIndex, IndexKey
-from vigil.gallery.models import Gallery, Identity, Template
 from vigil.investigation.search import check_case
+from vigil.storage.index import FaissIndex, IndexKey
+from vigil.storage.tables import Gallery, Identity, Template
 
 BATCH_SIZE = 4096
 """Templates of A searched per batch."""
@@ -497,7 +497,7 @@ def compare_galleries(
 
 
 def _audit(app: App, actor: str, plan: ComparePlan, result: CompareResult) -> None:
-    from vigil.governance import audit
+    from vigil.storage import audit
 
     audit.record(
         app,

@@ -31,9 +31,9 @@ from sqlalchemy import func, select
 
 from vigil.app import App
 from vigil.core.errors import InputError, MultipleFacesError, NoFaceError, NotFoundError
-from vigil.gallery.models import Camera, Identity, Sighting, Template
-from vigil.governance import audit
 from vigil.investigation import sightings
+from vigil.storage import audit
+from vigil.storage.tables import Camera, Identity, Sighting, Template
 from vigil.vision.image import LoadedImage
 
 Progress = Callable[[int, int], None]

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 from vigil.app import App
 from vigil.core.errors import InputError
 from vigil.events.schemas import SightingRecorded
-from vigil.gallery.models import Camera, Cluster, Identity, Sighting
+from vigil.storage.tables import Camera, Cluster, Identity, Sighting
 
 DEFAULT_RETENTION_DAYS = 30
 """Days sightings are kept when their camera sets no ``retention_days``."""

@@ -11,7 +11,7 @@ Each request carries the event's public form (:func:`vigil.events.schemas.public
 
 Receivers check a request with :func:`verify_signature`. A non-2xx answer or a network error is
 retried after ``webhook_backoff_s``, then twice that, and so on, up to ``webhook_attempts`` tries;
-then the delivery becomes a :class:`~vigil.gallery.models.DeadLetter` row (``GET
+then the delivery becomes a :class:`~vigil.storage.tables.DeadLetter` row (``GET
 /api/webhooks/dead-letters``). Deliveries run on a small thread pool; the bus listener only queues.
 """
 
@@ -42,8 +42,8 @@ from sqlalchemy.orm import Session
 from vigil.app import App
 from vigil.core.errors import InputError, NotFoundError
 from vigil.events.schemas import EVENT_TYPES, AnyEvent, public
-from vigil.gallery.models import DeadLetter, Webhook
-from vigil.governance import audit
+from vigil.storage import audit
+from vigil.storage.tables import DeadLetter, Webhook
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from vigil.app import App
 from vigil.gallery import enroll as enrolment
 from vigil.gallery import galleries, identities
-from vigil.gallery.models import GalleryKind
+from vigil.storage.tables import GalleryKind
 from vigil.video import cameras
 
 DEMO_WATCHLIST = "demo-watchlist"

@@ -14,11 +14,11 @@ from starlette.convertors import Convertor, register_url_convertor
 from vigil.accounts import AuthError, PermissionDeniedError, Principal, key_principal, session_principal
 from vigil.app import App
 from vigil.core.errors import ImageError
-from vigil.gallery.models import Role
 from vigil.gallery.scope import EVERY, GalleryScope
 from vigil.server.bus import EventBus
 from vigil.server.limits import credentials
 from vigil.server.problems import PayloadTooLargeError
+from vigil.storage.tables import Role
 from vigil.vision.image import LoadedImage, decode_image
 
 CSRF_HEADER = "x-csrf-token"

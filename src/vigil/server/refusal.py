@@ -1,6 +1,6 @@
 """The API's refusal of sensitive traits: every request's query keys, JSON keys (at any depth), form
 field names and JSON-valued form fields are checked before any route sees them (see
-:mod:`vigil.governance.refusals`). A pure ASGI middleware: the body is read once, checked, and
+:mod:`vigil.core.refusals`). A pure ASGI middleware: the body is read once, checked, and
 replayed to the application unchanged. JSON nested deeper than :data:`MAX_JSON_DEPTH` is refused
 here too (422), before a parser can overflow the stack on it. The body was bounded before it got
 here (:mod:`vigil.server.limits`)."""
@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vigil.core.errors import ForbiddenError, InputError
-from vigil.governance.refusals import all_keys, refuse_sensitive_keys
+from vigil.core.refusals import all_keys, refuse_sensitive_keys
 from vigil.server import problems
 
 _FORM_NAME = re.compile(rb'Content-Disposition:[^\r\n]*?\bname="([^"]*)"', re.IGNORECASE)

@@ -26,7 +26,8 @@ from vigil.accounts import Principal
 from vigil.app import App
 from vigil.core.errors import ConflictError, InputError, NotFoundError
 from vigil.events.schemas import Alarm, AlarmReviewed
-from vigil.gallery.models import (
+from vigil.storage import audit
+from vigil.storage.tables import (
     AlarmRecord,
     AlarmReview,
     AlarmState,
@@ -36,7 +37,6 @@ from vigil.gallery.models import (
     Photo,
     ReviewAction,
 )
-from vigil.governance import audit
 
 
 class StaleStateError(ConflictError):

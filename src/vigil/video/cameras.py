@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session, object_session
 from vigil.app import App
 from vigil.core.config import Settings
 from vigil.core.errors import ConflictError, InputError, NotFoundError
-from vigil.gallery.models import Camera, Device
-from vigil.governance import audit
+from vigil.storage import audit
+from vigil.storage.tables import Camera, Device
 from vigil.video.resume import discard
 from vigil.video.sources import LIVE_SCHEMES
 

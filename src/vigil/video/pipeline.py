@@ -49,8 +49,8 @@ from vigil.events.schemas import (
     SightingStarted,
 )
 from vigil.gallery.matching import IdentifyResult, Match, identify_faces
-from vigil.gallery.models import Camera, Gallery, GalleryKind
 from vigil.investigation import sightings
+from vigil.storage.tables import Camera, Gallery, GalleryKind
 from vigil.video import evidence
 from vigil.video.detection import (
     DetectAhead,

@@ -24,7 +24,7 @@ from sqlalchemy import select
 
 from vigil.app import App
 from vigil.core.config import Settings
-from vigil.gallery.models import AlarmRecord
+from vigil.storage.tables import AlarmRecord
 from vigil.video.sources import now_utc
 
 

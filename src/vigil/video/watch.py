@@ -18,7 +18,7 @@ from typing import Any
 from vigil.app import App
 from vigil.core.errors import InputError
 from vigil.events.schemas import Alarm, AttendanceMarked
-from vigil.governance import audit
+from vigil.storage import audit
 from vigil.video.annotate import Annotator
 from vigil.video.cameras import get_camera
 from vigil.video.pipeline import Pipeline, PipelineEvent

@@ -8,8 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from vigil.gallery.models import AlarmState, ReviewAction
 from vigil.server.deps import MAX_ID, AnyRole, Id, Live, Offset, Scope, State
+from vigil.storage.tables import AlarmState, ReviewAction
 from vigil.video import alarms as svc
 
 router = APIRouter(prefix="/api/alarms", tags=["alarms"])

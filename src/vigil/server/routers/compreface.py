@@ -32,7 +32,6 @@ from vigil.core.errors import (
 from vigil.core.types import FaceDetections
 from vigil.gallery import enroll as enrolment
 from vigil.gallery import identities, matching
-from vigil.gallery.models import Gallery, Identity, Photo
 from vigil.server.compreface_support import (
     CompreFaceRoute,
     File,
@@ -44,6 +43,7 @@ from vigil.server.compreface_support import (
     upload_doc,
 )
 from vigil.server.deps import MAX_ID, Live, Manage, ServerState, State, read_upload
+from vigil.storage.tables import Gallery, Identity, Photo
 from vigil.vision.image import LoadedImage
 
 log = logging.getLogger(__name__)

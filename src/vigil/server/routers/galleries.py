@@ -15,10 +15,10 @@ from vigil.core.errors import InputError, NotFoundError
 from vigil.gallery import enroll as enrolment
 from vigil.gallery import galleries as svc
 from vigil.gallery import identities
-from vigil.gallery.models import Gallery, GalleryKind, Identity, Photo
 from vigil.governance import erasure
 from vigil.governance.erasure import ErasureReport
 from vigil.server.deps import Id, Live, Manage, Scope, State, WholeServer, read_upload
+from vigil.storage.tables import Gallery, GalleryKind, Identity, Photo
 
 router = APIRouter(prefix="/api", tags=["galleries"])
 

@@ -9,9 +9,10 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse
 
 from vigil.accounts import Principal
-from vigil.gallery.models import Role
-from vigil.governance import audit, report, retention
+from vigil.governance import report, retention
 from vigil.server.deps import Admin, Audit, Offset, State, require
+from vigil.storage import audit
+from vigil.storage.tables import Role
 
 router = APIRouter(prefix="/api", tags=["governance"])
 

@@ -10,9 +10,9 @@ from fastapi import APIRouter, File, Form, Query, UploadFile
 from pydantic import BaseModel, ConfigDict
 
 from vigil.core.errors import InputError
-from vigil.gallery.models import ClusterState
 from vigil.investigation import clusters, search, sightings
 from vigil.server.deps import MAX_ID, Id, Live, Manage, Scope, State, WholeServer, read_upload
+from vigil.storage.tables import ClusterState
 
 router = APIRouter(prefix="/api/investigations", tags=["investigations"])
 

@@ -6,9 +6,9 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from vigil import accounts
-from vigil.gallery.models import Role
 from vigil.server.deps import Admin, Id, State
 from vigil.server.routers.auth import login_throttle
+from vigil.storage.tables import Role
 
 router = APIRouter(prefix="/api", tags=["users"])
 

@@ -24,7 +24,7 @@ from sqlalchemy import select
 
 from vigil.core.config import PackName, Settings
 from vigil.core.errors import VigilError
-from vigil.gallery.models import Template
+from vigil.storage.tables import Template
 from vigil.vision.packs.catalog import BEST_FIRST, PACKS, RECOMMENDED, get_pack
 from vigil.vision.packs.store import read_manifest
 

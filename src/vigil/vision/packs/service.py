@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from vigil.app import App
 from vigil.core.errors import ConflictError, NotFoundError
-from vigil.governance import audit
+from vigil.storage import audit
 from vigil.vision.packs.catalog import PACKS, PackFile, get_pack
 from vigil.vision.packs.resolve import active_pack, is_installed, resolve_pack
 from vigil.vision.packs.store import (

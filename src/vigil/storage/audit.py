@@ -31,7 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from vigil.app import App
-from vigil.gallery.models import AuditEntry
+from vigil.storage.tables import AuditEntry
 
 log = logging.getLogger(__name__)
 

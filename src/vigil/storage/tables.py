@@ -368,7 +368,7 @@ class DeadLetter(Base):
 
 
 class AuditEntry(Base):
-    """One entry of the append-only, hash-chained audit log (see vigil.governance.audit)."""
+    """One entry of the append-only, hash-chained audit log (see vigil.storage.audit)."""
 
     __tablename__ = "audit_log"
 

@@ -23,6 +23,7 @@ lint: $(BIN)/vigil
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 ## Benchmarks (not tests): print tables and write JSON under bench/results/.
 bench: $(BIN)/vigil

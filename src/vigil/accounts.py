@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from vigil.app import App
 from vigil.core.errors import ConflictError, InputError, NotFoundError, VigilError
+from vigil.gallery.galleries import get_gallery
 from vigil.login_throttle import LoginThrottle, TooManyAttemptsError
 from vigil.storage import audit
 from vigil.storage.tables import ApiKey, Gallery, Role, User, WebSession
@@ -505,8 +506,6 @@ def create_api_key(
             raise ConflictError(f"an API key named {name!r} already exists", hint="choose another name")
         gallery_id = None
         if gallery is not None:
-            from vigil.gallery.galleries import get_gallery
-
             gallery_id = get_gallery(s, gallery).id
         owner_user_id, owner_key_id = None, None
         if by is not None:

@@ -30,6 +30,7 @@ from vigil.storage import audit
 from vigil.storage.tables import ActiveModel, Identity, ModelSwitchGallery, Photo, Template
 from vigil.vision.engine import FaceEngine, build_engine
 from vigil.vision.image import load_image
+from vigil.vision.packs.active import active_model, active_pack, record_initial_pack
 
 ROOT = Path(__file__).resolve().parents[2]
 NO_FACE_FOR_HOG = "Calvin_Joseph_Coleman/Calvin_Joseph_Coleman_0001.jpg"
@@ -152,9 +153,9 @@ def test_a_switch_reembeds_every_photo_and_flips_only_at_the_end(
 ) -> None:
     people = lfw_people(shared_data, 20, photos=2)
     enrol(old_app, "staff", [(name, photos[:1]) for name, photos in people])
-    modelstate.record_initial_pack(old_app, "dlib", engine.model_id, "test")
-    modelstate.record_initial_pack(old_app, "custom", custom.model_id, "test")  # a no-op now
-    assert modelstate.active_pack(old_app) == "dlib"
+    record_initial_pack(old_app, "dlib", engine.model_id, "test")
+    record_initial_pack(old_app, "custom", custom.model_id, "test")  # a no-op now
+    assert active_pack(old_app) == "dlib"
     before = templates(old_app, engine.model_id)
 
     status = modelstate.start_switch(old_app, "custom", custom.model_id, "user:admin")
@@ -165,7 +166,7 @@ def test_a_switch_reembeds_every_photo_and_flips_only_at_the_end(
     def progress(st: modelstate.SwitchStatus) -> None:
         seen.append(st)
         # Until the flip the old model matches, with its own templates, and the new pack is not active.
-        assert modelstate.active_pack(old_app) == "dlib"
+        assert active_pack(old_app) == "dlib"
         name, photos = people[0]
         found = matching.identify(old_app, load_image(photos[1]), ["staff"], top_k=1)
         assert found.model == engine.model_id and found.faces[0].matches[0].identity == name
@@ -174,7 +175,7 @@ def test_a_switch_reembeds_every_photo_and_flips_only_at_the_end(
     assert done.state == "done" and done.finished_at is not None and done.error is None
     assert [s.photos_done for s in seen] == [6, 12, 18, 20]  # a report after each committed batch
     assert (done.photos_done, done.photos_failed, done.galleries_done) == (20, 0, 1)
-    assert modelstate.active_model(old_app).model_id == custom.model_id  # type: ignore[union-attr]
+    assert active_model(old_app).model_id == custom.model_id  # type: ignore[union-attr]
     assert modelstate.current_switch(old_app) == done
 
     new = templates(old_app, custom.model_id)
@@ -236,7 +237,7 @@ def test_a_photo_without_a_face_for_the_new_detector_is_reported_and_does_not_bl
         enrol(app, "staff", [*lfw_people(shared_data, 5), ("Calvin Joseph Coleman", [faceless])])
         status = modelstate.start_switch(app, "dlib", engine.model_id, "test")
         done = modelstate.run_switch(app, status.id, engine)
-        assert done.state == "done" and modelstate.active_pack(app) == "dlib"
+        assert done.state == "done" and active_pack(app) == "dlib"
         assert (done.photos_total, done.photos_done, done.photos_failed) == (6, 6, 1)
         [failure] = done.failed
         assert (failure.gallery, failure.identity, failure.photo) == (
@@ -266,7 +267,7 @@ def test_a_stopped_run_resumes_and_redoes_nothing(
         modelstate.run_switch(old_app, status.id, custom, stop, batch_photos=3)
     half = templates(old_app, custom.model_id)
     assert len(half) == 6 and modelstate.current_switch(old_app).state == "running"  # type: ignore[union-attr]
-    assert modelstate.active_pack(old_app) is None  # nothing flipped
+    assert active_pack(old_app) is None  # nothing flipped
     assert modelstate.start_switch(old_app, "custom", custom.model_id, "test").id == status.id  # resume
     done = modelstate.run_switch(old_app, status.id, custom, batch_photos=3)
     assert done.state == "done" and done.photos_done == 10
@@ -279,7 +280,7 @@ def test_refusals_cancel_and_a_second_runner(
     old_app: App, engine: FaceEngine, custom: FaceEngine, shared_data: Path
 ) -> None:
     enrol(old_app, "staff", lfw_people(shared_data, 4))
-    modelstate.record_initial_pack(old_app, "dlib", engine.model_id, "test")
+    record_initial_pack(old_app, "dlib", engine.model_id, "test")
     with pytest.raises(ConflictError, match="already the active"):
         modelstate.start_switch(old_app, "dlib", engine.model_id, "test")
     with pytest.raises(InputError, match="not a model pack name"):
@@ -297,7 +298,7 @@ def test_refusals_cancel_and_a_second_runner(
 
     ended = modelstate.run_switch(old_app, status.id, custom, second_runner, batch_photos=2)
     assert ended.state == "cancelled" and ended.photos_done == 2
-    assert modelstate.active_pack(old_app) == "dlib"
+    assert active_pack(old_app) == "dlib"
     with pytest.raises(ConflictError, match="no model switch is running"):
         modelstate.cancel_switch(old_app, "user:admin")
     again = modelstate.start_switch(old_app, "custom", custom.model_id, "test")
@@ -325,7 +326,7 @@ def test_a_run_killed_right_after_the_flip_audits_it_later(
     with pytest.raises(KeyboardInterrupt):
         modelstate.run_switch(old_app, status.id, custom)
     monkeypatch.setattr(audit, "record", record)
-    assert modelstate.active_pack(old_app) == "custom" and "model_switch_flip" not in actions(old_app)
+    assert active_pack(old_app) == "custom" and "model_switch_flip" not in actions(old_app)
     modelstate.audit_pending(old_app)
     modelstate.audit_pending(old_app)  # once only
     assert actions(old_app).count("model_switch_flip") == 1 and audit.verify(old_app).ok
@@ -429,7 +430,7 @@ def test_a_gallery_of_1000_people_switches_with_progress_and_survives_kill_9(
     t0 = time.monotonic()
     bulk_enrol(app, "everyone", lfw_people(shared_data, 1100), 1000)
     enrolled_s = time.monotonic() - t0
-    modelstate.record_initial_pack(app, "dlib", engine.model_id, "test")
+    record_initial_pack(app, "dlib", engine.model_id, "test")
     install_pack(app, "edgeface-xs", "test", from_dir=shared_models)
     old = templates(app, engine.model_id)
     assert len(old) == 1000
@@ -446,7 +447,7 @@ def test_a_gallery_of_1000_people_switches_with_progress_and_survives_kill_9(
     killed_at = _done(app)
     assert 300 <= killed_at < 1000 and len(set(progress)) > 3  # it moved on in steps
     assert modelstate.current_switch(app).state == "running"  # type: ignore[union-attr]
-    assert modelstate.active_pack(app) == "dlib"  # the old model still matches everything
+    assert active_pack(app) == "dlib"  # the old model still matches everything
 
     second = _use(data, "edgeface-xs")
     out, err = second.communicate(timeout=300)
@@ -466,7 +467,7 @@ def test_a_gallery_of_1000_people_switches_with_progress_and_survives_kill_9(
     assert len(new) + status.photos_failed == 1000 and status.photos_failed < 20
     assert {(f.identity_id, f.sha256) for f in status.failed} == photo_keys(app) - set(new)
     assert templates(app, engine.model_id) == old  # the old templates untouched
-    assert modelstate.active_pack(app) == "edgeface-xs"
+    assert active_pack(app) == "edgeface-xs"
     assert actions(app).count("model_switch_flip") == 1 and actions(app).count("model_switch_start") == 1
     assert audit.verify(app).ok
     app.close()
@@ -480,7 +481,7 @@ def test_an_engine_left_behind_by_a_flip_enrols_nothing(tmp_path: Path, shared_d
     try:
         people = lfw_people(shared_data, 2)
         enrol(app, "staff", people[:1])
-        assert app.pack == "dlib" and modelstate.active_pack(app) == "dlib"
+        assert app.pack == "dlib" and active_pack(app) == "dlib"
         with app.db.session() as s:  # another process flipped to edgeface-xs
             row = s.get(ActiveModel, 1)
             assert row is not None

@@ -23,12 +23,13 @@ from model_cards import write_mobilefacenet_card
 from vigil.app import App
 from vigil.core.config import Settings
 from vigil.gallery import enroll as enrolment
-from vigil.gallery import galleries, modelstate
+from vigil.gallery import galleries
 from vigil.server import model_switch
 from vigil.server.bus import EventBus
 from vigil.server.deps import ServerState
 from vigil.storage.tables import Template
 from vigil.vision.image import load_image
+from vigil.vision.packs.active import record_initial_pack
 
 MODELS = SHARED_DATA.parent / "models"
 
@@ -209,7 +210,7 @@ def test_the_server_follows_a_switch_made_by_another_process(
         server_app.__dict__["engine"] = "loaded"  # stands for the engine in use (not built: not needed)
         runner.check_active()
         assert server_app.__dict__["engine"] == "loaded"  # nothing changed, nothing reloaded
-        modelstate.record_initial_pack(cli_app, "dlib", "dlib-resnet-v1", "cli:someone")
+        record_initial_pack(cli_app, "dlib", "dlib-resnet-v1", "cli:someone")
         with caplog.at_level("WARNING", logger="vigil.server.model_switch"):
             runner.check_active()
             runner.check_active()

@@ -10,7 +10,8 @@ import pytest
 
 from conftest import MjpegServer, free_port
 from vigil.core.errors import DecodeError, InputError, SourceUnavailableError
-from vigil.video.sources import FileSource, Frame, ImageFolderSource, LiveSource, SourceStatus, open_source
+from vigil.core.frame import Frame
+from vigil.video.sources import FileSource, ImageFolderSource, LiveSource, SourceStatus, open_source
 
 
 @pytest.fixture(scope="module")

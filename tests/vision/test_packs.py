@@ -29,6 +29,7 @@ from vigil.storage.tables import GalleryKind
 from vigil.vision.engine import FaceEngine, build_engine
 from vigil.vision.image import load_image
 from vigil.vision.packs import resolve, store
+from vigil.vision.packs.active import active_pack, record_initial_pack
 from vigil.vision.packs.catalog import PACKS, get_pack
 from vigil.vision.packs.service import install_pack, list_packs, remove_pack
 
@@ -36,9 +37,6 @@ ACTOR = "cli:test"
 HAS_CONVERTER = importlib.util.find_spec("vigil.vision.edgeface.convert") is not None
 needs_converter = pytest.mark.skipif(
     not HAS_CONVERTER, reason="the EdgeFace converter (vigil.vision.edgeface.convert) has not landed yet"
-)
-needs_switch_job = pytest.mark.skipif(
-    resolve.modelstate() is None, reason="the switch job (vigil.gallery.modelstate) has not landed yet"
 )
 
 
@@ -206,8 +204,7 @@ def test_install_over_http_from_the_mirror_setting(
     try:
         assert b.pack == "edgeface-xs" and b.engine.model_id == "edgeface-xs-q"
         assert "/edgeface_xs_q.pt" in requested
-        if resolve.modelstate() is not None:
-            assert resolve.active_pack(b) == "edgeface-xs"
+        assert active_pack(b) == "edgeface-xs"
     finally:
         b.close()
 
@@ -244,11 +241,8 @@ def test_remove_refuses(
         a.close()
 
 
-@needs_switch_job
 def test_remove_refuses_the_active_pack(fresh: App) -> None:
-    state = resolve.modelstate()
-    assert state is not None
-    state.record_initial_pack(fresh, "edgeface-xs", "edgeface-xs-q", ACTOR)
+    record_initial_pack(fresh, "edgeface-xs", "edgeface-xs-q", ACTOR)
     with pytest.raises(ConflictError, match="edgeface-xs is the active model pack") as exc:
         remove_pack(fresh, "edgeface-xs", ACTOR)
     assert "vigil models use" in (exc.value.hint or "")
@@ -292,7 +286,6 @@ def test_first_use_offline_keeps_dlib_and_says_how_to_install_the_better_pack(
     assert "pack" not in fresh.__dict__ and "engine" not in fresh.__dict__
 
 
-@needs_switch_job
 def test_the_first_use_choice_is_recorded_and_the_hint_not_repeated(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -304,7 +297,7 @@ def test_the_first_use_choice_is_recorded_and_the_hint_not_repeated(
             a.close()
     assert len(caplog.records) == 1
     a = App(settings)
-    assert resolve.active_pack(a) == "dlib"
+    assert active_pack(a) == "dlib"
     a.close()
 
 

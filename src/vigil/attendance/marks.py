@@ -24,12 +24,12 @@ from sqlalchemy.orm import Session
 
 from vigil.app import App
 from vigil.core.errors import ForbiddenError, NotFoundError
+from vigil.core.frame import Frame
 from vigil.core.types import FaceDetections
 from vigil.events.schemas import AttendanceMarked, event_id_for
 from vigil.gallery.matching import IdentifyResult, Match, identify_faces
 from vigil.storage import audit
 from vigil.storage.tables import AttendanceMark, Camera, Gallery, GalleryKind, Identity
-from vigil.video.sources import Frame
 
 ENTRANCE = "entrance"
 """The camera kind that records attendance."""

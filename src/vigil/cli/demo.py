@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel
@@ -14,18 +12,10 @@ from vigil.gallery import enroll as enrolment
 from vigil.gallery import galleries, matching
 from vigil.storage.audit import cli_actor
 from vigil.storage.tables import GalleryKind
-from vigil.vision.image import LoadedImage, decode_image
+from vigil.vision.image import png_image
 
 DEMO_GALLERY = "demo"
 DEMO_PERSON = "Eileen Collins"
-
-
-def _png(rgb: npt.NDArray[np.uint8], name: str) -> LoadedImage:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format="PNG")
-    return decode_image(buf.getvalue(), name=name)
 
 
 class DemoResult(BaseModel):
@@ -43,9 +33,9 @@ def demo(as_json: bool = JsonOpt) -> None:
 
     a, me = app(), cli_actor()
     rgb: npt.NDArray[np.uint8] = data.astronaut()  # type: ignore[no-untyped-call]
-    enrol_photo = _png(rgb, "skimage:astronaut.png")
+    enrol_photo = png_image(rgb, "skimage:astronaut.png")
     probe_rgb = np.ascontiguousarray(rgb[::2, ::-2])  # mirrored, half size
-    probe = _png(probe_rgb, "skimage:astronaut-mirrored-half.png")
+    probe = png_image(probe_rgb, "skimage:astronaut-mirrored-half.png")
 
     if DEMO_GALLERY not in {g.name for g in galleries.list_galleries(a)}:
         galleries.create_gallery(

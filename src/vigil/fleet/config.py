@@ -31,8 +31,8 @@ from sqlalchemy.orm import Session
 
 from vigil.app import App
 from vigil.core.errors import ForbiddenError, NotFoundError
-from vigil.gallery import modelstate
 from vigil.storage.tables import Camera, Device, DeviceState, Gallery, GalleryKind, Identity, Template
+from vigil.vision.packs.active import active_model
 
 ENTRANCE = "entrance"
 """The camera kind that records attendance (as :data:`vigil.attendance.marks.ENTRANCE`)."""
@@ -94,7 +94,7 @@ class DeviceConfig(BaseModel):
 def active_model_id(app: App) -> tuple[str | None, str]:
     """(pack, model id) in use: the catalog's record if it is for the process's pack, else the model
     of the engine in use (as the server's matching does)."""
-    active = modelstate.active_model(app)
+    active = active_model(app)
     pack = app.pack or (active.pack if active else None)
     if active is not None and active.pack == pack:
         return pack, active.model_id

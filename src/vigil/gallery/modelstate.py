@@ -22,7 +22,6 @@ follows its change's commit; a run killed in between writes it when it resumes.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -50,13 +49,13 @@ from vigil.storage.tables import (
     SwitchState,
 )
 from vigil.vision.engine import FaceEngine
+from vigil.vision.packs.active import active_model, check_names
 
 SwitchStateName = Literal["running", "done", "failed", "cancelled"]
 BATCH_PHOTOS = 16
 """Photos re-embedded per committed batch (a progress report after each)."""
 MAX_LISTED_FAILURES = 200
 """Failed photos listed in a status (``photos_failed`` counts them all)."""
-_PACK_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,49}$")
 
 
 class SwitchInterruptedError(Exception):
@@ -95,51 +94,6 @@ class SwitchStatus(BaseModel):
     error: str | None
     failed: list[SwitchFailure] = []
     """The first failed photos, by gallery and identity (at most ``MAX_LISTED_FAILURES``)."""
-
-
-class ActiveModelInfo(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-    pack: str
-    model_id: str
-    since: datetime
-    recorded_by: str
-    switch_id: int | None
-
-
-# -- the active pack -----------------------------------------------------------------------------
-def active_model(app: App) -> ActiveModelInfo | None:
-    """The pack and model the catalog records as active; None if none was ever recorded."""
-    with app.db.session() as s:
-        row = s.get(ActiveModel, 1)
-        return ActiveModelInfo.model_validate(row) if row is not None else None
-
-
-def active_pack(app: App) -> str | None:
-    """The pack recorded in the catalog as active; None if none was ever recorded."""
-    info = active_model(app)
-    return info.pack if info is not None else None
-
-
-def record_initial_pack(app: App, pack: str, model_id: str, actor: str) -> None:
-    """Record the first choice of pack (audited, ``model_pack_initial``); a no-op once one is recorded."""
-    _check_names(pack, model_id)
-    try:
-        with app.db.session() as s:
-            if s.get(ActiveModel, 1) is not None:
-                return
-            s.add(ActiveModel(id=1, pack=pack, model_id=model_id, recorded_by=actor))
-    except IntegrityError:  # another process recorded its choice first
-        return
-    audit.record(
-        app, actor, "model_pack_initial", target_type="model_pack", target_name=pack, model_id=model_id
-    )
-
-
-def _check_names(pack: str, model_id: str) -> None:
-    if not _PACK_NAME.match(pack):
-        raise InputError(f"{pack!r} is not a model pack name", hint="see `vigil models list`")
-    if not model_id or len(model_id) > 100:
-        raise InputError(f"{model_id!r} is not a model id")
 
 
 # -- status ----------------------------------------------------------------------------------------
@@ -204,7 +158,7 @@ def start_switch(app: App, pack: str, model_id: str, actor: str) -> SwitchStatus
 
     Asked again for the pack of the running switch, it returns that switch (to resume it). Refused
     (ConflictError) for the pack in use, or while a switch to another pack runs."""
-    _check_names(pack, model_id)
+    check_names(pack, model_id)
     running = _running(app)
     if running is not None:
         if running.pack == pack and running.model_id == model_id:

@@ -45,6 +45,7 @@ from vigil.core.modelcard import ModelCard, load_card
 from vigil.gallery.enroll import load_templates
 from vigil.gallery.galleries import get_gallery
 from vigil.investigation.search import check_case
+from vigil.storage import audit
 from vigil.storage.index import FaissIndex, IndexKey
 from vigil.storage.tables import Gallery, Identity, Template
 
@@ -497,8 +498,6 @@ def compare_galleries(
 
 
 def _audit(app: App, actor: str, plan: ComparePlan, result: CompareResult) -> None:
-    from vigil.storage import audit
-
     audit.record(
         app,
         actor,

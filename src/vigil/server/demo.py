@@ -20,6 +20,7 @@ from vigil.gallery import enroll as enrolment
 from vigil.gallery import galleries, identities
 from vigil.storage.tables import GalleryKind
 from vigil.video import cameras
+from vigil.vision.image import png_image
 
 DEMO_WATCHLIST = "demo-watchlist"
 DEMO_PERSON = "Eileen Collins"
@@ -74,8 +75,6 @@ DEMO_ACTOR = "system:demo"
 
 def prepare_demo(app: App) -> DemoSetup:
     """Create (once) the demo watchlist, enrolment, video and camera; safe to call on every start."""
-    from vigil.cli.demo import _png
-
     known = {g.name for g in galleries.list_galleries(app)}
     if DEMO_WATCHLIST not in known:
         galleries.create_gallery(
@@ -92,7 +91,7 @@ def prepare_demo(app: App) -> DemoSetup:
         )
     people = {i.name for i in identities.list_identities(app, DEMO_WATCHLIST)}
     if DEMO_PERSON not in people:
-        photo = _png(_astronaut(), "skimage-astronaut.png")
+        photo = png_image(_astronaut(), "skimage-astronaut.png")
         enrolment.enroll(app, DEMO_WATCHLIST, DEMO_PERSON, [photo], actor=DEMO_ACTOR)
     video = app.settings.media_folders[0] / "demo" / "astronaut.mp4"  # cameras play media folders only
     if not video.is_file():

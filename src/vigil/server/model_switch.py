@@ -26,6 +26,7 @@ from vigil.gallery import modelstate
 from vigil.server.deps import ServerState
 from vigil.server.scheduler import Periodic
 from vigil.vision.engine import FaceEngine, build_engine
+from vigil.vision.packs.active import active_model
 from vigil.vision.packs.catalog import get_pack
 from vigil.vision.packs.resolve import is_installed
 from vigil.vision.packs.service import install_pack, list_packs
@@ -199,7 +200,7 @@ class SwitchRunner:
 
 
 def _active_key(app: App) -> tuple[str, str] | None:
-    active = modelstate.active_model(app)
+    active = active_model(app)
     return (active.pack, active.model_id) if active is not None else None
 
 

@@ -30,7 +30,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from vigil.app import App
+from vigil.storage.db import HasDatabase
 from vigil.storage.tables import AuditEntry
 
 log = logging.getLogger(__name__)
@@ -151,7 +151,7 @@ def append(
 
 
 def record(
-    app: App,
+    app: HasDatabase,
     actor: str,
     action: str,
     *,
@@ -196,7 +196,7 @@ def _to_record(e: AuditEntry) -> AuditRecord:
     )
 
 
-def _rows(app: App, batch: int = 1000) -> Iterator[AuditEntry]:
+def _rows(app: HasDatabase, batch: int = 1000) -> Iterator[AuditEntry]:
     last = 0
     while True:
         with app.db.session() as s:
@@ -209,7 +209,7 @@ def _rows(app: App, batch: int = 1000) -> Iterator[AuditEntry]:
         last = rows[-1].id
 
 
-def verify(app: App) -> VerifyReport:
+def verify(app: HasDatabase) -> VerifyReport:
     """Walk the chain from the first entry; report the first entry that was edited, removed or moved."""
     prev, expected_id, n = GENESIS, 1, 0
     for e in _rows(app):
@@ -236,7 +236,7 @@ def verify(app: App) -> VerifyReport:
 
 
 def entries(
-    app: App,
+    app: HasDatabase,
     *,
     since: datetime | None = None,
     until: datetime | None = None,
@@ -275,7 +275,7 @@ class Query:
     newest_first: bool = False
 
 
-def export(app: App, actor: str, query: Query, *, fmt: str | None = None) -> list[AuditRecord]:
+def export(app: HasDatabase, actor: str, query: Query, *, fmt: str | None = None) -> list[AuditRecord]:
     """The entries ``query`` selects, given out to ``actor``; the export is itself audited
     (``audit_export``: the filters, the count, and the format ``fmt`` when the caller writes one)."""
     rows = entries(app, **dataclasses.asdict(query))
@@ -294,6 +294,6 @@ def export(app: App, actor: str, query: Query, *, fmt: str | None = None) -> lis
     return rows
 
 
-def count(app: App) -> int:
+def count(app: HasDatabase) -> int:
     with app.db.session() as s:
         return int(s.scalar(select(func.count(AuditEntry.id))) or 0)

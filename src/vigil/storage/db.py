@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import SQLAlchemyError
@@ -94,3 +94,10 @@ class Database:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+class HasDatabase(Protocol):
+    """What storage functions take: anything with the catalog (:class:`vigil.app.App` is one)."""
+
+    @property
+    def db(self) -> Database: ...

@@ -10,8 +10,8 @@ import numpy as np
 import numpy.typing as npt
 
 from vigil.core.errors import InputError
+from vigil.core.frame import Frame
 from vigil.core.types import FaceDetections
-from vigil.video.sources import Frame
 
 if TYPE_CHECKING:
     from vigil.video.pipeline import Pipeline

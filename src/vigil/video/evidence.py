@@ -15,10 +15,10 @@ from datetime import datetime
 import numpy as np
 import numpy.typing as npt
 
+from vigil.core.frame import Frame
 from vigil.core.types import FaceDetections
 from vigil.events.schemas import Alarm, SightingRecorded, event_id_for
 from vigil.gallery.matching import Match
-from vigil.video.sources import Frame
 
 
 def box_of(xyxy: npt.NDArray[np.float32]) -> list[float]:

@@ -38,6 +38,7 @@ from vigil.app import App
 from vigil.attendance.marks import AttendanceMarker
 from vigil.core.config import Settings
 from vigil.core.errors import ForbiddenError, NotFoundError
+from vigil.core.frame import Frame
 from vigil.core.types import FaceDetections
 from vigil.events.schemas import (
     Alarm,
@@ -61,7 +62,7 @@ from vigil.video.detection import (
 from vigil.video.metrics import Metrics
 from vigil.video.planning import DetectionPlanner
 from vigil.video.resume import CarriedAlarms
-from vigil.video.sources import Frame, SourceStatus, now_utc
+from vigil.video.sources import SourceStatus, now_utc
 from vigil.video.tracker import IouTracker, Track
 from vigil.vision.protocols import Detector
 

@@ -18,9 +18,9 @@ import numpy as np
 import numpy.typing as npt
 
 from vigil.core.config import Settings
+from vigil.core.frame import Frame
 from vigil.core.types import FaceDetections
 from vigil.video.detection import HOG_WINDOW_PX, Region, ScaledDetector, regions_around
-from vigil.video.sources import Frame
 from vigil.video.tracker import Track
 from vigil.vision.protocols import Detector
 from vigil.vision.quality import face_quality

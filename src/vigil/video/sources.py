@@ -29,35 +29,14 @@ from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 import numpy as np
-import numpy.typing as npt
 
 from vigil.core.errors import DecodeError, InputError, SourceUnavailableError, VigilError
+from vigil.core.frame import Frame
 from vigil.vision.image import IMAGE_SUFFIXES, load_image
 
 log = logging.getLogger(__name__)
 
 LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https")
-
-
-@dataclass(frozen=True, eq=False)
-class Frame:
-    """One decoded frame.
-
-    Attributes:
-        camera: the camera (or source) name.
-        index: 0-based index of the frame in the source (counting dropped and skipped frames).
-        bgr: (h, w, 3) uint8 image.
-        ts: wall-clock capture time, UTC.
-        mono: ``time.monotonic()`` at capture, for latencies.
-        pos_s: position in the video in seconds (files), or seconds since the source opened (live).
-    """
-
-    camera: str
-    index: int
-    bgr: npt.NDArray[np.uint8]
-    ts: datetime
-    mono: float
-    pos_s: float
 
 
 @dataclass(frozen=True)

@@ -165,3 +165,12 @@ def load_image(
     return decode_image(
         data, name=str(path), max_pixels=max_pixels, max_bytes=max_bytes, max_memory_bytes=max_memory_bytes
     )
+
+
+def png_image(rgb: npt.NDArray[np.uint8], name: str) -> LoadedImage:
+    """An (h, w, 3) uint8 RGB array encoded as PNG, then decoded as any uploaded photo (the demos' photos)."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    return decode_image(buf.getvalue(), name=name)

@@ -14,6 +14,7 @@ from vigil.core.errors import NotFoundError
 from vigil.gallery import modelstate
 from vigil.server import model_switch
 from vigil.server.deps import ANY_ROLE, Admin, State, require
+from vigil.vision.packs.active import active_model
 
 router = APIRouter(prefix="/api/models", tags=["models"])
 
@@ -46,7 +47,7 @@ class SwitchRequest(BaseModel):
 @router.get("", summary="Model packs with their licences and state, the active pack and the current switch")
 def models(st: State, _: Viewer) -> ModelsView:
     app = st.app
-    active = modelstate.active_model(app)
+    active = active_model(app)
     return ModelsView(
         packs=model_switch.pack_views(app),
         active=active.pack if active else None,

@@ -15,21 +15,16 @@ In order:
 
 from __future__ import annotations
 
-import importlib
 import logging
-from types import ModuleType
-from typing import TYPE_CHECKING, cast
 
 from sqlalchemy import select
 
 from vigil.core.config import PackName, Settings
 from vigil.core.errors import VigilError
 from vigil.storage.tables import Template
+from vigil.vision.packs.active import PackContext, active_pack, record_initial_pack
 from vigil.vision.packs.catalog import BEST_FIRST, PACKS, RECOMMENDED, get_pack
 from vigil.vision.packs.store import read_manifest
-
-if TYPE_CHECKING:
-    from vigil.app import App
 
 log = logging.getLogger(__name__)
 
@@ -59,27 +54,8 @@ def best_installed(settings: Settings) -> PackName:
     return next(name for name in BEST_FIRST if is_installed(settings, name))
 
 
-# -- the switch job's catalog record (vigil.gallery.modelstate) ------------------------------------
-def modelstate() -> ModuleType | None:
-    """``vigil.gallery.modelstate`` (the switch job), or None until it has landed (issue 13)."""
-    try:  # imported here: it imports vigil.app, which imports this module
-        return importlib.import_module("vigil.gallery.modelstate")
-    except ModuleNotFoundError as exc:
-        if exc.name != "vigil.gallery.modelstate":
-            raise
-        return None
-
-
-def active_pack(app: App) -> str | None:
-    """The pack the catalog records as active; None if none was ever chosen."""
-    state = modelstate()
-    return None if state is None else cast("str | None", state.active_pack(app))
-
-
-def _record_initial(app: App, pack: str) -> None:
-    state = modelstate()
-    if state is not None:
-        state.record_initial_pack(app, pack, _model_id(pack), FIRST_USE_ACTOR)
+def _record_initial(app: PackContext, pack: str) -> None:
+    record_initial_pack(app, pack, _model_id(pack), FIRST_USE_ACTOR)
 
 
 def _model_id(pack: str) -> str:
@@ -88,7 +64,7 @@ def _model_id(pack: str) -> str:
 
 
 # -- resolution -----------------------------------------------------------------------------------
-def resolve_pack(app: App, *, decide: bool = True) -> str:
+def resolve_pack(app: PackContext, *, decide: bool = True) -> str:
     """The pack ``app`` uses (see the module's docstring).
 
     ``decide=False`` answers without first-use side effects (no download, nothing recorded): what
@@ -109,7 +85,7 @@ def resolve_pack(app: App, *, decide: bool = True) -> str:
     return choice
 
 
-def _existing_model_pack(app: App) -> PackName | None:
+def _existing_model_pack(app: PackContext) -> PackName | None:
     """With templates in the catalog: the installed pack that made them, else dlib; None without any."""
     with app.db.session() as s:
         models = set(s.scalars(select(Template.model_id).distinct()))
@@ -121,7 +97,7 @@ def _existing_model_pack(app: App) -> PackName | None:
     return "dlib"
 
 
-def _first_use(app: App) -> PackName:
+def _first_use(app: PackContext) -> PackName:
     existing = _existing_model_pack(app)
     if existing is not None:
         return existing

@@ -10,11 +10,11 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from vigil.app import App
 from vigil.core.errors import ConflictError, NotFoundError
 from vigil.storage import audit
+from vigil.vision.packs.active import PackContext, active_pack
 from vigil.vision.packs.catalog import PACKS, PackFile, get_pack
-from vigil.vision.packs.resolve import active_pack, is_installed, resolve_pack
+from vigil.vision.packs.resolve import is_installed, resolve_pack
 from vigil.vision.packs.store import (
     FileSource,
     Progress,
@@ -55,7 +55,9 @@ class PackStatus(BaseModel):
     notes: str
 
 
-def pack_status(app: App, name: str, *, active: str | None = None, in_use: str | None = None) -> PackStatus:
+def pack_status(
+    app: PackContext, name: str, *, active: str | None = None, in_use: str | None = None
+) -> PackStatus:
     pack = get_pack(name)
     manifest = read_manifest(app.settings, name) if not pack.builtin else None
     return PackStatus(
@@ -79,13 +81,13 @@ def pack_status(app: App, name: str, *, active: str | None = None, in_use: str |
     )
 
 
-def list_packs(app: App) -> list[PackStatus]:
+def list_packs(app: PackContext) -> list[PackStatus]:
     """Every pack vigil knows, with its installed state; resolving what is in use has no side effects."""
     active, in_use = active_pack(app), resolve_pack(app, decide=False)
     return [pack_status(app, name, active=active, in_use=in_use) for name in PACKS]
 
 
-def _source(app: App, from_dir: Path | None, connect_timeout_s: float | None) -> FileSource:
+def _source(app: PackContext, from_dir: Path | None, connect_timeout_s: float | None) -> FileSource:
     s = app.settings
     folder = from_dir if from_dir is not None else s.model_source_dir
     if folder is not None and not Path(folder).is_dir():
@@ -99,7 +101,7 @@ def _source(app: App, from_dir: Path | None, connect_timeout_s: float | None) ->
 
 
 def install_pack(
-    app: App,
+    app: PackContext,
     name: str,
     actor: str,
     *,
@@ -136,7 +138,7 @@ def install_pack(
     return pack_status(app, name)
 
 
-def remove_pack(app: App, name: str, actor: str) -> PackStatus:
+def remove_pack(app: PackContext, name: str, actor: str) -> PackStatus:
     """Delete an installed pack's folder and audit it (``model_remove``).
 
     Refused (ConflictError) for dlib and custom, for the catalog's active pack and for the pack

@@ -1,0 +1,71 @@
+"""Sightings and unknown-face clusters."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import Enum, Float, ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from vigil.core.crypto import EncryptedBytes
+from vigil.storage.tables.base import AUTOINCREMENT, Base, UTCDateTime, utcnow
+
+
+class ClusterState(enum.StrEnum):
+    open = "open"
+    promoted = "promoted"
+    dismissed = "dismissed"
+
+
+class Sighting(Base):
+    """One track seen by a camera that opted in (``Camera.keep_sightings``), matched or not; kept for the
+    camera's retention period. Holds the best shot's template and crop (investigations, clustering)."""
+
+    __tablename__ = "sightings"
+    __table_args__ = AUTOINCREMENT
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    camera_id: Mapped[int | None] = mapped_column(ForeignKey("cameras.id", ondelete="SET NULL"), index=True)
+    camera_name: Mapped[str] = mapped_column(String(200), index=True)
+    track_id: Mapped[int] = mapped_column(Integer)
+    first_seen: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime())
+    frames: Mapped[int] = mapped_column(Integer, default=0)
+    quality: Mapped[float] = mapped_column(Float)
+    model_id: Mapped[str] = mapped_column(String(100))
+    dimension: Mapped[int] = mapped_column(Integer)
+    vector: Mapped[bytes] = mapped_column(EncryptedBytes)
+    """float32 little-endian, L2-normalised: the best shot's template (sealed when encryption is on)."""
+    crop_sha256: Mapped[str | None] = mapped_column(String(64))
+    identity_id: Mapped[int | None] = mapped_column(
+        ForeignKey("identities.id", ondelete="SET NULL"), index=True
+    )
+    """The identity a watchlist or attendance gallery matched, if any."""
+    score: Mapped[float | None] = mapped_column(Float)
+    cluster_id: Mapped[int | None] = mapped_column(ForeignKey("clusters.id", ondelete="SET NULL"), index=True)
+    event_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Cluster(Base):
+    """A recurring unknown person: sightings that matched no one, grouped by face."""
+
+    __tablename__ = "clusters"
+    __table_args__ = AUTOINCREMENT
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    state: Mapped[ClusterState] = mapped_column(
+        Enum(ClusterState, native_enum=False, length=20), default=ClusterState.open, index=True
+    )
+    size: Mapped[int] = mapped_column(Integer, default=0)
+    first_seen: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_seen: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    cameras: Mapped[str | None] = mapped_column(Text)
+    """Comma-separated camera names."""
+    centroid: Mapped[bytes | None] = mapped_column(LargeBinary)
+    """float32, L2-normalised mean of the members' templates (incremental clustering)."""
+    promoted_identity_id: Mapped[int | None] = mapped_column(ForeignKey("identities.id", ondelete="SET NULL"))
+    decided_by: Mapped[str | None] = mapped_column(String(200))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
-from types import ModuleType
 from typing import Annotated, Any
 
 import typer
@@ -86,20 +84,12 @@ def install_cmd(
     )
 
 
-def _switch_job() -> ModuleType:
-    try:  # the switch job's module (issue 13); a plain import once it has landed
-        return importlib.import_module("vigil.gallery.modelstate")
-    except ModuleNotFoundError as exc:
-        if exc.name != "vigil.gallery.modelstate":
-            raise
-        raise ConfigError("this vigil cannot switch model packs yet (no vigil.gallery.modelstate)") from exc
-
-
 @models_cli.command("use")
 @handle_errors
 def use_cmd(name: NameArg, as_json: bool = JsonOpt) -> None:
     """Switch to a pack: every gallery is re-embedded from its stored photos (resumable: run it again to
     continue an interrupted switch); the old model keeps matching until a gallery is complete."""
+    from vigil.gallery import modelstate as job
     from vigil.vision.engine import build_engine
 
     a = app()
@@ -108,7 +98,6 @@ def use_cmd(name: NameArg, as_json: bool = JsonOpt) -> None:
             f"the model pack {name!r} is not installed",
             hint=f"vigil models install {name}   (offline: vigil models install {name} --from DIR)",
         )
-    job = _switch_job()
     current = job.current_switch(a)
     if a.pack == name and (current is None or current.state != "running"):  # a.pack: first use decides
         emit(

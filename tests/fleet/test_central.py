@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from vigil.app import App
 from vigil.core.config import Settings
@@ -20,7 +20,7 @@ from vigil.fleet.config import device_config
 from vigil.fleet.mirror import apply_config
 from vigil.gallery import enroll as enrolment
 from vigil.gallery import galleries
-from vigil.storage.tables import AlarmRecord, Camera, Identity, Template
+from vigil.storage.tables import AlarmRecord, Camera, Identity, Sighting, Template
 from vigil.video import cameras
 from vigil.video.sinks import CatalogWriter
 from vigil.vision.image import load_image
@@ -80,10 +80,20 @@ def test_a_sighting_of_a_templateless_device_raises_its_alarm_on_the_server(
             "Lin-Manuel Miranda",
         )
         assert row.crop_sha256 is not None and row.frame_index == 10
-    assert writer.write(_sighting(app, "cam-c", template)) is None, "delivered twice: stored once"
-    matcher.match(_sighting(app, "cam-c", template), "pole-c")  # matched again all the same: one alarm
+    with app.db.session() as s:
+        assert s.scalar(select(func.count(Sighting.id))) == 0, "cam-c keeps no sightings: template gone"
+    again = writer.write(_sighting(app, "cam-c", template))  # delivered twice
+    assert again is not None
+    matcher(again)  # matched again all the same: still one alarm
     with app.db.session() as s:
         assert s.scalar(select(func.count(AlarmRecord.id))) == 1
+        assert s.scalar(select(func.count(Sighting.id))) == 0
+        s.execute(update(Camera).where(Camera.name == "cam-c").values(keep_sightings=True))
+    kept = writer.write(_sighting(app, "cam-c", template, 3))
+    assert kept is not None
+    matcher(kept)
+    with app.db.session() as s:
+        assert s.scalar(select(func.count(Sighting.id))) == 1, "a camera that opted in keeps its sightings"
 
 
 def test_a_device_that_keeps_templates_is_not_matched_centrally(server: tuple[App, bytes]) -> None:

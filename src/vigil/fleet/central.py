@@ -8,7 +8,9 @@ sighting, then :class:`CentralMatcher` searches its template in the watchlists t
 camera (:func:`vigil.video.pipeline.active_watchlists`: expiry, sites, cameras) and stores one alarm
 per watchlist whose best match is above its threshold, with the sighting's crop, named with the
 device. The alarm's ``event_id`` derives from the sighting's, so a sighting delivered twice raises its
-alarm once.
+alarm once. Once matched, the sighting (the passer-by's template) is deleted again unless the server's
+camera opted in to keeping sightings (``keep_sightings``): central matching keeps no more than the
+device would have.
 
 Central alarms come when the track ends (the sighting is made then), not at the first good shot as on
 a device that matches itself; the alarm's ``frame`` is the track's first frame.
@@ -21,14 +23,14 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from vigil.app import App
 from vigil.core.errors import VigilError
 from vigil.core.types import FaceDetections
 from vigil.events.schemas import Alarm, AnyEvent, SightingRecorded, event_id_for
 from vigil.gallery.matching import identify_faces
-from vigil.storage.tables import Camera, Device
+from vigil.storage.tables import Camera, Device, Sighting
 from vigil.video.alarms import store_alarm
 from vigil.video.pipeline import active_watchlists
 
@@ -57,6 +59,18 @@ class CentralMatcher:
                 self.on_event(alarm)
         except VigilError as exc:  # a watchlist or person deleted meanwhile: logged, the rest goes on
             log.warning("central matching of sighting %s failed: %s", event.event_id, exc)
+        finally:
+            self._forget_unless_kept(event)
+
+    def _forget_unless_kept(self, sighting: SightingRecorded) -> None:
+        """Delete the stored sighting (its template) once matched, unless the server's camera opted in
+        to keeping sightings: a device that keeps no templates must not make the server keep the
+        template of every passer-by. An alarm keeps its own copy of the crop."""
+        with self.app.db.session() as s:
+            cam = s.get(Camera, sighting.camera_id) if sighting.camera_id is not None else None
+            if cam is not None and cam.keep_sightings:
+                return
+            s.execute(delete(Sighting).where(Sighting.event_id == sighting.event_id))
 
     def _templateless_device(self, camera_id: int | None) -> str | None:
         """The device that runs the camera, if it keeps no templates."""

@@ -47,7 +47,7 @@ class AlarmRecord(Base):
     thumbnail_sha256: Mapped[str | None] = mapped_column(String(64))
     event_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     """The pipeline event that raised it: an event delivered twice is stored once."""
-    device_name: Mapped[str | None] = mapped_column(String(200))
+    device_name: Mapped[str | None] = mapped_column(String(200), index=True)
     """The edge device that raised it (None: the server's own camera workers)."""
     state: Mapped[AlarmState] = mapped_column(
         Enum(AlarmState, native_enum=False, length=20), default=AlarmState.pending, index=True

@@ -62,6 +62,7 @@ def upgrade() -> None:
         b.add_column(sa.Column("event_id", sa.String(length=64), nullable=True))
         b.add_column(sa.Column("device_name", sa.String(length=200), nullable=True))
         b.create_index("uq_alarms_event_id", ["event_id"], unique=True)
+        b.create_index("ix_alarms_device_name", ["device_name"])
     for table in ("attendance_marks", "sightings"):
         with op.batch_alter_table(table) as b:
             b.add_column(sa.Column("event_id", sa.String(length=64), nullable=True))
@@ -74,6 +75,7 @@ def downgrade() -> None:
             b.drop_index(f"uq_{table}_event_id")
             b.drop_column("event_id")
     with op.batch_alter_table("alarms") as b:
+        b.drop_index("ix_alarms_device_name")
         b.drop_index("uq_alarms_event_id")
         b.drop_column("device_name")
         b.drop_column("event_id")

@@ -31,7 +31,7 @@ from vigil.events.schemas import Alarm, new_event_id
 from vigil.fleet import devices
 from vigil.gallery import enroll as enrolment
 from vigil.gallery import galleries, identities, matching
-from vigil.governance import erasure, report, retention
+from vigil.governance import backup, erasure, report, retention
 from vigil.notify import webhooks
 from vigil.storage import audit
 from vigil.storage.tables import AuditEntry, Base, Photo, ReviewAction, Role
@@ -328,6 +328,11 @@ def _report(w: World) -> tuple[Call, str]:
     return lambda: report.build(w.app, actor=ACTOR), ACTOR
 
 
+def _backup_create(w: World) -> tuple[Call, str]:
+    out = w.app.settings.data_dir.parent / f"{w.name('backup')}.vbk"
+    return lambda: backup.create_backup(w.app, out, actor=ACTOR), ACTOR
+
+
 def _purge(w: World) -> tuple[Call, str]:
     alarms.store_alarm(w.app, _new_alarm(w, w.camera(), w.gallery("watchlist", retention_days=1)))
     later = datetime.now(UTC) + timedelta(days=3)
@@ -400,6 +405,7 @@ CASES: list[tuple[str, Prepare]] = [
     ("audit_export", _audit_export),
     ("report", _report),
     ("purge", _purge),
+    ("backup_create", _backup_create),
     ("attendance_report", _attendance_report),
     ("device_add", _device_add),
     ("device_token", _device_token),
@@ -440,6 +446,10 @@ SAME_TRANSACTION = {
 """The actions whose service changes the catalog and appends the entry in that transaction."""
 
 ELSEWHERE: dict[str, tuple[str, str]] = {
+    "backup_restore": (
+        "governance/test_backup.py",
+        "test_round_trip_restores_the_same_people_photos_and_audit_log",
+    ),
     "camera_run": ("video/test_watch.py", "test_hamilton_one_alarm_per_appearance_and_stored_for_review"),
     "attendance_mark": ("attendance/test_entrance.py", "test_entrance_marks_in_and_out_and_never_an_alarm"),
     "login_failed_unknown": (

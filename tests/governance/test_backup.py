@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import shutil
 import signal
@@ -381,3 +382,28 @@ def test_encrypted_backup_holds_no_plaintext_and_restores_only_with_the_key(
         assert audit.verify(again).ok
     finally:
         again.close()
+
+
+def test_the_cli_backs_up_and_restores_with_progress_and_refusals(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    run("gallery", "create", "visitors", "--kind", "reference", "--purpose", "test")
+    out = tmp_path / "b.vbk"
+    stdout, stderr = run("backup", "create", "--out", str(out))
+    assert "NOT encrypted" in stdout and "sha256" in stdout and "catalog: 1/1" in stderr
+    _, stderr = run("backup", "create", "--out", str(out), code=6)
+    assert "already exists" in stderr
+    _, stderr = run("backup", "restore", str(out), code=6)  # the data directory is not empty
+    assert "not an empty folder" in stderr
+    target = tmp_path / "restored"
+    info = json.loads(run("backup", "restore", str(out), "--data-dir", str(target), "--json")[0])
+    assert info["counts"]["galleries"] == 1
+    stdout, _ = run("--data-dir", str(target), "audit", "verify")
+    assert "audit log intact" in stdout
+    assert "visitors" in run("--data-dir", str(target), "gallery", "list")[0]
+    restored = run("--data-dir", str(target), "audit", "export", "--action", "backup_restore")[0]
+    assert json.loads(restored.splitlines()[0])["actor"].startswith("cli:")
+    assert run("audit", "export", "--action", "backup_restore")[0] == ""  # the live catalog has none
+    (tmp_path / "junk.vbk").write_bytes(b"\x00" * 3000)
+    _, stderr = run(
+        "backup", "restore", str(tmp_path / "junk.vbk"), "--data-dir", str(tmp_path / "r"), code=3
+    )
+    assert "not a vigil backup" in stderr and not (tmp_path / "r").exists()

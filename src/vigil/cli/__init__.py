@@ -10,6 +10,7 @@ import typer
 from vigil import __version__
 from vigil.cli import common
 from vigil.cli.attendance import attendance_cli
+from vigil.cli.backup import backup_cli
 from vigil.cli.compare import compare
 from vigil.cli.demo import demo
 from vigil.cli.devices import devices_cli
@@ -63,6 +64,7 @@ cli.add_typer(audit_cli, name="audit")
 cli.add_typer(encryption_cli, name="encryption")
 cli.add_typer(report_cli, name="report")
 cli.add_typer(attendance_cli, name="attendance")
+cli.add_typer(backup_cli, name="backup")
 cli.command("purge")(purge)
 people_cli.command("erase")(erase)
 cli.add_typer(keys_cli, name="keys")

@@ -21,6 +21,7 @@ from vigil.cli.galleries import gallery_cli, people_cli
 from vigil.cli.governance import audit_cli, encryption_cli, erase, purge, report_cli
 from vigil.cli.investigation import clusters_cli, search_cmd
 from vigil.cli.models import models_cli
+from vigil.cli.redact import redact
 from vigil.cli.server import keys_cli, serve, users_cli
 from vigil.cli.video import camera_cli, watch
 from vigil.cli.worker import worker
@@ -78,6 +79,7 @@ cli.command("calibrate")(calibrate)
 cli.command("watch")(watch)
 cli.command("worker")(worker)
 cli.command("search")(search_cmd)
+cli.command("redact")(redact)
 cli.add_typer(clusters_cli, name="clusters")
 cli.command("demo")(demo)
 cli.command("doctor")(doctor)

@@ -72,6 +72,7 @@ DECISIONS: dict[tuple[str, str], str] = {
     ("GET", "/api/audit/verify"): "whole",
     ("GET", "/api/reports/transparency"): "whole",
     ("POST", "/api/purge"): "whole",
+    ("POST", "/api/backup"): "whole",
     ("POST", "/api/v1/recognition/recognize"): "own",
     ("POST", "/api/v1/detection/detect"): "free",
     ("POST", "/api/v1/verification/verify"): "free",

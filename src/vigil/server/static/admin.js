@@ -1,7 +1,8 @@
 // Administration: users (create, role, disable, reset password), API keys (create, revoke), the face
-// models (models.js), the edge devices (devices.js) and the retention purge.
+// models (models.js), the edge devices (devices.js), the retention purge and the backup (backup.js).
 
 import { del, get, patch, post, session } from "./api.js";
+import { backupSection } from "./backup.js";
 import { devicesSection } from "./devices.js";
 import { modelsSection } from "./models.js";
 import { busy, confirmDialog, facts, field, fill, fmtTime, h, message, secretDialog, select, showError, toast } from "./ui.js";
@@ -29,6 +30,7 @@ export async function render(root) {
     models.el,
     devices.el,
     purgeSection(),
+    backupSection(),
   );
 
   async function loadUsers() {

@@ -288,6 +288,13 @@ def test_truncated_tampered_and_foreign_archives_are_refused_leaving_nothing(
     noise.write_bytes(os.urandom(50_000))
     evil = tmp_path / "evil.vbk"
     _tar(evil, {"../../etc/evil": b"x", "manifest.json": b"{}"})
+    link = tmp_path / "link.vbk"
+    with tarfile.open(link, "w") as tar:
+        info = tarfile.TarInfo("pseudonym.key")
+        info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tar.addfile(info)
+    control = tmp_path / "control.vbk"
+    _tar(control, {"blobs/\x1b[31m/" + "a" * 5000: b"x"})
     foreign = tmp_path / "foreign.vbk"
     _tar(foreign, {"manifest.json": b'{"hello": "world"}'})
     empty = tmp_path / "empty.vbk"
@@ -298,6 +305,8 @@ def test_truncated_tampered_and_foreign_archives_are_refused_leaving_nothing(
         tampered: "catalog/vigil.db.*does not match its sha256",
         noise: "not a vigil backup",
         evil: "unexpected member",
+        link: "not a plain file",
+        control: "unexpected member",
         foreign: "manifest is unreadable",
         empty: "truncated|not a vigil backup",
         tmp_path / "absent.vbk": "cannot read the backup",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,6 +17,18 @@ from vigil.governance import backup
 from vigil.server.deps import Admin, State
 
 router = APIRouter(prefix="/api", tags=["governance"])
+
+
+STALE_S = 3600.0
+"""A download folder older than this was left by a server stopped while sending: it is deleted."""
+
+
+def _clear_stale(parent: Path) -> None:
+    now = time.time()
+    for old in parent.iterdir():
+        with contextlib.suppress(OSError):
+            if now - old.stat().st_mtime > STALE_S:
+                shutil.rmtree(old, ignore_errors=True)
 
 
 @router.post(
@@ -30,6 +44,7 @@ def create_backup(st: State, me: Admin) -> FileResponse:
     asked, with its sha256 in the audit log and the ``X-Backup-SHA256`` header."""
     parent = st.app.settings.data_dir / ".backup-downloads"
     parent.mkdir(mode=0o700, exist_ok=True)
+    _clear_stale(parent)
     folder = Path(tempfile.mkdtemp(dir=parent))
     name = f"vigil-backup-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.vbk"
     try:

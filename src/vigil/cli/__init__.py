@@ -9,6 +9,7 @@ import typer
 
 from vigil import __version__
 from vigil.cli import common
+from vigil.cli.alarms import alarm_cli
 from vigil.cli.attendance import attendance_cli
 from vigil.cli.backup import backup_cli
 from vigil.cli.compare import compare
@@ -65,6 +66,7 @@ cli.add_typer(audit_cli, name="audit")
 cli.add_typer(encryption_cli, name="encryption")
 cli.add_typer(report_cli, name="report")
 cli.add_typer(attendance_cli, name="attendance")
+cli.add_typer(alarm_cli, name="alarm")
 cli.add_typer(backup_cli, name="backup")
 cli.command("purge")(purge)
 people_cli.command("erase")(erase)

@@ -30,7 +30,7 @@ from vigil.core.config import Settings
 from vigil.events.schemas import Alarm, new_event_id
 from vigil.fleet import devices
 from vigil.gallery import enroll as enrolment
-from vigil.gallery import galleries, identities, matching
+from vigil.gallery import galleries, hygiene, identities, matching
 from vigil.governance import backup, erasure, report, retention
 from vigil.notify import webhooks
 from vigil.storage import audit
@@ -184,6 +184,10 @@ def _photo_remove(w: World) -> tuple[Call, str]:
         pid = s.scalar(select(Photo.id).order_by(Photo.id.desc()).limit(1))
     assert pid is not None
     return lambda: identities.remove_photos(w.app, g, [pid], actor=ACTOR), ACTOR
+
+
+def _gallery_check(w: World) -> tuple[Call, str]:
+    return lambda: hygiene.check_gallery(w.app, "wanted", actor=ACTOR), ACTOR
 
 
 def _camera_add(w: World) -> tuple[Call, str]:
@@ -377,6 +381,7 @@ CASES: list[tuple[str, Prepare]] = [
     ("identity_update", _identity_rename),
     ("identity_remove", _identity_remove),
     ("photo_remove", _photo_remove),
+    ("gallery_check", _gallery_check),
     ("camera_add", _camera_add),
     ("camera_start", _camera_start),
     ("camera_stop", _camera_stop),

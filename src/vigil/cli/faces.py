@@ -91,6 +91,8 @@ def enroll(
         out.print(f"{verb} {result.identity!r} in {result.gallery!r}")
         for p in result.photos:
             out.print(f"  {p.status:>16}  quality {p.quality:.2f}  {p.name}")
+        for w in result.warnings:
+            out.print(f"  warning: {w}", markup=False)
 
     emit(result, as_json, render)
 

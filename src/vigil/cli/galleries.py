@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -11,7 +12,8 @@ from rich.table import Table
 from vigil.cli.common import JsonOpt, app, emit, handle_errors, out
 from vigil.core.errors import InputError
 from vigil.gallery import galleries as svc
-from vigil.gallery import identities
+from vigil.gallery import hygiene, identities
+from vigil.gallery.hygiene_report import render_html
 from vigil.storage.audit import cli_actor
 from vigil.storage.tables import GalleryKind
 
@@ -204,3 +206,55 @@ def people_remove(
         as_json,
         lambda: out.print(f"removed {info.name!r} from {info.gallery!r} ({info.templates} templates)"),
     )
+
+
+@gallery_cli.command("check")
+@handle_errors
+def check(
+    name: str,
+    ids: Annotated[list[int] | None, typer.Argument(help="with --fix: the ids the fix takes")] = None,
+    fix: Annotated[
+        str | None,
+        typer.Option(
+            "--fix",
+            help="apply one finding's fix: remove-photo PHOTO_ID, merge KEEP_ID OTHER_ID, remove-identity ID",
+        ),
+    ] = None,
+    html_file: Annotated[
+        Path | None, typer.Option("--html", help="write a report with the photos side by side to FILE")
+    ] = None,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Check a gallery: likely wrong photos, people enrolled twice (here or in another gallery), photos
+    below the quality the matcher needs, people with a single photo. Changes nothing unless --fix."""
+    if fix is not None:
+        result = hygiene.apply_fix(app(), name, fix, ids or [], actor=cli_actor())
+        emit(result, as_json, lambda: out.print(result.done, markup=False))
+        return
+    if ids:
+        raise InputError(
+            "ids are given only with --fix", hint="vigil gallery check NAME --fix remove-photo ID"
+        )
+    report = hygiene.check_gallery(app(), name, actor=cli_actor())
+    if html_file is not None:
+        html_file.write_text(render_html(app(), report), encoding="utf-8")
+
+    def render() -> None:
+        table = Table("kind", "people", "photos (id sha256)", "score", "fix")
+        for f in report.findings:
+            photos = "\n".join(f"{p.photo_id} {p.sha256[:12]}" for p in f.photos[:4])
+            score = "-" if f.score is None else f"{f.score:.3f}"
+            table.add_row(
+                f.kind, ", ".join(f.identities), photos, score, "\n".join(x.command for x in f.fixes)
+            )
+        out.print(
+            f"{report.gallery}: {report.identities} people, {report.photos} photos; compared with "
+            f"{', '.join(report.compared_with) or 'no other gallery'}; {len(report.findings)} finding(s)",
+            markup=False,
+        )
+        if report.findings:
+            out.print(table)
+        if html_file is not None:
+            out.print(f"report written to {html_file}", markup=False)
+
+    emit(report, as_json, render)

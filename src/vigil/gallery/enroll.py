@@ -64,6 +64,9 @@ class EnrolResult(BaseModel):
     photos: list[EnrolledPhoto]
     consent_on: date | None = None
     consent_by: str | None = None
+    warnings: list[str] = []
+    """Stored all the same: a new photo that matches none of the person's other photos (likely someone
+    else's; see :mod:`vigil.gallery.hygiene`)."""
 
 
 def prepare_face(
@@ -365,6 +368,7 @@ def enroll_prepared(
             for p in prepared:
                 photos.append(_add_photo(app, s, identity, p, model_id, new_blobs, added_ids, added_vecs))
             change = bump_generation(s, gallery_id) if added_ids else None
+            warnings = _mismatches(app, s, identity.id, photos, added_ids, added_vecs)
             result = EnrolResult(
                 gallery=gallery_name,
                 identity=identity.name,
@@ -373,6 +377,7 @@ def enroll_prepared(
                 photos=photos,
                 consent_on=identity.consent_on,
                 consent_by=identity.consent_by,
+                warnings=warnings,
             )
             if actor is not None:
                 _audit_enrol(s, actor, result)
@@ -408,6 +413,44 @@ def _audit_enrol(s: Session, actor: str, result: EnrolResult) -> None:
         photos=[{"sha256": p.sha256, "status": p.status, "quality": p.quality} for p in result.photos],
         **consent,
     )
+
+
+def _mismatches(
+    app: App,
+    s: Session,
+    identity_id: int,
+    photos: list[EnrolledPhoto],
+    added_ids: list[int],
+    added_vecs: list[npt.NDArray[np.float32]],
+) -> list[str]:
+    """A warning for each photo just added whose best score against the person's other templates of the
+    model is below the 1:1 verification threshold (the card's, at ``target_fmr``)."""
+    if not added_ids:
+        return []
+    card = app.engine.card
+    rows = s.execute(
+        select(Template.id, Template.vector, Template.dimension).where(
+            Template.identity_id == identity_id, Template.model_id == card.id
+        )
+    ).all()
+    if len(rows) < 2:
+        return []
+    ids = [r[0] for r in rows]
+    vectors = np.stack([np.frombuffer(r[1], dtype="<f4", count=r[2]) for r in rows]).astype(np.float32)
+    vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    threshold = card.threshold_for_fmr(app.settings.target_fmr)
+    enrolled = [p for p in photos if p.status == "enrolled"]
+    warnings = []
+    for tid, vec, photo in zip(added_ids, added_vecs, enrolled, strict=True):
+        others = vectors[[i != tid for i in ids]]
+        best = float((others @ (vec / max(float(np.linalg.norm(vec)), 1e-12))).max())
+        if best < threshold:
+            warnings.append(
+                f"{photo.name}: matches none of the person's {len(others)} other photo(s) (best score "
+                f"{best:.3f} < {threshold:.3f}, the 1:1 threshold at FMR {app.settings.target_fmr:g}); "
+                f"stored, but it is likely someone else's photo: see `vigil gallery check`"
+            )
+    return warnings
 
 
 def _check_model_current(app: App, s: Session, model_id: str) -> None:

@@ -8,16 +8,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from vigil.core.errors import InputError, NotFoundError
 from vigil.gallery import enroll as enrolment
 from vigil.gallery import galleries as svc
-from vigil.gallery import identities
+from vigil.gallery import hygiene, identities
 from vigil.governance import erasure
 from vigil.governance.erasure import ErasureReport
-from vigil.server.deps import Id, Live, Manage, Scope, State, WholeServer, read_upload
+from vigil.server.deps import MAX_ID, Id, Live, Manage, Scope, State, WholeServer, read_upload
 from vigil.storage.tables import Gallery, GalleryKind, Identity, Photo
 
 router = APIRouter(prefix="/api", tags=["galleries"])
@@ -112,6 +112,31 @@ def delete_gallery(name: str, st: State, me: Manage, scope: Scope) -> svc.Galler
     scope.gallery(name)
     with st.face_lock:
         return svc.delete_gallery(st.app, name, actor=me.actor)
+
+
+@router.get(
+    "/galleries/{name}/check",
+    summary="Check a gallery: likely wrong photos, people enrolled twice (here or in another gallery the "
+    "caller may see), photos below the quality the matcher needs, people with one photo; audited",
+)
+def check_gallery(name: str, st: State, me: Live, scope: Scope) -> hygiene.HygieneReport:
+    return hygiene.check_gallery(st.app, scope.gallery(name), scope=scope, actor=me.actor)
+
+
+class CheckFix(BaseModel):
+    """One finding's fix: ``remove-photo`` [photo id], ``merge`` [keep id, other id], ``remove-identity``
+    [identity id]; each audited by the change it makes."""
+
+    model_config = ConfigDict(extra="forbid")
+    action: str
+    ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] = Field(max_length=2)
+
+
+@router.post("/galleries/{name}/check/fix", summary="Apply one finding's fix (a person decides)")
+def fix_gallery(name: str, body: CheckFix, st: State, me: Manage, scope: Scope) -> hygiene.FixResult:
+    scope.gallery(name)
+    with st.face_lock:
+        return hygiene.apply_fix(st.app, name, body.action, body.ids, scope=scope, actor=me.actor)
 
 
 @router.get("/galleries/{name}/identities", summary="People of a gallery")

@@ -16,7 +16,10 @@ thumbnail may be missed).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import tempfile
+import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -226,3 +229,16 @@ def verify_export(folder: Path, app: App | None = None) -> VerifyExportResult:
         problems=problems,
         audit_entry_id=entry_id,
     )
+
+
+def export_zip(app: App, alarm_id: int, *, actor: str = audit.SYSTEM) -> tuple[bytes, str]:
+    """:func:`export_alarm` as a zip of the same three files (the API's download); and the
+    manifest's SHA-256."""
+    with tempfile.TemporaryDirectory(prefix="vigil-export-") as tmp:
+        folder = Path(tmp) / f"alarm-{alarm_id}"
+        result = export_alarm(app, alarm_id, folder, actor=actor)
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+            for name in (CROP, FRAME, MANIFEST):
+                z.write(folder / name, name)
+    return buf.getvalue(), result.manifest_sha256

@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
 from vigil.server.deps import MAX_ID, AnyRole, Id, Live, Offset, Scope, State
 from vigil.storage.tables import AlarmState, ReviewAction
 from vigil.video import alarms as svc
+from vigil.video import export
 
 router = APIRouter(prefix="/api/alarms", tags=["alarms"])
 
@@ -63,3 +64,23 @@ def review(alarm_id: Id, body: Review, st: State, me: Live, scope: Scope) -> svc
     )
     st.bus.publish(svc.reviewed_event(detail, body.action, me.actor))
     return detail
+
+
+@router.get(
+    "/{alarm_id:id}/export",
+    summary="The alarm's evidence as a zip: crop, frame with other faces blurred, manifest of hashes",
+    response_class=Response,
+    responses={200: {"content": {"application/zip": {}}}},
+)
+def export_evidence(alarm_id: Id, st: State, me: Live, scope: Scope) -> Response:
+    """Those who may review the alarm may export it; audited (``alarm_export``) with the caller."""
+    scope.check_alarm(st.app, alarm_id)
+    data, digest = export.export_zip(st.app, alarm_id, actor=me.actor)
+    return Response(
+        data,
+        media_type="application/zip",
+        headers={
+            "Content-Disposition": f'attachment; filename="alarm-{alarm_id}-evidence.zip"',
+            "X-Manifest-SHA256": digest,
+        },
+    )

@@ -41,6 +41,8 @@ DECISIONS: dict[tuple[str, str], str] = {
     ("GET", "/api/galleries/{name}"): "other",
     ("DELETE", "/api/galleries/{name}"): "other",
     ("GET", "/api/galleries/{name}/identities"): "other",
+    ("GET", "/api/galleries/{name}/check"): "other",
+    ("POST", "/api/galleries/{name}/check/fix"): "other",
     ("POST", "/api/galleries/{name}/identities"): "other",
     ("PATCH", "/api/identities/{identity_id}"): "other",
     ("GET", "/api/identities/{identity_id}"): "other",
@@ -243,6 +245,9 @@ def _request(method: str, path: str, w: dict[str, Any]) -> dict[str, Any]:
             "files": [("files", ("p.png", w["photo"], "image/png"))],
         },
         ("PATCH", "/api/identities/{identity_id}"): {"json": {"notes": "taken over"}},
+        ("POST", "/api/galleries/{name}/check/fix"): {
+            "json": {"action": "remove-identity", "ids": [w["other"]["id"]]}
+        },
         ("POST", "/api/identities/{identity_id}/photos"): {
             "files": [("files", ("p.png", w["photo"], "image/png"))]
         },

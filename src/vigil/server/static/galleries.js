@@ -337,6 +337,7 @@ async function renderGallery(root, name) {
     info,
     terms,
     h("section", { "aria-labelledby": "people-h" }, h("h2", { id: "people-h" }, "People"), people),
+    checkSection(name, () => load()),
     enrol,
   );
 
@@ -594,7 +595,129 @@ function peopleTable(rows) {
   );
 }
 
+// ---- the gallery check: wrong photos, people enrolled twice, weak photos, single photos ----------
+
+const FINDING_TITLES = {
+  "wrong-photo": "Likely wrong photo",
+  "same-person": "Probably one person",
+  "low-quality": "Photo below the quality the matcher needs",
+  "single-photo": "Only one photo",
+  "no-photo": "No photo",
+};
+
+/** The "Check gallery" action: GET .../check, each finding with its photos side by side and its fixes. */
+function checkSection(name, reloadPeople) {
+  const out = h("div", {});
+  const run = h("button", { type: "button", class: "secondary" }, "Check gallery");
+  async function check() {
+    try {
+      const report = await busy(run, "Checking…", () => get(`/api/galleries/${enc(name)}/check`));
+      fill(out, checkReport(report, async () => {
+        await check();
+        reloadPeople();
+      }));
+    } catch (err) {
+      showError(err, out, `Could not check gallery ${name}`);
+    }
+  }
+  run.addEventListener("click", check);
+  return h(
+    "section",
+    { "aria-labelledby": "check-h" },
+    h("h2", { id: "check-h" }, "Check"),
+    h(
+      "p",
+      { class: "muted small" },
+      "Compares the people's photos with each other and with the other galleries you may see (audited). " +
+        "A finding is a hint: look at the photos and decide.",
+    ),
+    h("div", { class: "actions" }, run),
+    out,
+  );
+}
+
+function checkReport(report, recheck) {
+  const summary = h(
+    "p",
+    {},
+    `${plural(report.identities, "person", "people")}, ${plural(report.photos, "photo")}; compared with ` +
+      `${report.compared_with.length ? report.compared_with.join(", ") : "no other gallery"}: ` +
+      `${plural(report.findings.length, "finding")}.`,
+  );
+  const list = h(
+    "ul",
+    { class: "findings", "aria-label": "Findings" },
+    report.findings.map((f) => findingItem(report.gallery, f, recheck)),
+  );
+  return h("div", {}, summary, report.findings.length ? list : null);
+}
+
+function findingItem(gallery, f, recheck) {
+  const photos = h(
+    "div",
+    { class: "photo-row", style: "display:flex;gap:.6em;flex-wrap:wrap" },
+    f.photos.map((p) =>
+      h(
+        "figure",
+        { style: "margin:0;text-align:center" },
+        mediaImg(media(p.sha256), `Photo ${p.photo_id} of ${p.identity}`, "thumb"),
+        h("figcaption", { class: "small" }, `${p.identity} (${p.gallery}) · photo ${p.photo_id}`),
+      ),
+    ),
+  );
+  const fixes = can.manage()
+    ? f.fixes.filter((x) => x.action !== "add-photos").map((x) => fixButton(x, f, recheck))
+    : [];
+  return h(
+    "li",
+    { class: `finding finding-${f.kind}`, "aria-label": FINDING_TITLES[f.kind] ?? f.kind },
+    h("strong", {}, FINDING_TITLES[f.kind] ?? f.kind),
+    h("p", {}, f.message),
+    photos,
+    h("p", { class: "small muted" }, "Fix: ", f.fixes.map((x) => h("code", {}, x.command)).flatMap((c, i) => (i ? [" or ", c] : [c]))),
+    fixes.length ? h("div", { class: "actions" }, fixes) : null,
+  );
+}
+
+function fixLabel(x, f) {
+  if (x.action === "remove-photo") return `Remove photo ${x.ids[0]}`;
+  if (x.action === "merge") {
+    const keep = f.identities[f.identity_ids.indexOf(x.ids[0])];
+    return `Keep ${keep}, merge the other into it`;
+  }
+  const who = f.identities[f.identity_ids.indexOf(x.ids[0])];
+  return `Remove ${who} from ${x.gallery}`;
+}
+
+function fixButton(x, f, recheck) {
+  const label = fixLabel(x, f);
+  const b = h("button", { type: "button", class: "danger" }, label);
+  b.addEventListener("click", async () => {
+    if (!(await confirmDialog(`${label}?`, f.message, "Apply fix"))) return;
+    try {
+      const r = await busy(b, "Fixing…", () =>
+        post(`/api/galleries/${enc(x.gallery)}/check/fix`, { action: x.action, ids: x.ids }),
+      );
+      toast("ok", "Fixed", r.done);
+      await recheck();
+    } catch (err) {
+      showError(err, null, "Could not apply the fix");
+    }
+  });
+  return b;
+}
+
 function photoFeedback(result) {
+  const warnings = (result.warnings ?? []).map((w) => message("warn", "Check this photo", w));
+  return h(
+    "div",
+    {},
+    warnings,
+    photoFeedbackList(result),
+  );
+}
+
+function photoFeedbackList(result) {
   return h(
     "ul",
     { class: "photo-results", "aria-label": "Photo quality" },

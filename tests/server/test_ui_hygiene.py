@@ -1,0 +1,57 @@
+"""The gallery check in a real browser (Chromium) against a real `vigil serve`: the "Check gallery"
+action on a gallery's page lists a wrong photo (another person's, enrolled into Ricardo Lagos) with the
+photos side by side, and its one-click fix removes it. (The galleries page is for supervisors and
+admins; an operator checks through the API, tests/server/test_hygiene_api.py.)"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness import Server
+from test_ui import browser, login, page  # noqa: F401 (fixtures)
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+expect = sync_api.expect
+
+
+def _enrol(server: Server, photos: list[Path]) -> None:
+    with server.client("admin") as c:
+        assert c.post("/api/galleries", json={"name": "hyg-ui", "kind": "reference"}).status_code == 201
+        for photo in photos:
+            r = c.post(
+                "/api/galleries/hyg-ui/identities",
+                data={"identity": "Ricardo Lagos"},
+                files=[("files", (photo.name, photo.read_bytes(), "image/jpeg"))],
+            )
+            assert r.status_code == 201, r.text
+
+
+def test_check_shows_the_wrong_photo_and_fixes_it(server: Server, page: Any, shared_data: Path) -> None:  # noqa: F811
+    lfw = shared_data / "lfw-dev"
+    if not lfw.is_dir():
+        pytest.skip("lfw-dev not in the shared data")
+    stranger = sorted((lfw / "Jennifer_Lopez").glob("*.jpg"))[0]
+    _enrol(server, [*sorted((lfw / "Ricardo_Lagos").glob("*.jpg"))[:3], stranger])
+
+    login(page, server, "supervisor")
+    page.goto(server.url + "/#/galleries/hyg-ui")
+    page.get_by_role("button", name="Check gallery").click()
+    wrong = page.get_by_role("list", name="Findings").get_by_role("listitem", name="Likely wrong photo")
+    expect(wrong).to_have_count(1)
+    expect(wrong).to_contain_text("likely someone else's photo")
+    expect(wrong.get_by_role("img")).to_have_count(4)  # the flagged photo beside the person's three others
+    fix = wrong.get_by_role("button", name="Remove photo")
+    fix.click()
+    page.get_by_role("dialog").get_by_role("button", name="Apply fix").click()
+    expect(
+        page.get_by_role("list", name="Findings").get_by_role("listitem", name="Likely wrong photo")
+    ).to_have_count(0)
+    with server.client("admin") as c:
+        photos = [
+            p["sha256"]
+            for i in c.get("/api/galleries/hyg-ui/identities").json()
+            for p in c.get(f"/api/identities/{i['id']}").json()["photo_list"]
+        ]
+    assert len(photos) == 3

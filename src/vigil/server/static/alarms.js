@@ -236,6 +236,7 @@ async function renderDetail(root, id) {
         ),
       ),
       h("section", { "aria-labelledby": "review-h" }, h("h2", { id: "review-h" }, "Review"), actions(a, mine)),
+      can.live() ? exportSection(a) : null,
       h(
         "section",
         { "aria-labelledby": "hist-h" },
@@ -329,4 +330,43 @@ async function renderDetail(root, id) {
     stopped = true;
     unsubscribe();
   };
+}
+
+// Evidence export: a zip of the crop, the frame with every other face blurred and a manifest of
+// hashes, recorded in the audit log (docs/redaction.md).
+function exportSection(a) {
+  const slot = h("div", { class: "slot", "aria-live": "polite" });
+  const button = h("button", { type: "button" }, "Export evidence");
+  button.addEventListener("click", async () => {
+    try {
+      const { blob, name, sha } = await busy(button, "Exporting…", () => fetchExport(a.id));
+      const url = URL.createObjectURL(blob);
+      const link = h("a", { href: url, download: name });
+      document.body.append(link);
+      link.click();
+      link.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 60_000);
+      fill(slot, message("ok", "Evidence exported", `${name}, manifest sha256 ${sha}`));
+    } catch (err) {
+      showError(err, slot, "Could not export the evidence");
+    }
+  });
+  return h(
+    "section",
+    { "aria-labelledby": "export-h" },
+    h("h2", { id: "export-h" }, "Evidence"),
+    h("p", { class: "muted small" }, "The export is personal data: hand it over only under the watchlist's legal basis. Other faces in the frame are blurred; the export is audited with its hashes."),
+    button,
+    slot,
+  );
+}
+
+async function fetchExport(id) {
+  const res = await fetch(`/api/alarms/${id}/export`, { credentials: "same-origin" });
+  if (!res.ok) {
+    const problem = await res.json().catch(() => ({ title: res.statusText || "error", detail: `HTTP ${res.status}` }));
+    throw new ApiError(res.status, problem);
+  }
+  const m = /filename="?([^";]+)"?/.exec(res.headers.get("content-disposition") || "");
+  return { blob: await res.blob(), name: m ? m[1] : `alarm-${id}-evidence.zip`, sha: res.headers.get("x-manifest-sha256") || "" };
 }

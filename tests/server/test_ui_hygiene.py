@@ -1,7 +1,8 @@
-"""The gallery check in a real browser (Chromium) against a real `vigil serve`: the "Check gallery"
-action on a gallery's page lists a wrong photo (another person's, enrolled into Ricardo Lagos) with the
-photos side by side, and its one-click fix removes it. (The galleries page is for supervisors and
-admins; an operator checks through the API, tests/server/test_hygiene_api.py.)"""
+"""The gallery check in a real browser (Chromium) against a real `vigil serve`: another person's photo
+enrolled into Ricardo Lagos through the page is stored with a warning, the "Check gallery" action
+lists it as a likely wrong photo with the photos side by side, and its one-click fix removes it. (The
+galleries page is for supervisors and admins; an operator checks through the API, see
+tests/server/test_hygiene_api.py.)"""
 
 from __future__ import annotations
 
@@ -33,10 +34,17 @@ def test_check_shows_the_wrong_photo_and_fixes_it(server: Server, page: Any, sha
     if not lfw.is_dir():
         pytest.skip("lfw-dev not in the shared data")
     stranger = sorted((lfw / "Jennifer_Lopez").glob("*.jpg"))[0]
-    _enrol(server, [*sorted((lfw / "Ricardo_Lagos").glob("*.jpg"))[:3], stranger])
+    _enrol(server, sorted((lfw / "Ricardo_Lagos").glob("*.jpg"))[:3])
 
     login(page, server, "supervisor")
     page.goto(server.url + "/#/galleries/hyg-ui")
+    # Enrolled through the page: stored, with the warning that it matches none of the person's photos.
+    enrol = page.get_by_role("form", name="Enrol a person")
+    enrol.get_by_label("Person's name").fill("Ricardo Lagos")
+    enrol.get_by_label("Photos").set_input_files(str(stranger))
+    enrol.get_by_role("button", name="Enrol").click()
+    expect(enrol).to_contain_text("Check this photo", timeout=60_000)
+    expect(enrol).to_contain_text("likely someone else's photo")
     page.get_by_role("button", name="Check gallery").click()
     wrong = page.get_by_role("list", name="Findings").get_by_role("listitem", name="Likely wrong photo")
     expect(wrong).to_have_count(1)

@@ -451,6 +451,8 @@ SAME_TRANSACTION = {
 """The actions whose service changes the catalog and appends the entry in that transaction."""
 
 ELSEWHERE: dict[str, tuple[str, str]] = {
+    "redact": ("video/test_redact.py", "test_keep_leaves_the_named_person_and_blurs_the_rest"),
+    "alarm_export": ("video/test_alarm_export.py", "test_export_blurs_the_bystander_and_verifies"),
     "backup_restore": (
         "governance/test_backup.py",
         "test_round_trip_restores_the_same_people_photos_and_audit_log",

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from vigil.app import App
 from vigil.core.config import Settings
-from vigil.core.errors import InputError, NotFoundError
+from vigil.core.errors import ConflictError, InputError, NotFoundError
 from vigil.gallery import enroll as enrolment
 from vigil.gallery import galleries, hygiene
 from vigil.gallery.hygiene_report import render_html
@@ -169,6 +169,12 @@ def test_the_check_is_audited_and_bad_fixes_refused(app: App, faces: Faces) -> N
         hygiene.apply_fix(app, "staff", "remove-photo", [2**62])
     with pytest.raises(NotFoundError):
         hygiene.check_gallery(app, "no/such\x00gallery")
+    # A person named like another's id: the merge refuses rather than merge the wrong one.
+    other = enrolment.enroll_prepared(app, "staff", "other", faces["Hans_Blix"][:1]).identity_id
+    enrolment.enroll_prepared(app, "staff", str(other), [])
+    keep = enrolment.enroll_prepared(app, "staff", "keep", faces["Hans_Blix"][1:2]).identity_id
+    with pytest.raises(ConflictError, match="is named"):
+        hygiene.apply_fix(app, "staff", "merge", [keep, other])
 
 
 def test_cli_check(run, tmp_path: Path, shared_data: Path) -> None:  # type: ignore[no-untyped-def]

@@ -31,7 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from vigil.app import App
-from vigil.core.errors import InputError, NotFoundError
+from vigil.core.errors import ConflictError, InputError, NotFoundError
 from vigil.gallery import identities
 from vigil.gallery.galleries import get_gallery
 from vigil.gallery.scope import EVERY, GalleryScope
@@ -433,6 +433,15 @@ def _identity_name(app: App, gallery: str, identity_id: int) -> str:
     return name
 
 
+def _named(app: App, gallery: str, name: str) -> bool:
+    with app.db.session() as s:
+        g = get_gallery(s, gallery)
+        return (
+            s.scalar(select(Identity.id).where(Identity.gallery_id == g.id, Identity.name == name))
+            is not None
+        )
+
+
 def merge_identities(
     app: App, gallery: str, keep: int, other: int, *, actor: str = audit.SYSTEM
 ) -> FixResult:
@@ -441,6 +450,12 @@ def merge_identities(
     if keep == other:
         raise InputError("merge needs two different identities")
     keep_name, other_name = _identity_name(app, gallery, keep), _identity_name(app, gallery, other)
+    if other_name != str(other) and _named(app, gallery, str(other)):
+        raise ConflictError(  # the rename finds a person by name before id
+            f"a person of gallery {gallery!r} is named {str(other)!r}, like the id of {other_name!r}",
+            hint=f"rename one of them first, or merge with `vigil gallery check {gallery} --fix merge`"
+            f" {other} {keep} (keeping {other_name!r})",
+        )
     info = identities.rename_identity(app, gallery, str(other), keep_name, actor=actor)
     return FixResult(
         action="merge",

@@ -1,6 +1,7 @@
 """The alarm page's "Export evidence", in a real browser (Chromium driven by Playwright) against a
 real `vigil serve` holding a real alarm: the reviewer clicks it, the browser saves the zip, and its
-files check against the manifest and the server's audit log; an auditor (who may not review) gets no alarm page and no button."""
+files check against the manifest and the server's audit log; an auditor (who may not review) gets
+no alarm page and no button."""
 
 from __future__ import annotations
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from datetime import date, timedelta
 from pathlib import Path
 
 import cv2
@@ -12,10 +13,10 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from conftest import watchlist
 from vigil.app import App
 from vigil.core.errors import InputError, NotFoundError
 from vigil.gallery import enroll as enrolment
+from vigil.gallery import galleries
 from vigil.storage.tables import AlarmRecord, AuditEntry
 from vigil.video import export as svc
 from vigil.video.watch import watch
@@ -25,7 +26,14 @@ from vigil.vision.image import load_image
 @pytest.fixture
 def alarm_id(app: App, people: Path, tmp_path: Path) -> int:
     """A real alarm: Obama enrolled in a watchlist, then seen beside a bystander (two_people.jpg)."""
-    watchlist(app, "wanted")
+    terms = {
+        "legal_basis": "court order 12",
+        "authorized_by": "Judge A",
+        "expires_on": date.today() + timedelta(30),
+    }
+    galleries.create_gallery(
+        app, galleries.validate_spec(name="wanted", kind="watchlist", purpose="test", **terms)
+    )
     enrolment.enroll(app, "wanted", "Barack Obama", [load_image(people / "obama.jpg")])
     folder = tmp_path / "cam"
     folder.mkdir()

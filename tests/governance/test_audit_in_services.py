@@ -452,7 +452,7 @@ SAME_TRANSACTION = {
 
 ELSEWHERE: dict[str, tuple[str, str]] = {
     "redact": ("video/test_redact.py", "test_keep_leaves_the_named_person_and_blurs_the_rest"),
-    "alarm_export": ("video/test_alarm_export.py", "test_export_blurs_the_bystander_and_verifies"),
+    "alarm_export": ("video/test_evidence_export.py", "test_export_blurs_the_bystander_and_verifies"),
     "backup_restore": (
         "governance/test_backup.py",
         "test_round_trip_restores_the_same_people_photos_and_audit_log",

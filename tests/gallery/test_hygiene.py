@@ -198,3 +198,16 @@ def test_cli_check(run, tmp_path: Path, shared_data: Path) -> None:  # type: ign
     assert [f for f in data["findings"] if f["kind"] == "wrong-photo"] == []
     _, err = run("gallery", "check", "staff", "--fix", "nonsense", "1", code=3)
     assert "unknown fix" in err
+
+
+def test_cli_bulk_enrolment_warns(run, tmp_path: Path, shared_data: Path) -> None:  # type: ignore[no-untyped-def]
+    lfw = shared_data / "lfw-dev"
+    person = tmp_path / "people" / "Ricardo Lagos"
+    person.mkdir(parents=True)
+    stranger = sorted((lfw / "Hans_Blix").glob("*.jpg"))[0]
+    for p in [*sorted((lfw / "Ricardo_Lagos").glob("*.jpg"))[:2], stranger]:
+        (person / p.name).symlink_to(p)
+    run("gallery", "create", "staff", "--kind", "reference")
+    out, err = run("enroll-dir", str(tmp_path / "people"), "--gallery", "staff")
+    assert "3 photos enrolled" in out
+    assert err.count("warning:") == 1 and f"warning: {stranger.name}: matches none" in err

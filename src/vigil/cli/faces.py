@@ -210,6 +210,8 @@ def _report_person(outcome: enrolment.PersonOutcome, as_json: bool) -> None:
             f"{'enrolled' if r.created else 'updated'} {r.identity!r}: {enrolled} photos enrolled, "
             f"{len(r.photos) - enrolled} already enrolled, {len(outcome.errors)} skipped"
         )
+        for w in r.warnings:
+            err.print(f"  warning: {w}", markup=False)
     sys.stdout.flush()
 
 

@@ -446,8 +446,9 @@ def _mismatches(
         best = float((others @ (vec / max(float(np.linalg.norm(vec)), 1e-12))).max())
         if best < threshold:
             warnings.append(
-                f"{photo.name}: matches none of the person's {len(others)} other photo(s) (best score "
-                f"{best:.3f} < {threshold:.3f}, the 1:1 threshold at FMR {app.settings.target_fmr:g}); "
+                f"{photo_name(photo.name)}: matches none of the person's {len(others)} other photo(s) "
+                f"(best score {best:.3f} < {threshold:.3f}, the 1:1 threshold at FMR "
+                f"{app.settings.target_fmr:g}); "
                 f"stored, but it is likely someone else's photo: see `vigil gallery check`"
             )
     return warnings

@@ -451,6 +451,10 @@ SAME_TRANSACTION = {
 """The actions whose service changes the catalog and appends the entry in that transaction."""
 
 ELSEWHERE: dict[str, tuple[str, str]] = {
+    "fleet_sync": (
+        "fleet/test_mirror.py",
+        "test_the_mirror_keeps_the_servers_ids_and_matches_as_the_server_does",
+    ),
     "redact": ("video/test_redact.py", "test_keep_leaves_the_named_person_and_blurs_the_rest"),
     "alarm_export": ("video/test_evidence_export.py", "test_export_blurs_the_bystander_and_verifies"),
     "backup_restore": (

@@ -61,6 +61,7 @@ DECISIONS: dict[tuple[str, str], str] = {
     ("GET", "/api/cameras/{name}/preview.mjpg"): "whole",
     ("GET", "/api/alarms"): "own",
     ("GET", "/api/alarms/{alarm_id}"): "other",
+    ("GET", "/api/alarms/{alarm_id}/export"): "other",
     ("POST", "/api/alarms/{alarm_id}/review"): "other",
     ("GET", "/api/attendance/report"): "other",
     ("GET", "/api/events"): "whole",

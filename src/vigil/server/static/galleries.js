@@ -328,6 +328,7 @@ async function renderGallery(root, name) {
   const terms = h("div", {});
   const people = h("div", { class: "table-wrap" });
   const enrol = can.manage() ? enrolForm(name, load) : null;
+  const check = checkSection(name, () => load());
   fill(
     root,
     h("p", {}, h("a", { href: "#/galleries" }, "← Galleries")),
@@ -337,7 +338,7 @@ async function renderGallery(root, name) {
     info,
     terms,
     h("section", { "aria-labelledby": "people-h" }, h("h2", { id: "people-h" }, "People"), people),
-    checkSection(name, () => load()),
+    check,
     enrol,
   );
 
@@ -373,6 +374,7 @@ async function renderGallery(root, name) {
         fill(terms, termsEditor(g, load, Boolean(open)));
       }
       fill(people, rows.length ? peopleTable(rows) : h("p", { class: "muted" }, "Nobody is enrolled yet."));
+      check.hidden = rows.length === 0; // nothing to check in an empty gallery
     } catch (err) {
       showError(err, slot, `Could not load gallery ${name}`);
     }

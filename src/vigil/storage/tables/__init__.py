@@ -4,7 +4,14 @@ One module per domain; import the tables from here (``from vigil.storage.tables 
 """
 
 from vigil.storage.tables.accounts import ApiKey, Role, User, WebSession
-from vigil.storage.tables.alarms import AlarmRecord, AlarmReview, AlarmState, ReviewAction
+from vigil.storage.tables.alarms import (
+    AlarmKind,
+    AlarmNegative,
+    AlarmRecord,
+    AlarmReview,
+    AlarmState,
+    ReviewAction,
+)
 from vigil.storage.tables.attendance import AttendanceMark
 from vigil.storage.tables.base import AUTOINCREMENT, Base, UTCDateTime, utcnow
 from vigil.storage.tables.cameras import Camera
@@ -24,6 +31,8 @@ from vigil.storage.tables.notifications import DeadLetter, Webhook
 __all__ = [
     "AUTOINCREMENT",
     "ActiveModel",
+    "AlarmKind",
+    "AlarmNegative",
     "AlarmRecord",
     "AlarmReview",
     "AlarmState",

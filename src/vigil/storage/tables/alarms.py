@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import Enum, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from vigil.core.crypto import EncryptedBytes
 from vigil.storage.tables.base import AUTOINCREMENT, Base, UTCDateTime, utcnow
 
 
@@ -16,6 +17,15 @@ class AlarmState(enum.StrEnum):
     confirmed = "confirmed"
     dismissed = "dismissed"
     closed = "closed"
+    suppressed = "suppressed"
+    """Not raised: the face was nearer to earlier dismissals (negative examples) than to the person."""
+
+
+class AlarmKind(enum.StrEnum):
+    match = "match"
+    """A watchlist hit."""
+    stranger = "stranger"
+    """A face that matched none of the galleries a camera's stranger rule names."""
 
 
 class AlarmRecord(Base):
@@ -57,10 +67,42 @@ class AlarmRecord(Base):
     """Bumped by every review step; a review that names an older version is refused (409)."""
     confirmations: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     dismiss_reason: Mapped[str | None] = mapped_column(Text)
+    kind: Mapped[AlarmKind] = mapped_column(
+        Enum(AlarmKind, native_enum=False, length=20),
+        default=AlarmKind.match,
+        server_default="match",
+        index=True,
+    )
+    suppressed_by: Mapped[str | None] = mapped_column(Text)
+    """JSON list of the negative example ids that suppressed it (state ``suppressed``)."""
+    retention_days: Mapped[int | None] = mapped_column(Integer)
+    """Its own retention (stranger alarms: from the camera rule); None: its gallery's."""
 
     reviews: Mapped[list[AlarmReview]] = relationship(
         back_populates="alarm", cascade="all, delete-orphan", passive_deletes=True, order_by="AlarmReview.id"
     )
+
+
+class AlarmNegative(Base):
+    """A dismissed alarm's face kept as a negative example for that identity in that watchlist."""
+
+    __tablename__ = "alarm_negatives"
+    __table_args__ = AUTOINCREMENT
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    alarm_id: Mapped[int] = mapped_column(ForeignKey("alarms.id", ondelete="CASCADE"), unique=True)
+    gallery_id: Mapped[int] = mapped_column(ForeignKey("galleries.id", ondelete="CASCADE"), index=True)
+    identity_id: Mapped[int] = mapped_column(ForeignKey("identities.id", ondelete="CASCADE"))
+    model_id: Mapped[str] = mapped_column(String(100))
+    dimension: Mapped[int] = mapped_column(Integer)
+    vector: Mapped[bytes] = mapped_column(EncryptedBytes)
+    """float32 little-endian, L2-normalised (sealed when encryption at rest is on)."""
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    undone_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    undone_by: Mapped[str | None] = mapped_column(String(200))
+    uses: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """How many later faces it suppressed."""
 
 
 class ReviewAction(enum.StrEnum):

@@ -30,4 +30,11 @@ class Camera(Base):
     """Opt-in: keep a record of every track, matched or not (for investigations)."""
     device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id", ondelete="SET NULL"), index=True)
     """The edge device that runs this camera (None: the server's own camera workers)."""
+    stranger_galleries: Mapped[str | None] = mapped_column(Text)
+    """The stranger rule (JSON list of gallery names): alarm on a face that matches none of them.
+    None: no stranger alarms."""
+    stranger_hours: Mapped[str | None] = mapped_column(String(200))
+    """When the stranger rule applies (``HH:MM-HH:MM`` and optional days, local time); None: always."""
+    stranger_min_quality: Mapped[float | None] = mapped_column(Float)
+    """Faces below this quality are never strangers (None: the ``stranger_min_quality`` setting)."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

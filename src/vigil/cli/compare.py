@@ -6,11 +6,15 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
+from pydantic import BaseModel
 from rich.markup import escape
 from rich.table import Table
 
 from vigil.cli.common import JsonOpt, app, emit, err, handle_errors, out, progress_bar
+from vigil.core.errors import InputError
 from vigil.investigation import compare as svc
+from vigil.investigation import compare_csv
+from vigil.investigation import compare_jobs as jobs
 from vigil.storage.audit import cli_actor
 
 SHOWN = 50
@@ -19,8 +23,12 @@ SHOWN = 50
 
 @handle_errors
 def compare(
-    gallery_a: Annotated[str, typer.Argument(help="the gallery whose templates are searched (probes)")],
-    gallery_b: Annotated[str, typer.Argument(help="the gallery searched in; the same name finds duplicates")],
+    gallery_a: Annotated[
+        str | None, typer.Argument(help="the gallery whose templates are searched (probes)")
+    ] = None,
+    gallery_b: Annotated[
+        str | None, typer.Argument(help="the gallery searched in; the same name finds duplicates")
+    ] = None,
     case: Annotated[
         str | None, typer.Option("--case", help="the case reference (required; kept in the audit log)")
     ] = None,
@@ -32,6 +40,11 @@ def compare(
     ivf: Annotated[
         bool, typer.Option("--ivf", help="approximate search (for very large B); its recall is reported")
     ] = False,
+    resume: Annotated[
+        str | None,
+        typer.Option("--resume", help="go on with an interrupted comparison job from its checkpoint"),
+    ] = None,
+    list_all: Annotated[bool, typer.Option("--list", help="list the comparison jobs and exit")] = False,
     csv_out: Annotated[
         Path | None, typer.Option("--csv", help="write the identity pairs (or --pairs) as CSV to this file")
     ] = None,
@@ -41,7 +54,37 @@ def compare(
     as_json: bool = JsonOpt,
 ) -> None:
     """Search every template of GALLERY_A in GALLERY_B and list the pairs above the identification
-    threshold (the model card's, for B's size at the target FPIR), best first. Audited with the case."""
+    threshold (the model card's, for B's size at the target FPIR), best first. Audited with the case.
+
+    The comparison is a job kept in the catalog: interrupted (Ctrl-C, a crash), it goes on from its
+    checkpoint with `vigil compare --resume JOB`; `vigil compare --list` shows the jobs."""
+    if list_all:
+        listed: list[BaseModel] = list(jobs.list_jobs(app()))
+        emit(listed, as_json, lambda: _render_jobs(listed))
+        return
+    job_id = resume if resume is not None else _new_job(gallery_a, gallery_b, case, top_k, fpir, ivf)
+    info = jobs.job_info(app(), job_id)
+    with progress_bar(f"{info.gallery_a} in {info.gallery_b}", info.total) as update:
+        try:
+            result = jobs.run_job(app(), job_id, progress=update)
+        except KeyboardInterrupt:
+            _interrupted(job_id)
+            raise
+    level: Literal["identities", "pairs"] = "pairs" if pairs else "identities"
+    if csv_out is not None:
+        csv_out.write_text(compare_csv.to_csv(result, level), encoding="utf-8")
+        err.print(f"wrote {len(result.pairs if pairs else result.identities):,} rows to {csv_out}")
+    emit(result, as_json, lambda: _render(result))
+
+
+def _new_job(
+    gallery_a: str | None, gallery_b: str | None, case: str | None, top_k: int, fpir: float | None, ivf: bool
+) -> str:
+    if gallery_a is None or gallery_b is None:
+        raise InputError(
+            "name the two galleries to compare (or --resume JOB, or --list)",
+            hint="vigil compare wanted enrolled --case REF",
+        )
     request = svc.CompareRequest(
         gallery_a=gallery_a,
         gallery_b=gallery_b,
@@ -50,14 +93,38 @@ def compare(
         fpir=fpir,
         index="ivf" if ivf else "exact",
     )
-    plan = svc.plan_comparison(app(), request)
-    with progress_bar(f"{gallery_a} in {gallery_b}", plan.templates_a) as update:
-        result = svc.run_comparison(app(), plan, actor=cli_actor(), progress=update)
-    level: Literal["identities", "pairs"] = "pairs" if pairs else "identities"
-    if csv_out is not None:
-        csv_out.write_text(svc.to_csv(result, level), encoding="utf-8")
-        err.print(f"wrote {len(result.pairs if pairs else result.identities):,} rows to {csv_out}")
-    emit(result, as_json, lambda: _render(result))
+    info = jobs.create_job(app(), svc.plan_comparison(app(), request), cli_actor())
+    err.print(f"comparison job {info.id} (resume it with `vigil compare --resume {info.id}` if interrupted)")
+    return info.id
+
+
+def _interrupted(job_id: str) -> None:
+    """Ctrl-C: the job keeps its last checkpoint and goes on with --resume."""
+    info = jobs.job_info(app(), job_id)
+    if info.state == "running":
+        jobs.interrupt_job(app(), job_id)
+    err.print(f"interrupted at {info.done:,} of {info.total:,}: `vigil compare --resume {job_id}` goes on")
+
+
+def _render_jobs(listed: list[BaseModel]) -> None:
+    if not listed:
+        out.print("no comparison job")
+        return
+    table = Table("job", "state", "case", "A", "B", "done", "runs", "requested by", "created")
+    for j in listed:
+        assert isinstance(j, jobs.JobInfo)
+        table.add_row(
+            j.id,
+            j.state + (f": {escape(j.error)}" if j.error else ""),
+            escape(j.case),
+            escape(j.gallery_a),
+            escape(j.gallery_b),
+            f"{j.done:,}/{j.total:,}",
+            str(j.runs),
+            escape(j.requested_by),
+            f"{j.created_at:%Y-%m-%d %H:%M}",
+        )
+    out.print(table)
 
 
 def _render(result: svc.CompareResult) -> None:

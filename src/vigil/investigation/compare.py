@@ -26,8 +26,6 @@ galleries, the threshold and rate in force, the number of pairs and the best ide
 
 from __future__ import annotations
 
-import csv
-import io
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
@@ -238,11 +236,11 @@ def plan_comparison(app: App, request: CompareRequest) -> ComparePlan:
 
 # -- searching ------------------------------------------------------------------------------------
 def stream_templates(
-    app: App, gallery_id: int, card: ModelCard, batch_size: int = BATCH_SIZE
+    app: App, gallery_id: int, card: ModelCard, batch_size: int = BATCH_SIZE, after: int = 0
 ) -> Iterator[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float32]]]:
-    """A gallery's templates of ``card``'s model in id order, ``batch_size`` at a time, one query each:
-    (b,) int64 template ids, (b,) int64 identity ids, (b, d) float32 vectors."""
-    last = 0
+    """A gallery's templates of ``card``'s model in id order (ids above ``after``), ``batch_size`` at a
+    time, one query each: (b,) int64 template ids, (b,) int64 identity ids, (b, d) float32 vectors."""
+    last = after
     d = card.dimension
     while True:
         with app.db.session() as s:
@@ -341,7 +339,11 @@ def _lookup(app: App, column: Any, key: Any, ids: list[int]) -> dict[int, Any]:
     return out
 
 
-class _Pairs:
+PAIR_DTYPE = np.dtype([("ta", "<i8"), ("ia", "<i8"), ("tb", "<i8"), ("ib", "<i8"), ("score", "<f4")])
+"""A template pair as a checkpoint keeps it (36 bytes)."""
+
+
+class Pairs:
     """The pairs found so far: template pairs and the best pair per identity pair."""
 
     def __init__(self, within: bool) -> None:
@@ -394,37 +396,69 @@ class _Pairs:
             for ib, (score, tb) in ranked:
                 self.add(int(probes[0][r]), int(probes[1][r]), tb, ib, score)
 
+    def to_bytes(self) -> bytes:
+        rows = np.array(
+            [(ta, ia, tb, ib, score) for (ta, tb), (score, ia, ib) in self.templates.items()],
+            dtype=PAIR_DTYPE,
+        )
+        return rows.tobytes()
+
+    @classmethod
+    def from_bytes(cls, data: bytes | None, within: bool) -> Pairs:
+        pairs = cls(within)
+        for ta, ia, tb, ib, score in np.frombuffer(data or b"", dtype=PAIR_DTYPE).tolist():
+            pairs.add(int(ta), int(ia), int(tb), int(ib), float(score))
+        return pairs
+
     def results(self, app: App) -> tuple[list[IdentityPair], list[PairHit]]:
+        """Both levels, best first, with the identities' names; a pair with an identity that no longer
+        exists (erased, or removed since) is left out."""
         wanted = sorted({i for pair in self.identities for i in pair})
         names: dict[int, str] = _lookup(app, Identity.name, Identity.id, wanted)
         identities = [
             IdentityPair(
                 score=round(float(best[0]), 6),
                 identity_a_id=ia,
-                identity_a=names.get(ia, "?"),
+                identity_a=names[ia],
                 template_a=int(best[1]),
                 identity_b_id=ib,
-                identity_b=names.get(ib, "?"),
+                identity_b=names[ib],
                 template_b=int(best[2]),
                 template_pairs=int(best[3]),
             )
             for (ia, ib), best in self.identities.items()
+            if ia in names and ib in names
         ]
         pairs = [
             PairHit(
                 score=round(score, 6),
                 identity_a_id=ia,
-                identity_a=names.get(ia, "?"),
+                identity_a=names[ia],
                 template_a=ta,
                 identity_b_id=ib,
-                identity_b=names.get(ib, "?"),
+                identity_b=names[ib],
                 template_b=tb,
             )
             for (ta, tb), (score, ia, ib) in self.templates.items()
+            if ia in names and ib in names
         ]
         identities.sort(key=lambda p: (-p.score, p.identity_a_id, p.identity_b_id))
         pairs.sort(key=lambda p: (-p.score, p.template_a, p.template_b))
         return identities, pairs
+
+
+@dataclass
+class Checkpoint:
+    """Where a comparison stands: the templates of A up to ``after_template_id`` have been searched."""
+
+    pairs: Pairs
+    after_template_id: int = 0
+    done: int = 0
+    recall: float | None = None
+    recall_above_threshold: float | None = None
+    recall_sample: int = 0
+    elapsed_s: float = 0.0
+    """Spent in earlier runs (a resumed comparison adds its own)."""
 
 
 def run_comparison(
@@ -434,43 +468,70 @@ def run_comparison(
     actor: str,
     progress: Progress | None = None,
     index_lock: AbstractContextManager[Any] | None = None,
+    resume: Checkpoint | None = None,
+    checkpoint: Callable[[Checkpoint], None] | None = None,
+    audit_extra: dict[str, Any] | None = None,
 ) -> CompareResult:
     """Search every template of A in B (see the module docstring) and audit the comparison.
 
     ``progress(done, total)`` is called before the first batch and after each; an exception it raises
-    stops the comparison (nothing is audited then, nothing was reported)."""
+    stops the comparison (nothing is audited then, nothing was reported). ``checkpoint`` is called
+    after each batch with where the comparison stands; a comparison given such a point as ``resume``
+    goes on from there (B is searched as it is now; the plan's threshold is the one decided on)."""
     started = time.perf_counter()
-    request, card = plan.request, plan.card
-    pairs = _Pairs(plan.within)
-    recalls: tuple[float | None, float | None] = (None, None)
-    sample = 0
+    state = resume if resume is not None else Checkpoint(Pairs(plan.within))
     if progress is not None:
-        progress(0, plan.templates_a)
+        progress(state.done, max(state.done, plan.templates_a))
     if plan.templates_a and plan.templates_b:
-        exact = _index_of_b(app, plan, index_lock)
-        searcher: _Search = IvfSearch(exact) if request.index == "ivf" else exact
-        per_identity = max(1, min(plan.max_templates_b, _MAX_TEMPLATES_SEARCHED))
-        k = request.top_k * per_identity + (plan.max_templates_a if plan.within else 0)
-        k = max(1, min(k, len(exact)))
-        done = 0
-        for ids, owners, vectors in stream_templates(app, plan.gallery_a_id, card, request.batch_size):
-            found = searcher.search(vectors, k)
-            if searcher is not exact and sample == 0:
-                sample = min(RECALL_SAMPLE, len(vectors))
-                truth = exact.search(vectors[:sample], k)
-                approx = (found[0][:sample], found[1][:sample])
-                recalls = (recall(truth, approx), recall(truth, approx, plan.threshold))
-            pairs.collect(app, (ids, owners), found, plan.threshold, request.top_k)
-            done += len(ids)
-            if progress is not None:
-                progress(done, plan.templates_a)
-    identities, hits = pairs.results(app)
-    result = CompareResult(
+        _search_all(app, plan, state, index_lock, (progress, checkpoint))
+    state.elapsed_s += time.perf_counter() - started
+    result = _result(app, plan, state)
+    _audit(app, actor, plan, result, audit_extra or {})
+    return result
+
+
+def _search_all(
+    app: App,
+    plan: ComparePlan,
+    state: Checkpoint,
+    index_lock: AbstractContextManager[Any] | None,
+    report: tuple[Progress | None, Callable[[Checkpoint], None] | None],
+) -> None:
+    """Search A's templates after the checkpoint in B, batch by batch, updating ``state``."""
+    request = plan.request
+    exact = _index_of_b(app, plan, index_lock)
+    searcher: _Search = IvfSearch(exact) if request.index == "ivf" else exact
+    per_identity = max(1, min(plan.max_templates_b, _MAX_TEMPLATES_SEARCHED))
+    k = request.top_k * per_identity + (plan.max_templates_a if plan.within else 0)
+    k = max(1, min(k, len(exact)))
+    progress, checkpoint = report
+    batches = stream_templates(app, plan.gallery_a_id, plan.card, request.batch_size, state.after_template_id)
+    for ids, owners, vectors in batches:
+        found = searcher.search(vectors, k)
+        if searcher is not exact and state.recall_sample == 0:
+            state.recall_sample = sample = min(RECALL_SAMPLE, len(vectors))
+            truth = exact.search(vectors[:sample], k)
+            approx = (found[0][:sample], found[1][:sample])
+            state.recall = recall(truth, approx)
+            state.recall_above_threshold = recall(truth, approx, plan.threshold)
+        state.pairs.collect(app, (ids, owners), found, plan.threshold, request.top_k)
+        state.done += len(ids)
+        state.after_template_id = int(ids[-1])
+        if checkpoint is not None:
+            checkpoint(state)
+        if progress is not None:
+            progress(state.done, max(state.done, plan.templates_a))
+
+
+def _result(app: App, plan: ComparePlan, state: Checkpoint) -> CompareResult:
+    request = plan.request
+    identities, hits = state.pairs.results(app)
+    return CompareResult(
         case=plan.case,
         gallery_a=request.gallery_a,
         gallery_b=request.gallery_b,
         within=plan.within,
-        model=card.id,
+        model=plan.card.id,
         fpir=plan.fpir,
         threshold=round(plan.threshold, 6),
         threshold_source=plan.threshold_source,
@@ -479,15 +540,15 @@ def run_comparison(
         templates_b=plan.templates_b,
         top_k=request.top_k,
         index=request.index,
-        recall=None if recalls[0] is None else round(recalls[0], 4),
-        recall_above_threshold=None if recalls[1] is None else round(recalls[1], 4),
-        recall_sample=sample,
+        recall=None if state.recall is None else round(state.recall, 4),
+        recall_above_threshold=None
+        if state.recall_above_threshold is None
+        else round(state.recall_above_threshold, 4),
+        recall_sample=state.recall_sample,
         identities=identities,
         pairs=hits,
-        elapsed_s=round(time.perf_counter() - started, 3),
+        elapsed_s=round(state.elapsed_s, 3),
     )
-    _audit(app, actor, plan, result)
-    return result
 
 
 def compare_galleries(
@@ -497,7 +558,7 @@ def compare_galleries(
     return run_comparison(app, plan_comparison(app, request), actor=actor, progress=progress)
 
 
-def _audit(app: App, actor: str, plan: ComparePlan, result: CompareResult) -> None:
+def _audit(app: App, actor: str, plan: ComparePlan, result: CompareResult, extra: dict[str, Any]) -> None:
     audit.record(
         app,
         actor,
@@ -530,51 +591,5 @@ def _audit(app: App, actor: str, plan: ComparePlan, result: CompareResult) -> No
             }
             for p in result.identities[:AUDIT_PAIRS]
         ],
+        **extra,
     )
-
-
-# -- output ---------------------------------------------------------------------------------------
-CSV_COLUMNS = (
-    "score",
-    "threshold",
-    "gallery_a",
-    "identity_a_id",
-    "identity_a",
-    "template_a",
-    "gallery_b",
-    "identity_b_id",
-    "identity_b",
-    "template_b",
-)
-
-
-def _cell(value: object) -> object:
-    """Text that a spreadsheet would run as a formula gets a leading apostrophe."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
-
-
-def to_csv(result: CompareResult, level: Literal["identities", "pairs"] = "identities") -> str:
-    """The identity pairs (with ``template_pairs``) or the template pairs, best first, as CSV."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    rows: list[PairHit] = list(result.identities) if level == "identities" else list(result.pairs)
-    writer.writerow([*CSV_COLUMNS, "template_pairs"] if level == "identities" else CSV_COLUMNS)
-    for p in rows:
-        row = [
-            p.score,
-            result.threshold,
-            result.gallery_a,
-            p.identity_a_id,
-            p.identity_a,
-            p.template_a,
-            result.gallery_b,
-            p.identity_b_id,
-            p.identity_b,
-            p.template_b,
-        ]
-        if isinstance(p, IdentityPair):
-            row.append(p.template_pairs)
-        writer.writerow([_cell(v) for v in row])
-    return buf.getvalue()

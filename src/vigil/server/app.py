@@ -74,6 +74,7 @@ def create_app(settings: Settings, *, start_cameras: bool | None = None) -> Fast
     run_cameras = settings.start_cameras if start_cameras is None else start_cameras
     scheduled = st.extras["scheduled"] = schedules(vigil_app)
     model_switch.install_hooks(st)  # a switch left running goes on
+    compare.install_hooks(st)  # so does a comparison
     consumer = _event_consumer(vigil_app, settings, bus)
     if consumer is not None:
         st.extras["consumer"] = consumer

@@ -1,185 +1,147 @@
 """Gallery against gallery as background jobs, with progress on the event bus.
 
-Jobs live in the memory of the server process: a restart forgets them (the audit log keeps every
-finished comparison). They run one at a time on a worker thread; the newest ``MAX_JOBS`` are kept.
+Jobs are kept in the catalog (:mod:`vigil.investigation.compare_jobs`): they run one at a time on a
+worker thread, and a job that a stopped or killed server left unfinished goes on from its checkpoint
+when the server starts again.
 """
 
 from __future__ import annotations
 
 import logging
-import secrets
 import threading
-from collections import OrderedDict
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
-from pydantic import BaseModel
 
 from vigil.core.errors import ConflictError, NotFoundError, VigilError
 from vigil.events.schemas import ComparisonProgress
 from vigil.gallery.scope import GalleryScope
 from vigil.investigation import compare as svc
+from vigil.investigation import compare_csv
+from vigil.investigation import compare_jobs as store
+from vigil.investigation.compare_jobs import JobInfo
 from vigil.server.deps import Manage, Offset, Scope, ServerState, State
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api", tags=["investigation"])
 
-MAX_JOBS = 20
-"""Jobs kept in memory; the oldest finished ones are dropped beyond this."""
-
-JobState = Literal["queued", "running", "done", "failed"]
-
-
-class JobInfo(BaseModel):
-    id: str
-    state: JobState
-    case: str
-    gallery_a: str
-    gallery_b: str
-    requested_by: str
-    created_at: datetime
-    finished_at: datetime | None
-    done: int
-    """Templates of A searched so far."""
-    total: int
-    """Templates of A to search."""
-    error: str | None = None
-
 
 class JobView(JobInfo):
     """A job; once done, its result with ``identities`` and ``pairs`` paged by ``offset`` and ``limit``."""
 
     result: svc.CompareResult | None = None
-    identity_pairs: int | None = None
-    """All identity pairs found (the page holds ``limit`` of them)."""
     template_pairs: int | None = None
     offset: int = 0
     limit: int = 0
 
 
-class _StoppedError(Exception):
-    """The server is stopping: the running comparison ends at its next batch."""
-
-
-@dataclass
-class _Job:
-    id: str
-    plan: svc.ComparePlan
-    actor: str
-    state: JobState = "queued"
-    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-    finished_at: datetime | None = None
-    done: int = 0
-    error: str | None = None
-    result: svc.CompareResult | None = None
-
-    def info(self) -> JobInfo:
-        return JobInfo(
-            id=self.id,
-            state=self.state,
-            case=self.plan.case,
-            gallery_a=self.plan.request.gallery_a,
-            gallery_b=self.plan.request.gallery_b,
-            requested_by=self.actor,
-            created_at=self.created_at,
-            finished_at=self.finished_at,
-            done=self.done,
-            total=self.plan.templates_a,
-            error=self.error,
-        )
-
-
 class CompareJobs:
-    """The server's comparison jobs: run one at a time, each on its own daemon thread."""
+    """The server's comparison runner: one job at a time, on one daemon thread, oldest first."""
 
     def __init__(self, st: ServerState) -> None:
         self._st = st
-        self._jobs: OrderedDict[str, _Job] = OrderedDict()
-        self._lock = threading.Lock()
-        self._one_at_a_time = threading.Lock()
+        self._wake = threading.Condition()
+        self._queue: list[str] = []
         self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
 
-    def submit(self, plan: svc.ComparePlan, actor: str) -> _Job:
-        job = _Job(id=secrets.token_hex(8), plan=plan, actor=actor)
-        with self._lock:
-            self._jobs[job.id] = job
-            finished = [j.id for j in self._jobs.values() if j.state in ("done", "failed")]
-            for old in finished[: max(0, len(self._jobs) - MAX_JOBS)]:
-                del self._jobs[old]
-        self._publish(job)
-        threading.Thread(target=self._run, args=(job,), name=f"vigil-compare-{job.id}", daemon=True).start()
-        return job
+    def submit(self, plan: svc.ComparePlan, actor: str) -> JobInfo:
+        info = store.create_job(self._st.app, plan, actor)
+        self._publish(info)
+        self._enqueue([info.id])
+        return info
 
-    def get(self, job_id: str, scope: GalleryScope) -> _Job:
+    def resume(self) -> None:
+        """Queue the jobs a stopped or killed server left unfinished (at the server's start)."""
+        pending = store.pending_jobs(self._st.app)
+        if pending:
+            log.info("resuming %d comparison job(s) from their checkpoints", len(pending))
+            self._enqueue(pending)
+
+    def get(self, job_id: str, scope: GalleryScope) -> JobInfo:
         """The job, if both its galleries are within ``scope``."""
-        with self._lock:
-            job = self._jobs.get(job_id)
-        if job is None or not _visible(job, scope):
-            raise NotFoundError(
-                f"no comparison job {job_id!r}",
-                hint="jobs are kept in the server's memory: a restart forgets them (see GET /api/compare)",
-            )
-        return job
+        try:
+            info = store.job_info(self._st.app, job_id)
+        except NotFoundError:
+            info = None
+        if info is None or not _visible(info, scope):
+            raise NotFoundError(f"no comparison job {job_id!r}", hint="see GET /api/compare")
+        return info
 
-    def all(self, scope: GalleryScope) -> list[_Job]:
-        with self._lock:
-            return [j for j in reversed(self._jobs.values()) if _visible(j, scope)]
+    def all(self, scope: GalleryScope) -> list[JobInfo]:
+        return [j for j in store.list_jobs(self._st.app) if _visible(j, scope)]
 
     def stop(self) -> None:
         self._stopping.set()
+        with self._wake:
+            self._wake.notify_all()
 
-    def _publish(self, job: _Job) -> None:
-        info = job.info().model_dump(exclude={"requested_by"})
-        pairs = len(job.result.identities) if job.result is not None else None
-        self._st.bus.publish(ComparisonProgress(**info, identity_pairs=pairs))
+    def _enqueue(self, ids: list[str]) -> None:
+        with self._wake:
+            self._queue.extend(i for i in ids if i not in self._queue)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="vigil-compare", daemon=True)
+                self._thread.start()
+            self._wake.notify_all()
 
-    def _run(self, job: _Job) -> None:
+    def _publish(self, info: JobInfo) -> None:
+        self._st.bus.publish(
+            ComparisonProgress(**info.model_dump(exclude={"requested_by", "started_at", "runs"}))
+        )
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            with self._wake:
+                while not self._queue and not self._stopping.is_set():
+                    self._wake.wait()
+                if self._stopping.is_set():
+                    return
+                job_id = self._queue.pop(0)
+            self._run(job_id)
+
+    def _run(self, job_id: str) -> None:
+        app = self._st.app
+        info = store.job_info(app, job_id)
+
         def progress(done: int, total: int) -> None:
             if self._stopping.is_set():
-                raise _StoppedError
-            job.done = done
-            self._publish(job)
+                raise store.JobStoppedError
+            self._publish(info.model_copy(update={"state": "running", "done": done, "total": total}))
 
-        with self._one_at_a_time:
-            try:
-                if self._stopping.is_set():
-                    raise _StoppedError
-                job.state = "running"
-                job.result = svc.run_comparison(
-                    self._st.app, job.plan, actor=job.actor, progress=progress, index_lock=self._st.face_lock
-                )
-                job.state = "done"
-            except _StoppedError:
-                job.state, job.error = "failed", "the server stopped before the comparison finished"
-            except VigilError as exc:
-                job.state, job.error = "failed", exc.message
-            except Exception:  # a worker thread must report, never die silently
-                log.exception("comparison job %s failed", job.id)
-                job.state, job.error = "failed", "internal error (see the server log)"
-            finally:
-                job.finished_at = datetime.now(UTC)
-            self._publish(job)
+        try:
+            store.run_job(app, job_id, progress=progress, index_lock=self._st.face_lock)
+        except store.JobStoppedError:
+            log.info("comparison job %s interrupted: it goes on when the server starts again", job_id)
+        except VigilError as exc:
+            log.warning("comparison job %s failed: %s", job_id, exc.message)
+        except Exception:  # a worker thread must report, never die silently
+            log.exception("comparison job %s failed", job_id)
+            store.fail_job(app, job_id, "internal error (see the server log)")
+        self._publish(store.job_info(app, job_id))
 
 
-def _visible(job: _Job, scope: GalleryScope) -> bool:
-    return scope.allows_name(job.plan.request.gallery_a) and scope.allows_name(job.plan.request.gallery_b)
+def _visible(job: JobInfo, scope: GalleryScope) -> bool:
+    return scope.allows_name(job.gallery_a) and scope.allows_name(job.gallery_b)
 
 
 _jobs_lock = threading.Lock()
 
 
 def jobs(st: ServerState) -> CompareJobs:
-    """The server's job store, made on first use (and stopped with the server)."""
+    """The server's job runner, made on first use (and stopped with the server)."""
     with _jobs_lock:
-        store = st.extras.get("compare_jobs")
-        if store is None:
-            store = st.extras["compare_jobs"] = CompareJobs(st)
-            st.extras.setdefault("on_stop", []).append(lambda _st: store.stop())
-        return store
+        runner = st.extras.get("compare_jobs")
+        if runner is None:
+            runner = st.extras["compare_jobs"] = CompareJobs(st)
+            st.extras.setdefault("on_stop", []).append(lambda _st: runner.stop())
+        return runner
+
+
+def install_hooks(st: ServerState) -> None:
+    """At the server's start, go on with the comparisons a stopped or killed server left unfinished."""
+    st.extras.setdefault("on_start", []).append(lambda s: jobs(s).resume())
 
 
 @router.post(
@@ -191,12 +153,12 @@ def start(body: svc.CompareRequest, st: State, me: Manage, scope: Scope) -> JobI
     for name in (body.gallery_a, body.gallery_b):  # a bound key compares its own gallery with itself
         scope.gallery(name)
     plan = svc.plan_comparison(st.app, body)  # refuses a missing case, unknown or expired galleries now
-    return jobs(st).submit(plan, me.actor).info()
+    return jobs(st).submit(plan, me.actor)
 
 
-@router.get("/compare", summary="Comparison jobs of this server process, newest first")
+@router.get("/compare", summary="Comparison jobs, newest first (kept across restarts)")
 def list_jobs(st: State, _: Manage, scope: Scope) -> list[JobInfo]:
-    return [j.info() for j in jobs(st).all(scope)]
+    return jobs(st).all(scope)
 
 
 @router.get(
@@ -212,9 +174,9 @@ def job_csv(
     scope: Scope,
     level: Annotated[Literal["identities", "pairs"], Query()] = "identities",
 ) -> Response:
-    result = _finished(jobs(st).get(job_id, scope))
+    result = _finished(st, jobs(st).get(job_id, scope))
     return Response(
-        svc.to_csv(result, level),
+        compare_csv.to_csv(result, level),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="compare-{job_id}-{level}.csv"'},
     )
@@ -232,9 +194,9 @@ def job(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
 ) -> JobView:
     found = jobs(st).get(job_id, scope)
-    view = JobView(**found.info().model_dump(), offset=offset, limit=limit)
-    if found.result is not None:
-        r = found.result
+    view = JobView(**found.model_dump(), offset=offset, limit=limit)
+    r = store.job_result(st.app, job_id) if found.state == "done" else None
+    if r is not None:
         view.identity_pairs, view.template_pairs = len(r.identities), len(r.pairs)
         view.result = r.model_copy(
             update={
@@ -245,10 +207,11 @@ def job(
     return view
 
 
-def _finished(job: _Job) -> svc.CompareResult:
-    if job.result is None:
+def _finished(st: ServerState, job: JobInfo) -> svc.CompareResult:
+    result = store.job_result(st.app, job.id) if job.state == "done" else None
+    if result is None:
         raise ConflictError(
             f"comparison job {job.id} is {job.state}" + (f": {job.error}" if job.error else ""),
             hint="wait until GET /api/compare/{job} says done",
         )
-    return job.result
+    return result

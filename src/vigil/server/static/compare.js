@@ -66,7 +66,7 @@ export async function render(root, params) {
     if (stopped) return;
     try {
       const jobs = await get("/api/compare");
-      fill(jobsBox, h("h2", { id: "jobs-h" }, "Previous comparisons"), jobs.length ? jobsTable(jobs) : h("p", { class: "muted" }, "None since the server started (jobs are kept in its memory; the audit log keeps every comparison)."));
+      fill(jobsBox, h("h2", { id: "jobs-h" }, "Previous comparisons"), jobs.length ? jobsTable(jobs) : h("p", { class: "muted" }, "None yet (jobs are kept across restarts; the newest 50 finished ones stay listed, and the audit log keeps every comparison)."));
     } catch (err) {
       showError(err, null, "Could not list the comparisons");
     }
@@ -160,11 +160,14 @@ function watchJob(id, box, onEnd) {
         j.requested_by ? ["Requested by", j.requested_by] : null,
         ["Started", fmtTime(j.created_at)],
         j.finished_at ? ["Finished", fmtTime(j.finished_at)] : null,
+        j.runs > 1 ? ["Runs", `${j.runs} (it went on from its checkpoint after a restart)`] : null,
       ]),
     );
     const note =
       j.state === "queued"
         ? "queued: waiting for the comparison before it to finish…"
+        : j.state === "interrupted"
+          ? `interrupted at ${j.done} of ${j.total}: it goes on from there when the server starts again`
         : j.state === "done"
           ? `done: ${plural(j.total, "enrolled face")} of ${j.gallery_a} searched`
           : undefined;

@@ -18,7 +18,7 @@ from vigil.storage.tables.cameras import Camera
 from vigil.storage.tables.devices import Device, DeviceState
 from vigil.storage.tables.galleries import Gallery, GalleryKind, Identity, Photo, Template
 from vigil.storage.tables.governance import AuditEntry
-from vigil.storage.tables.investigation import Cluster, ClusterState, Sighting
+from vigil.storage.tables.investigation import Cluster, ClusterState, CompareJob, Sighting
 from vigil.storage.tables.models import (
     ActiveModel,
     ModelSwitch,
@@ -43,6 +43,7 @@ __all__ = [
     "Camera",
     "Cluster",
     "ClusterState",
+    "CompareJob",
     "DeadLetter",
     "Device",
     "DeviceState",

@@ -69,3 +69,39 @@ class Cluster(Base):
     decided_by: Mapped[str | None] = mapped_column(String(200))
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class CompareJob(Base):
+    """A gallery-against-gallery comparison, its progress and checkpoint (it survives a restart)."""
+
+    __tablename__ = "compare_jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    """Random, never reused."""
+    state: Mapped[str] = mapped_column(String(20), index=True)
+    """queued, running, interrupted (the server stopped: it goes on at the next start), done, failed."""
+    case: Mapped[str] = mapped_column(String(200))
+    gallery_a: Mapped[str] = mapped_column(String(200))
+    gallery_b: Mapped[str] = mapped_column(String(200))
+    gallery_a_id: Mapped[int | None] = mapped_column(ForeignKey("galleries.id", ondelete="SET NULL"))
+    gallery_b_id: Mapped[int | None] = mapped_column(ForeignKey("galleries.id", ondelete="SET NULL"))
+    request_json: Mapped[str] = mapped_column(Text)
+    model_id: Mapped[str] = mapped_column(String(100))
+    fpir: Mapped[float] = mapped_column(Float)
+    threshold: Mapped[float] = mapped_column(Float)
+    """Fixed when the job was planned: a resumed job decides on the same threshold."""
+    requested_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    done: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    total: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    after_template_id: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """The checkpoint: templates of A up to this id have been searched."""
+    runs: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """How many times it was started (1 + resumptions)."""
+    pairs: Mapped[bytes | None] = mapped_column(EncryptedBytes)
+    """The template pairs found so far (ids and scores, see :mod:`vigil.investigation.compare_jobs`)."""
+    summary_json: Mapped[str | None] = mapped_column(Text)
+    """Once done: the result without its pairs (counts, recall, elapsed time)."""
+    error: Mapped[str | None] = mapped_column(Text)

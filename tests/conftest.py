@@ -49,14 +49,32 @@ def engine(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped
 
 
 @pytest.fixture
-def app(tmp_path: Path, engine):  # type: ignore[no-untyped-def]
+def vectors() -> dict[str, str]:
+    """Settings of the vector backend for ``app``: none, FAISS files in the data directory.
+    tests/gallery runs with Milvus as well (see its conftest.py)."""
+    return {}
+
+
+@pytest.fixture
+def app(tmp_path: Path, engine, vectors: dict[str, str]):  # type: ignore[no-untyped-def]
     """An application context on a fresh data directory, sharing the session's engine."""
     from vigil.app import App
     from vigil.core.config import Settings
 
-    a = App(Settings(data_dir=tmp_path / "data", media_dirs=[tmp_path, SHARED_DATA]), engine_override=engine)
+    settings = Settings(data_dir=tmp_path / "data", media_dirs=[tmp_path, SHARED_DATA], **vectors)
+    a = App(settings, engine_override=engine)
     yield a
     a.close()
+
+
+@pytest.fixture(scope="session")
+def milvus_lite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One Milvus Lite database for the session (its server starts once per process); each test
+    gets collections of its own through a prefix."""
+    pytest.importorskip(
+        "pymilvus", reason="pymilvus and milvus-lite are dev dependencies: pip install -e '.[dev]'"
+    )
+    return tmp_path_factory.mktemp("milvus") / "vectors.db"
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from vigil.core.config import Settings
 from vigil.storage.blobs import BlobStore
 from vigil.storage.db import Database
 from vigil.storage.index import IndexStore
+from vigil.storage.milvus import MilvusStore
 from vigil.vision.engine import FaceEngine, build_engine
 from vigil.vision.packs.resolve import resolve_pack
 
@@ -38,8 +39,14 @@ class App:
         return BlobStore(self.settings.blob_dir)
 
     @cached_property
-    def indexes(self) -> IndexStore:
-        return IndexStore(self.settings.index_dir)
+    def indexes(self) -> IndexStore | MilvusStore:
+        """The galleries' vector indexes: FAISS files in the data directory, or Milvus
+        (``VIGIL_VECTOR_URL``, see :mod:`vigil.storage.milvus`)."""
+        s = self.settings
+        if s.vector_url is None:
+            return IndexStore(s.index_dir)
+        token = s.vector_token.get_secret_value() if s.vector_token is not None else None
+        return MilvusStore(s.vector_url, token=token, prefix=s.vector_prefix, index_type=s.vector_index)
 
     @cached_property
     def pack(self) -> str | None:

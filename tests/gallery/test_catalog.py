@@ -18,6 +18,7 @@ from vigil.gallery import enroll as enrolment
 from vigil.gallery import galleries, identities
 from vigil.storage.db import MIGRATIONS
 from vigil.storage.index import IndexKey
+from vigil.storage.milvus import MilvusStore
 from vigil.storage.tables import Gallery
 from vigil.vision.image import load_image
 
@@ -167,14 +168,22 @@ def test_index_follows_adds_and_removals_and_rebuilds(app: App, people: Path) ->
         identities.remove_identity(app, "staff", "Obama")
 
 
+def _stored_indexes(app: App) -> list[str]:
+    """The index files (FAISS) or the gallery collections (Milvus) of this test's galleries."""
+    if isinstance(app.indexes, MilvusStore):
+        prefix = f"{app.settings.vector_prefix}_g"
+        return [n for n in app.indexes._client.list_collections() if n.startswith(prefix)]
+    return [p.name for p in app.settings.index_dir.glob("*")]
+
+
 def test_delete_gallery_removes_photos_and_indexes(app: App, people: Path) -> None:
     _reference(app)
     photo = load_image(people / "biden.jpg")
     enrolment.enroll(app, "staff", "Biden", [photo])
-    assert list(app.settings.index_dir.glob("*.faiss"))
+    assert _stored_indexes(app)
     galleries.delete_gallery(app, "staff")
     assert not app.blobs.exists(photo.sha256)
-    assert not list(app.settings.index_dir.glob("*"))
+    assert not _stored_indexes(app)
     assert galleries.list_galleries(app) == []
 
 

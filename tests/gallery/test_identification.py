@@ -25,10 +25,14 @@ def test_obama_verifies_against_obama_not_biden(app: App, people: Path) -> None:
         matching.verify(app, obama, load_image(people / "two_people.jpg"))
 
 
-@pytest.fixture(scope="module")
-def deepface_app(tmp_path_factory: pytest.TempPathFactory, engine, shared_data: Path):  # type: ignore[no-untyped-def]
-    """deepface-13 with the first photo of each person enrolled, except one person left out."""
-    app = App(Settings(data_dir=tmp_path_factory.mktemp("deepface")), engine_override=engine)
+@pytest.fixture(scope="module", params=["faiss", "milvus"])
+def deepface_app(request, tmp_path_factory: pytest.TempPathFactory, engine, shared_data: Path):  # type: ignore[no-untyped-def]
+    """deepface-13 with the first photo of each person enrolled, except one person left out; the
+    gallery's vectors in FAISS files, then in Milvus (Lite)."""
+    vectors = {}
+    if request.param == "milvus":
+        vectors = {"vector_url": str(request.getfixturevalue("milvus_lite")), "vector_prefix": "deepface"}
+    app = App(Settings(data_dir=tmp_path_factory.mktemp("deepface"), **vectors), engine_override=engine)
     galleries.create_gallery(app, galleries.validate_spec(name="celebs", kind="reference"))
     probes: list[tuple[str, Path]] = []
     for person in sorted(

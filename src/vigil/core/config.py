@@ -39,6 +39,20 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; default: SQLite (WAL) in the data directory"
     )
+    vector_url: str | None = Field(
+        default=None,
+        description="Milvus for the galleries' vectors: http://host:19530 (a server or cluster) or a "
+        "local .db file (Milvus Lite); default: FAISS index files in the data directory",
+    )
+    vector_token: SecretStr | None = Field(default=None, description="Milvus user:password or API key")
+    vector_prefix: str = Field(
+        default="vigil",
+        pattern=r"^[A-Za-z][A-Za-z0-9_]{0,30}$",
+        description="prefix of this deployment's Milvus collections (several deployments may share one)",
+    )
+    vector_index: Literal["FLAT", "IVF_FLAT", "HNSW"] = Field(
+        default="FLAT", description="the Milvus collections' index (FLAT: exact search)"
+    )
     detector: DetectorName = "hog"
     embedder: EmbedderName = Field(
         default="dlib-onnx",

@@ -44,7 +44,7 @@ from vigil.gallery.enroll import load_templates
 from vigil.gallery.galleries import get_gallery
 from vigil.investigation.search import check_case
 from vigil.storage import audit
-from vigil.storage.index import FaissIndex, IndexKey
+from vigil.storage.index import FaissIndex, IndexKey, VectorIndex
 from vigil.storage.tables import Gallery, Identity, Template
 
 BATCH_SIZE = 4096
@@ -267,7 +267,7 @@ def _current_generation(app: App, gallery_id: int) -> int:
         return int(s.scalar(select(Gallery.generation).where(Gallery.id == gallery_id)) or 0)
 
 
-def _index_of_b(app: App, plan: ComparePlan, index_lock: AbstractContextManager[Any] | None) -> FaissIndex:
+def _index_of_b(app: App, plan: ComparePlan, index_lock: AbstractContextManager[Any] | None) -> VectorIndex:
     """B's exact index (as identification uses it). Under ``index_lock`` (a server, where enrolment may
     change the shared index meanwhile) a private copy is taken, so the comparison sees one generation."""
     with index_lock or nullcontext():
@@ -278,8 +278,8 @@ def _index_of_b(app: App, plan: ComparePlan, index_lock: AbstractContextManager[
             card.dimension,
             lambda: load_templates(app, gid, card.id),
         )
-        if index_lock is None:
-            return index
+        if index_lock is None or not isinstance(index, FaissIndex):
+            return index  # Milvus: the shared collection itself (pairs with templates removed since drop out)
         import faiss
 
         return FaissIndex(index.dimension, faiss.clone_index(index._index))
@@ -500,7 +500,8 @@ def _search_all(
     """Search A's templates after the checkpoint in B, batch by batch, updating ``state``."""
     request = plan.request
     exact = _index_of_b(app, plan, index_lock)
-    searcher: _Search = IvfSearch(exact) if request.index == "ivf" else exact
+    ivf = request.index == "ivf" and isinstance(exact, FaissIndex)  # Milvus searches with its own index
+    searcher: _Search = IvfSearch(exact) if ivf and isinstance(exact, FaissIndex) else exact
     per_identity = max(1, min(plan.max_templates_b, _MAX_TEMPLATES_SEARCHED))
     k = request.top_k * per_identity + (plan.max_templates_a if plan.within else 0)
     k = max(1, min(k, len(exact)))

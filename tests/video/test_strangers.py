@@ -10,12 +10,14 @@ import cv2
 import pytest
 
 from conftest import render_walks, watchlist, write_video
+from vigil.accounts import Principal, create_user
 from vigil.app import App
 from vigil.core.errors import InputError, NotFoundError
 from vigil.events.schemas import Alarm, SightingEnded
 from vigil.gallery import enroll as enrolment
 from vigil.gallery.schedule import DAYS, local_zone
-from vigil.storage.tables import AlarmKind, AlarmRecord
+from vigil.governance import report
+from vigil.storage.tables import AlarmKind, AlarmRecord, AlarmState, ReviewAction, Role
 from vigil.video import alarms as alarm_svc
 from vigil.video import cameras
 from vigil.video.strangers import StrangerRule, parse_hours
@@ -87,6 +89,21 @@ def test_one_stranger_alarm_for_the_stranger_none_for_staff(
     assert alarm_svc.list_alarms(staffed, kind=AlarmKind.match) == []
     entry = next(e for e in _audit(staffed) if e["action"] == "alarm")
     assert entry["detail"]["kind"] == "stranger" and entry["detail"]["galleries_checked"] == ["staff"]
+    # Reviewed like any other alarm: no gallery, so one confirmation decides it.
+    user = create_user(staffed, "guard", Role.operator, "a long password here")
+    me = Principal("user", user.id, user.username, user.role)
+    done = alarm_svc.review_alarm(staffed, info[0].id, ReviewAction.confirm, me, expected_version=0)
+    assert done.state is AlarmState.confirmed and done.enrolled_photos == []
+    # The transparency report states the rule and counts the stranger alarm.
+    r = report.build(staffed)
+    assert r.stranger_alarms == 1 and r.alarms == 1 and r.confirmed == 1
+    assert [(w.watchlist, w.camera, w.confirmed) for w in r.per_watchlist_camera] == [
+        (report.STRANGER_ROW, "lab-door", 1)
+    ]
+    assert [(x.camera, x.galleries, x.hours, x.min_quality, x.retention_days) for x in r.stranger_rules] == [
+        ("lab-door", ["staff"], None, staffed.settings.stranger_min_quality, 7)
+    ]
+    assert "Stranger rules in force" in report.to_html(r)
 
 
 def _audit(app: App) -> list[dict]:
@@ -207,3 +224,31 @@ def test_hours_windows() -> None:
     wed = datetime(2026, 12, 2, 8, 0)
     assert day.applies_at(wed) and not day.applies_at(wed - timedelta(minutes=1))
     assert not day.applies_at(wed.replace(hour=18))
+
+
+def test_stranger_alarms_are_purged_after_their_own_retention_with_their_files(
+    staffed: App, shared_data: Path, tmp_path: Path
+) -> None:
+    from vigil.governance import retention
+
+    staff = lfw(shared_data, STAFF, 0)
+    watchlist(staffed, "wanted")  # the staff member is also on a watchlist kept until deleted
+    enrolment.enroll(staffed, "wanted", "Colin Powell", [load_image(Path(lfw(shared_data, STAFF, 1)))])
+    path = clip(tmp_path, "both", [(staff, 0, 60, 20, 1), (lfw(shared_data, STRANGER, 0), 0, 60, 190, -1)])
+    cameras.add_camera(
+        staffed, "lab", str(path), retention_days=3, strangers=StrangerRule(galleries=["staff"])
+    )
+    watch(staffed, None, camera="lab")
+    with staffed.db.session() as s:
+        rows = {r.kind: r for r in s.query(AlarmRecord)}
+        assert set(rows) == {AlarmKind.match, AlarmKind.stranger}
+        stranger = rows[AlarmKind.stranger]
+        assert stranger.retention_days == 3 and rows[AlarmKind.match].retention_days is None
+        files = [stranger.crop_sha256, stranger.thumbnail_sha256]
+    assert all(f and staffed.blobs.exists(f) for f in files)
+    assert retention.purge(staffed, now=datetime.now(UTC) + timedelta(days=2)).alarms == 0
+    report = retention.purge(staffed, now=datetime.now(UTC) + timedelta(days=4))
+    assert report.alarms == 1
+    assert not any(staffed.blobs.exists(f) for f in files if f)
+    with staffed.db.session() as s:
+        assert [r.kind for r in s.query(AlarmRecord)] == [AlarmKind.match]  # the match alarm stays

@@ -56,7 +56,7 @@ from vigil.app import App
 from vigil.core.errors import ForbiddenError, InputError, NotFoundError
 from vigil.core.frame import Frame
 from vigil.core.types import FaceDetections
-from vigil.events.schemas import Alarm, event_id_for
+from vigil.events.schemas import Alarm, SightingRecorded, event_id_for
 from vigil.gallery.matching import FaceResult, Match, identify_faces
 from vigil.gallery.schedule import DAYS, local_zone, parse_days, parse_hhmm
 from vigil.storage.tables import Camera, Gallery, Identity, Template
@@ -350,4 +350,44 @@ def stranger_alarm(
         latency_ms=0.0,
         crop_jpeg=evidence.crop_jpeg(frame.bgr, xyxy),
         thumbnail_jpeg=evidence.thumbnail_jpeg(frame.bgr, xyxy),
+    )
+
+
+def sighting_stranger(
+    app: App, sighting: SightingRecorded, face: FaceDetections, device: str
+) -> Alarm | None:
+    """Central matching (a device that keeps no templates): the stranger alarm of an ended track, from
+    its sighting (the best shot's template ``face``, its quality and crop), if the camera's rule says
+    so. The same decision as :class:`StrangerWatch` on that one shot, when the track ended."""
+    rule, _ = active_rule(app, sighting.camera_id)
+    if rule is None or sighting.quality < rule.min_quality:
+        return None
+    if rule.hours is not None:
+        zone = local_zone(app.settings)
+        seen = (sighting.first_seen.astimezone(zone), sighting.last_seen.astimezone(zone))
+        if not any(rule.hours.applies_at(t) for t in seen):
+            return None
+    result = identify_faces(app, face, rule.galleries, top_k=3 * len(rule.galleries))
+    matches = result.faces[0].matches
+    if any(m.above_threshold for m in matches):
+        return None
+    nearest = _nearest(result.faces[0])
+    return Alarm(
+        event_id=event_id_for("central-stranger", sighting.camera, sighting.event_id),
+        kind="stranger",
+        camera=sighting.camera,
+        camera_id=sighting.camera_id,
+        device=device,
+        ts=sighting.first_seen,
+        galleries_checked=rule.galleries,
+        score=round(nearest.score, 6) if nearest else -1.0,
+        threshold=round(nearest.threshold, 6) if nearest else 1.0,
+        fpir=result.fpir,
+        model=result.model,
+        track_id=sighting.track_id,
+        frame=sighting.first_frame,
+        xyxy=[],
+        quality=round(sighting.quality, 4),
+        latency_ms=round(1000 * max(0.0, clock.time() - sighting.last_seen.timestamp()), 1),
+        crop_jpeg=sighting.crop_jpeg,
     )

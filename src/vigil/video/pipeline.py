@@ -367,6 +367,8 @@ class Pipeline:
     def _note_matches(self, events: list[PipelineEvent]) -> None:
         """Keep each track's best alarm for its sighting."""
         for e in events:
+            if isinstance(e, Alarm) and e.kind == "stranger" and e.track_id in self.states:
+                self.states[e.track_id].last_label = "stranger"  # the live preview's label
             if isinstance(e, Alarm) and e.identity_id is not None and e.track_id in self.states:
                 st = self.states[e.track_id]
                 if st.match_score is None or e.score > st.match_score:

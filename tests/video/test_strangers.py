@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 
 from conftest import render_walks, watchlist, write_video
@@ -252,3 +253,56 @@ def test_stranger_alarms_are_purged_after_their_own_retention_with_their_files(
     assert not any(staffed.blobs.exists(f) for f in files if f)
     with staffed.db.session() as s:
         assert [r.kind for r in s.query(AlarmRecord)] == [AlarmKind.match]  # the match alarm stays
+
+
+def test_a_track_is_decided_before_it_ends_after_enough_good_shots(
+    staffed: App, shared_data: Path, tmp_path: Path
+) -> None:
+    # Every better shot embedded (up to 3 per track): the second qualifying one decides, mid-track.
+    staffed.settings = staffed.settings.model_copy(update={"video_improve_by": 0.0, "stranger_shots": 2})
+    path = clip(tmp_path, "long", [(lfw(shared_data, STRANGER, 0), 0, 60, 80, 1)])
+    cameras.add_camera(staffed, "door", str(path), strangers=StrangerRule(galleries=["staff"]))
+    events: list[object] = []
+    done = [0]
+    raised_after: list[int] = []  # frames processed when the alarm came
+
+    def on_event(e: object) -> None:
+        events.append(e)
+        if isinstance(e, Alarm):
+            raised_after.append(done[0])
+
+    watch(
+        staffed, None, camera="door", on_event=on_event, on_progress=lambda n, total: done.__setitem__(0, n)
+    )
+    (alarm,) = [e for e in events if isinstance(e, Alarm)]
+    (ended,) = [e for e in events if isinstance(e, SightingEnded)]
+    assert ended.embeddings >= 2 and alarm.kind == "stranger"
+    assert raised_after[0] < ended.frame - 10, (raised_after, ended.frame)  # not at the track's end
+
+
+def test_a_track_that_matches_later_is_never_a_stranger(staffed: App, shared_data: Path) -> None:
+    """The decision on real faces and embeddings, shots of one track fed in turn: a stranger-looking
+    shot, then one that matches the staff gallery; the track ends with no stranger alarm."""
+    from vigil.core.frame import Frame
+    from vigil.video.strangers import StrangerWatch
+
+    cameras.add_camera(staffed, "door", "rtsp://127.0.0.1:9/x", strangers=StrangerRule(galleries=["staff"]))
+    cam_id = cameras.get_camera(staffed, "door")[0].id
+    watcher = StrangerWatch(staffed, "door", cam_id)
+    assert watcher.rule is not None
+
+    def shot(path: str) -> tuple[Frame, object]:
+        img = load_image(Path(path))
+        faces = staffed.engine.embed(img.bgr, staffed.engine.detect(img.bgr)[0])
+        faces = faces.with_(track_id=np.asarray([7]), quality=np.asarray([0.95], np.float32))
+        return Frame("door", 1, img.bgr, datetime.now(UTC), 0.0, 0.0), faces
+
+    assert watcher.decide(*shot(lfw(shared_data, STRANGER, 0))) == []  # one good shot: not decided yet
+    assert watcher.tracks[7].pending is not None
+    assert watcher.decide(*shot(lfw(shared_data, STAFF, 0))) == []  # he belongs here after all
+    assert watcher.ended(7) == []
+    # The same stranger shot on a new track, then the track ends: one stranger alarm.
+    frame, faces = shot(lfw(shared_data, STRANGER, 0))
+    assert watcher.decide(frame, faces.with_(track_id=np.asarray([8]))) == []  # type: ignore[attr-defined]
+    (alarm,) = watcher.ended(8)
+    assert alarm.kind == "stranger" and alarm.track_id == 8 and watcher.ended(8) == []

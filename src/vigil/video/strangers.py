@@ -278,6 +278,11 @@ class StrangerWatch:
         rule = self.rule
         if rule is None or not self.applies_at(frame.ts) or shots.track_id is None:
             return []
+        undecided = np.asarray([not self.tracks.get(int(t), _Track()).decided for t in shots.track_id])
+        if not undecided.any():
+            return []  # every track here is decided: nothing to search
+        shots = shots[undecided]
+        assert shots.track_id is not None
         try:
             result = identify_faces(self.app, shots, rule.galleries, top_k=3 * len(rule.galleries))
         except (ForbiddenError, NotFoundError):  # a gallery expired or was deleted since the look-up
@@ -305,8 +310,8 @@ class StrangerWatch:
     def ended(self, track_id: int) -> list[Alarm]:
         """The stranger alarm of an ended track still undecided, if it had a qualifying shot."""
         st = self.tracks.pop(track_id, None)
-        if st is None or st.decided or st.pending is None:
-            return []
+        if st is None or st.decided or st.pending is None or self.rule is None:
+            return []  # (a rule turned off or suspended meanwhile raises nothing more)
         return [self._raise(st)]
 
     def _raise(self, st: _Track) -> Alarm:

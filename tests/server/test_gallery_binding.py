@@ -162,11 +162,15 @@ def world(server: Server, shared_data: Path, tmp_path_factory: pytest.TempPathFa
         own = _enrol(c, OWN, "Barack Obama", people / "obama.jpg")
         other = _enrol(c, OTHER, OTHER_PERSON, people / "lin-manuel-miranda.png")
         clip = shared_data / "video" / "short_hamilton_clip.mp4"
-        camera = {"name": "hamilton", "url": str(clip), "keep_sightings": True}
+        # Its stranger rule names the own gallery: Lin-Manuel Miranda's close-up is a stranger there.
+        rule = {"galleries": [OWN]}
+        camera = {"name": "hamilton", "url": str(clip), "keep_sightings": True, "strangers": rule}
         assert c.post("/api/cameras", json=camera).status_code == 201, "camera"
         wait_for(lambda: c.get("/api/cameras/hamilton").json()["health"]["state"] == "finished", 180)
         alarms = c.get("/api/alarms", params={"gallery": OTHER}).json()
         assert alarms, "the clip raised no alarm"
+        strangers = c.get("/api/alarms", params={"kind": "stranger"}).json()
+        assert [a["kind"] for a in strangers] == ["stranger"], strangers
         sightings = c.get("/api/investigations/sightings").json()
         job = c.post("/api/compare", json={"case": "c-1", "gallery_a": OTHER, "gallery_b": OTHER})
         assert job.status_code == 202, job.text
@@ -174,7 +178,8 @@ def world(server: Server, shared_data: Path, tmp_path_factory: pytest.TempPathFa
         for role in ROLES:
             r = c.post("/api/keys", json={"name": f"bound-{role}", "role": role, "gallery": OWN})
             keys[role] = r.json()["key"]
-    shas = {other["sha"]} | {a[k] for a in alarms for k in ("crop_sha256", "thumbnail_sha256") if a[k]}
+    shown = alarms + strangers  # a stranger alarm has no gallery: no bound key sees it
+    shas = {other["sha"]} | {a[k] for a in shown for k in ("crop_sha256", "thumbnail_sha256") if a[k]}
     shas |= {s["crop_sha256"] for s in sightings if s["crop_sha256"] and s["identity"] == OTHER_PERSON}
     api = create_app(Settings(data_dir=tmp_path_factory.mktemp("introspect")), start_cameras=False)
     roles = {
@@ -187,6 +192,7 @@ def world(server: Server, shared_data: Path, tmp_path_factory: pytest.TempPathFa
         "own": own,
         "other": other,
         "alarm": alarms[0],
+        "stranger": strangers[0],
         "job": job.json()["id"],
         "shas": shas,
         "keys": keys,
@@ -290,9 +296,14 @@ def test_a_bound_key_sees_its_own_gallery(server: Server, world: dict[str, Any])
         found = c.post("/api/search", files={"file": ("p.png", world["photo"], "image/png")})
         assert found.status_code == 200 and [f["decision"] for f in found.json()["faces"]] == [None]
         _no_leak(found, world)
-        for url in ("/api/alarms", "/api/investigations/sightings"):
+        for url in ("/api/alarms", "/api/alarms?kind=stranger", "/api/investigations/sightings"):
             r = c.get(url)
             assert r.status_code == 200 and r.json() == [], (url, r.text[:300])
+        stranger = world["stranger"]
+        for url in (f"/api/alarms/{stranger['id']}", f"/api/media/{stranger['crop_sha256']}"):
+            assert c.get(url).status_code == 404, url
+        review = {"action": "confirm", "version": stranger["version"]}
+        assert c.post(f"/api/alarms/{stranger['id']}/review", json=review).status_code == 404
     with _bound(server, world, "supervisor") as c:
         assert c.get("/api/compare").json() == []
         r = c.post("/api/compare", json={"case": "c-3", "gallery_a": OWN, "gallery_b": OWN})

@@ -16,6 +16,7 @@ from vigil.events.schemas import Alarm, CameraOffline, CameraOnline, public
 from vigil.storage.audit import cli_actor
 from vigil.video import cameras as svc
 from vigil.video.pipeline import PipelineEvent
+from vigil.video.strangers import StrangerRule
 from vigil.video.watch import watch as run_watch
 
 camera_cli = typer.Typer(help="Register and list cameras.", no_args_is_help=True)
@@ -39,6 +40,16 @@ def add(
         str | None,
         typer.Option(help="the edge device that runs it (a file is then on the device, not here)"),
     ] = None,
+    strangers: Annotated[
+        str | None,
+        typer.Option(help="stranger rule: alarm on faces in none of these galleries (comma-separated)"),
+    ] = None,
+    stranger_hours: Annotated[
+        str | None, typer.Option(help="when the stranger rule applies, e.g. 'mon-fri 07:00-19:00' (local)")
+    ] = None,
+    stranger_min_quality: Annotated[
+        float | None, typer.Option(help="faces below this quality are never strangers (0..1)")
+    ] = None,
     as_json: bool = JsonOpt,
 ) -> None:
     """Register a camera (run by the server, or by an edge device with --device)."""
@@ -52,10 +63,59 @@ def add(
         retention_days=retention_days,
         keep_sightings=keep_sightings,
         device=device,
+        strangers=_rule(strangers, stranger_hours, stranger_min_quality),
         actor=cli_actor(),
     )
     on = f" on device {info.device!r}" if info.device else ""
     emit(info, as_json, lambda: out.print(f"added camera {info.name!r} (id {info.id}){on} {info.url}"))
+
+
+def _rule(galleries: str | None, hours: str | None, min_quality: float | None) -> StrangerRule | None:
+    if galleries is None:
+        if hours is not None or min_quality is not None:
+            raise typer.BadParameter("--stranger-hours and --stranger-min-quality need --strangers GALLERIES")
+        return None
+    return StrangerRule(galleries=galleries.split(","), hours=hours, min_quality=min_quality)
+
+
+@camera_cli.command("strangers")
+@handle_errors
+def strangers_(
+    name: str,
+    galleries: Annotated[
+        str | None, typer.Option(help="alarm on faces in none of these galleries (comma-separated)")
+    ] = None,
+    hours: Annotated[
+        str | None,
+        typer.Option(help="when it applies, e.g. 'mon-fri 07:00-19:00' (local time; default always)"),
+    ] = None,
+    min_quality: Annotated[
+        float | None, typer.Option(help="faces below this quality are never strangers (0..1)")
+    ] = None,
+    off: Annotated[bool, typer.Option("--off", help="turn the camera's stranger rule off")] = False,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Set (or with --off remove) a camera's stranger rule, for restricted places only: every face
+    there is checked against the galleries, and a stranger's crop is kept for the alarm's retention."""
+    if off and galleries is not None:
+        raise typer.BadParameter("give either --galleries or --off")
+    if not off and galleries is None:
+        raise typer.BadParameter("give --galleries GALLERIES (or --off to remove the rule)")
+    rule = None if off else _rule(galleries, hours, min_quality)
+    _, info = svc.update_camera(app(), name, strangers=rule, clear_strangers=off, actor=cli_actor())
+
+    def render() -> None:
+        r = info.strangers
+        if r is None:
+            out.print(f"camera {escape(info.name)!r}: no stranger rule")
+        else:
+            out.print(
+                f"camera {escape(info.name)!r}: stranger alarms for faces in none of "
+                f"{escape(', '.join(r.galleries))}, {escape(r.hours or 'always')}, "
+                f"min quality {r.min_quality if r.min_quality is not None else 'default'}"
+            )
+
+    emit(info, as_json, render)
 
 
 @camera_cli.command("list")
@@ -65,11 +125,14 @@ def list_(as_json: bool = JsonOpt) -> None:
     cams = svc.list_cameras(app())
 
     def render() -> None:
-        table = Table("name", "kind", "site", "location", "address", "enabled", "device")
+        table = Table("name", "kind", "site", "location", "address", "enabled", "device", "strangers")
         for c in cams:
             loc = f"{c.location[0]:.5f},{c.location[1]:.5f}" if c.location else ""
             enabled = "yes" if c.enabled else "no"
-            table.add_row(c.name, c.kind, c.site or "", loc, c.url, enabled, c.device or "")
+            rule = (
+                f"{','.join(c.strangers.galleries)} {c.strangers.hours or ''}".strip() if c.strangers else ""
+            )
+            table.add_row(c.name, c.kind, c.site or "", loc, c.url, enabled, c.device or "", rule)
         out.print(table)
 
     emit(list(cams), as_json, render)
@@ -78,10 +141,14 @@ def list_(as_json: bool = JsonOpt) -> None:
 def _human(event: PipelineEvent) -> None:
     ts = event.ts.strftime("%H:%M:%S")
     if isinstance(event, Alarm):
+        who = (
+            f"{escape(event.identity or '')} ({escape(event.gallery or '')})"
+            if event.kind == "match"
+            else f"stranger (in none of {escape(', '.join(event.galleries_checked or []))})"
+        )
         out.print(
             f"[bold red]ALARM[/] {ts} {escape(event.camera)} frame {event.frame} track {event.track_id}: "
-            f"{escape(event.identity)} ({escape(event.gallery)}) score {event.score:.3f} "
-            f"threshold {event.threshold:.3f} - to be reviewed by a person",
+            f"{who} score {event.score:.3f} threshold {event.threshold:.3f} - to be reviewed by a person",
             markup=True,
         )
     elif isinstance(event, CameraOffline):

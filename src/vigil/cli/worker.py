@@ -90,7 +90,10 @@ def worker(
         if as_json:
             say(alarm_line(alarm))
         else:
-            say(f"alarm: {alarm.identity} ({alarm.gallery}) on {alarm.camera}, score {alarm.score:.3f}")
+            say(
+                f"alarm: {alarm.identity or 'stranger'} ({alarm.gallery or '-'}) on {alarm.camera}, "
+                f"score {alarm.score:.3f}"
+            )
 
     stop = threading.Event()
 

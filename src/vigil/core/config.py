@@ -161,6 +161,25 @@ class Settings(BaseSettings):
         le=1,
         description="a later shot is embedded when its quality beats the last by this",
     )
+    stranger_min_quality: float = Field(
+        default=0.85,
+        ge=0,
+        le=1,
+        description="a face below this quality is never a stranger (camera stranger rules; blurred and "
+        "small faces score lower, see bench/stranger_quality.py)",
+    )
+    stranger_shots: int = Field(
+        default=2,
+        ge=1,
+        description="a track is a stranger after this many good shots that matched nobody (or at its end)",
+    )
+    stranger_retention_days: int = Field(
+        default=7,
+        ge=1,
+        le=3650,
+        description="stranger alarms (and their crops) are deleted this many days after capture, "
+        "unless their camera sets its own retention_days",
+    )
 
     # Server (`vigil serve`)
     host: str = Field(default="127.0.0.1", description="address `vigil serve` listens on")

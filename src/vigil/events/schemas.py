@@ -32,7 +32,15 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, TypeAdapter
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    TypeAdapter,
+    model_validator,
+)
 
 SCHEMA_VERSION = 2
 """Version 2 (issue 14): ``event_id`` on every event; ``camera_id``, ``device``, ``crop_jpeg`` and
@@ -144,16 +152,23 @@ class Alarm(_CameraEvent):
     The pipeline emits it with the evidence (``crop_jpeg``: the face with a margin, ``thumbnail_jpeg``:
     the frame, at most 480 px wide, with the box drawn; JPEG bytes); the catalog writer stores it and
     sets ``alarm_id`` and the blobs' digests.
+
+    ``kind`` ``stranger``: a face that matched none of the galleries of the camera's stranger rule
+    (``galleries_checked``; see :mod:`vigil.video.strangers`), one per track. It has no identity and
+    no gallery (None: renderers show "stranger"); ``score``/``threshold``: the nearest gallery's.
     """
 
     type: Literal["alarm"] = "alarm"
+    kind: Literal["match", "stranger"] = "match"
     alarm_id: int | None = None
     camera_id: int | None = None
     device: str | None = None
     """The edge device that raised it (None: this server's own camera workers, or ``vigil watch``)."""
-    identity: str
-    identity_id: int
-    gallery: str
+    identity: str | None = None
+    identity_id: int | None = None
+    gallery: str | None = None
+    galleries_checked: list[str] | None = None
+    """A stranger alarm: the galleries the face matched none of."""
     score: float
     threshold: float
     fpir: float
@@ -168,6 +183,15 @@ class Alarm(_CameraEvent):
     thumbnail_sha256: str | None = None
     crop_jpeg: Blob | None = None
     thumbnail_jpeg: Blob | None = None
+
+    @model_validator(mode="after")
+    def _kind_fits(self) -> Alarm:
+        named = (self.identity, self.identity_id, self.gallery)
+        if self.kind == "match" and None in named:
+            raise ValueError("a match alarm names its identity, identity_id and gallery")
+        if self.kind == "stranger" and named != (None, None, None):
+            raise ValueError("a stranger alarm names no identity and no gallery")
+        return self
 
 
 class AttendanceMarked(_CameraEvent):

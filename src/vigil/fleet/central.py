@@ -12,6 +12,9 @@ alarm once. Once matched, the sighting (the passer-by's template) is deleted aga
 camera opted in to keeping sightings (``keep_sightings``): central matching keeps no more than the
 device would have.
 
+A camera's stranger rule is applied here too (:func:`vigil.video.strangers.sighting_stranger`): the
+device keeps no rule (it holds no templates to tell who belongs), and the sighting's best shot decides.
+
 Central alarms come when the track ends (the sighting is made then), not at the first good shot as on
 a device that matches itself; the alarm's ``frame`` is the track's first frame.
 """
@@ -33,6 +36,7 @@ from vigil.gallery.matching import identify_faces
 from vigil.storage.tables import Camera, Device, Sighting
 from vigil.video.alarms import store_alarm
 from vigil.video.pipeline import active_watchlists
+from vigil.video.strangers import sighting_stranger
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +94,6 @@ class CentralMatcher:
         if sighting.model != self.app.engine.card.id:
             log.warning("sighting %s: model %s is not the server's", sighting.event_id, sighting.model)
             return []
-        names = active_watchlists(self.app, None, camera_id=sighting.camera_id).names
-        if not names:
-            return []
         vector = np.frombuffer(sighting.embedding, dtype="<f4").astype(np.float32)
         faces = FaceDetections(
             xyxy=np.zeros((1, 4), np.float32),
@@ -100,12 +101,15 @@ class CentralMatcher:
             quality=np.asarray([sighting.quality], np.float32),
             embedding=vector[None, :],
         )
+        stored = self._store(sighting_stranger(self.app, sighting, faces, device), device)
+        names = active_watchlists(self.app, None, camera_id=sighting.camera_id).names
+        if not names:
+            return stored
         result = identify_faces(self.app, faces, names, top_k=3 * len(names))
         best: dict[str, tuple[int, str, float, float]] = {}
         for m in result.faces[0].matches:  # best first
             if m.above_threshold and m.gallery not in best:
                 best[m.gallery] = (m.identity_id, m.identity, m.score, m.threshold)
-        stored = []
         for gallery, (identity_id, identity, score, threshold) in sorted(best.items()):
             alarm = Alarm(
                 camera=sighting.camera,
@@ -127,8 +131,12 @@ class CentralMatcher:
                 latency_ms=round(1000 * max(0.0, time.time() - sighting.last_seen.timestamp()), 1),
                 crop_jpeg=sighting.crop_jpeg,
             )
-            saved = store_alarm(self.app, alarm, device=device)
-            if saved is not None:
-                self.alarms += 1
-                stored.append(saved)
+            stored += self._store(alarm, device)
         return stored
+
+    def _store(self, alarm: Alarm | None, device: str) -> list[Alarm]:
+        saved = store_alarm(self.app, alarm, device=device) if alarm is not None else None
+        if saved is None:
+            return []
+        self.alarms += 1
+        return [saved]

@@ -7,7 +7,9 @@ The galleries are chosen by the rules the server's own cameras follow
 - a gallery limited to some sites reaches only a device of one of those sites: a watchlist limited to
   other sites never reaches the device;
 - a gallery limited to some cameras reaches only a device that runs one of them (enabled);
-- attendance galleries reach only a device with an entrance camera, by the same rules.
+- attendance galleries reach only a device with an entrance camera, by the same rules;
+- the galleries a stranger rule of one of its running cameras names (any kind) reach it by the same
+  expiry, site and camera limits: the device tells who belongs there (see :mod:`vigil.video.strangers`).
 
 Each gallery carries its people and, unless the device keeps no templates (a per-site choice), their
 templates for the active model (float32 little-endian, base64). ``etag`` is a hash of the rest, so a
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 from collections import defaultdict
 from datetime import date
 
@@ -50,6 +53,10 @@ class DeviceCamera(BaseModel):
     keep_sightings: bool
     enabled: bool
     retention_days: int | None
+    stranger_galleries: str | None = None
+    """The camera's stranger rule as the camera row stores it (JSON list of gallery names; None: off)."""
+    stranger_hours: str | None = None
+    stranger_min_quality: float | None = None
 
 
 class DeviceIdentity(BaseModel):
@@ -105,16 +112,30 @@ def _split(csv: str | None) -> list[str]:
     return sorted({part.strip() for part in (csv or "").split(",") if part.strip()})
 
 
+def _stranger_names(cameras: list[Camera]) -> set[str]:
+    """The galleries the stranger rules of ``cameras`` name."""
+    return {n for c in cameras if c.stranger_galleries for n in json.loads(c.stranger_galleries)}
+
+
 def _allowed(g: Gallery, site: str | None, cameras: list[Camera], today: date) -> bool:
     if g.is_expired(today):
         return False
     sites = _split(g.sites)
     if sites and site not in sites:
         return False
+    named = [c for c in cameras if g.name in _stranger_names([c])]
+    if named and _allowed_here(g, named):
+        return True  # a stranger rule there needs to know who belongs
+    if g.kind not in (GalleryKind.watchlist, GalleryKind.attendance):
+        return False
     if g.kind == GalleryKind.attendance:
         cameras = [c for c in cameras if c.kind == ENTRANCE]
         if not cameras:
             return False
+    return _allowed_here(g, cameras)
+
+
+def _allowed_here(g: Gallery, cameras: list[Camera]) -> bool:
     names = _split(g.cameras)
     return not names or any(c.name in names for c in cameras)
 
@@ -181,6 +202,9 @@ def _camera(c: Camera) -> DeviceCamera:
         keep_sightings=c.keep_sightings,
         enabled=c.enabled,
         retention_days=c.retention_days,
+        stranger_galleries=c.stranger_galleries,
+        stranger_hours=c.stranger_hours,
+        stranger_min_quality=c.stranger_min_quality,
     )
 
 
@@ -199,10 +223,9 @@ def device_config(app: App, name: str, today: date | None = None, *, templates: 
             raise ForbiddenError(f"device {d.name} was revoked", hint="an admin must add a new device")
         cams = list(s.scalars(select(Camera).where(Camera.device_id == d.id).order_by(Camera.name)))
         running = [c for c in cams if c.enabled]
-        kinds = (GalleryKind.watchlist, GalleryKind.attendance)
         chosen = [
             g
-            for g in s.scalars(select(Gallery).where(Gallery.kind.in_(kinds)).order_by(Gallery.name))
+            for g in s.scalars(select(Gallery).order_by(Gallery.name))
             if _allowed(g, d.site, running, today)
         ]
         people = _identities(s, [g.id for g in chosen])

@@ -12,7 +12,8 @@ configuration (:class:`~vigil.fleet.config.DeviceConfig`, ``GET /api/fleet/confi
 - anything in the local catalog that the configuration does not hold is deleted: the worker's catalog
   belongs to its server;
 - on a device that keeps no templates, every camera records sightings (their templates go to the
-  server, which matches them: :mod:`vigil.fleet.central`).
+  server, which matches them: :mod:`vigil.fleet.central`) and no camera keeps its stranger rule (the
+  server decides strangers from the sightings).
 
 Mirroring is not enrolment and is not audited as such: each sync that changes something records one
 ``fleet_sync`` entry in the worker's own audit log (actor ``fleet:<device>``) saying what was added,
@@ -157,6 +158,10 @@ def _camera_fields(c: DeviceCamera, sightings: bool) -> dict[str, object]:
         "keep_sightings": c.keep_sightings or sightings,
         "enabled": c.enabled,
         "retention_days": c.retention_days,
+        # A device that keeps no templates cannot tell who belongs: the server decides its strangers.
+        "stranger_galleries": None if sightings else c.stranger_galleries,
+        "stranger_hours": None if sightings else c.stranger_hours,
+        "stranger_min_quality": None if sightings else c.stranger_min_quality,
     }
 
 

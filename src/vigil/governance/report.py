@@ -2,8 +2,10 @@
 
 Counts of searches, alarms, confirmations and dismissals per watchlist and camera, the share of alarms
 dismissed (the measured false-alarm share), the thresholds and FPIR in force, enrolments, erasures and
-purges, each camera's running periods with the watchlists it checked, and the face models in use with
-their licences and training-data caveats. JSON, or HTML with a chart.
+purges, each camera's running periods with the watchlists it checked, the cameras' stranger rules in
+force (galleries, hours, quality gate, retention) with the count of stranger alarms (their row's
+watchlist reads ``(stranger rule)``), and the face models in use with their licences and training-data
+caveats. JSON, or HTML with a chart.
 """
 
 from __future__ import annotations
@@ -11,17 +13,22 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
+from sqlalchemy import select
 
 from vigil.app import App
 from vigil.storage import audit
+from vigil.storage.tables import Camera
 from vigil.vision.packs.catalog import PACKS, Pack
 from vigil.vision.packs.resolve import resolve_pack
 
+STRANGER_ROW = "(stranger rule)"
+"""The watchlist column of stranger alarms (they have no gallery)."""
 SEARCH_ACTIONS = ("search", "identify", "verify", "compreface_recognize", "retrospective_search", "compare")
 
 
@@ -45,6 +52,19 @@ class RunPeriod(BaseModel):
     watchlists: list[str]
     frames: int | None
     alarms: int | None
+
+
+class StrangerRuleInForce(BaseModel):
+    """A camera's stranger rule now: whoever matches none of ``galleries`` there is a stranger."""
+
+    camera: str
+    galleries: list[str]
+    hours: str | None
+    """Local time; None: always."""
+    min_quality: float
+    retention_days: int
+    """How long a stranger alarm and its face crop are kept."""
+    enabled: bool
 
 
 class ModelInUse(BaseModel):
@@ -78,6 +98,27 @@ class TransparencyReport(BaseModel):
     audit_chain_ok: bool
     audit_head_hash: str
     models: list[ModelInUse] = []
+    stranger_alarms: int = 0
+    stranger_rules: list[StrangerRuleInForce] = []
+
+
+def _stranger_rules(app: App) -> list[StrangerRuleInForce]:
+    s_ = app.settings
+    with app.db.session() as s:
+        cams = s.scalars(select(Camera).where(Camera.stranger_galleries.is_not(None)).order_by(Camera.name))
+        return [
+            StrangerRuleInForce(
+                camera=c.name,
+                galleries=list(json.loads(c.stranger_galleries or "[]")),
+                hours=c.stranger_hours,
+                min_quality=c.stranger_min_quality
+                if c.stranger_min_quality is not None
+                else s_.stranger_min_quality,
+                retention_days=c.retention_days or s_.stranger_retention_days,
+                enabled=c.enabled,
+            )
+            for c in cams
+        ]
 
 
 def _models_in_use(app: App, matched: set[str]) -> list[ModelInUse]:
@@ -122,7 +163,7 @@ def _build(app: App, since: datetime | None, until: datetime | None) -> Transpar
     rows: dict[tuple[str, str], Row] = {}
     alarm_key: dict[int, tuple[str, str]] = {}
     final: dict[int, str] = {}
-    enrol = erasures = purges = 0
+    enrol = erasures = purges = strangers = 0
     runs: list[RunPeriod] = []
 
     def row(w: str, c: str) -> Row:
@@ -133,7 +174,9 @@ def _build(app: App, since: datetime | None, until: datetime | None) -> Transpar
         if e.action in SEARCH_ACTIONS:
             searches[e.action] += 1
         elif e.action == "alarm":
-            key = (str(d.get("gallery")), str(d.get("camera")))
+            stranger = d.get("kind") == "stranger"
+            strangers += stranger
+            key = (STRANGER_ROW if stranger else str(d.get("gallery")), str(d.get("camera")))
             r = row(*key)
             r.alarms += 1
             if isinstance(e.target_id, str) and e.target_id.isdigit():
@@ -198,6 +241,8 @@ def _build(app: App, since: datetime | None, until: datetime | None) -> Transpar
         audit_chain_ok=chain.ok,
         audit_head_hash=chain.head_hash,
         models=_models_in_use(app, {str(m) for r in rows.values() for m in r.models}),
+        stranger_alarms=strangers,
+        stranger_rules=_stranger_rules(app),
     )
 
 
@@ -257,6 +302,12 @@ def to_html(report: TransparencyReport) -> str:
         f"<td>{'yes' if m.current else 'no'}</td></tr>"
         for m in report.models
     )
+    rules = "".join(
+        f"<tr><td>{esc(r.camera)}</td><td>{esc(', '.join(r.galleries))}</td>"
+        f"<td>{esc(r.hours or 'always')}</td>"
+        f"<td>{r.min_quality}</td><td>{r.retention_days}</td><td>{'yes' if r.enabled else 'no'}</td></tr>"
+        for r in report.stranger_rules
+    )
     searches = ", ".join(f"{k}: {v}" for k, v in sorted(report.searches.items())) or "none"
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>vigil transparency report</title>
@@ -268,12 +319,18 @@ audit chain {"intact" if report.audit_chain_ok else "<strong>BROKEN</strong>"}
 (head {esc(report.audit_head_hash[:16])}…).</p>
 <ul><li>Searches: {esc(searches)}</li><li>Alarms: {report.alarms}; confirmed {report.confirmed}, dismissed
 {report.dismissed}; share dismissed among reviewed alarms: {esc(report.dismissed_share)}</li>
-<li>Enrolments: {report.enrolments}; erasures: {report.erasures}; purges: {report.purges}</li></ul>
+<li>Enrolments: {report.enrolments}; erasures: {report.erasures}; purges: {report.purges}</li>
+<li>Stranger alarms (faces that matched none of a camera's named galleries):
+{report.stranger_alarms}</li></ul>
 <img alt="alarms per watchlist and camera" src="data:image/png;base64,{png}">
 <h2>Per watchlist and camera</h2><table><tr><th>watchlist</th><th>camera</th><th>alarms</th>
 <th>confirmed</th><th>dismissed</th><th>share dismissed</th><th>thresholds in force</th><th>FPIR in force</th>
 </tr>{rows}</table>
 <h2>Camera running periods</h2><table><tr><th>camera</th><th>started</th><th>ended</th>
 <th>watchlists checked</th><th>frames</th><th>alarms</th></tr>{runs}</table>
+<h2>Stranger rules in force</h2><p>On these cameras every face is checked against the galleries
+named; a face that matches none of them during the hours is a stranger alarm, whose face crop is kept
+for the retention shown. Nobody is identified.</p><table><tr><th>camera</th><th>galleries</th><th>hours
+(local)</th><th>min quality</th><th>retention (days)</th><th>enabled</th></tr>{rules}</table>
 <h2>Face models</h2><table><tr><th>pack</th><th>model id</th><th>model</th><th>licences</th>
 <th>caveat</th><th>in use now</th></tr>{models}</table></body></html>"""

@@ -2,6 +2,9 @@
 
 - Per gallery (``retention_days``): its alarms (rows, reviews, face crops and frame thumbnails) and,
   for attendance galleries, its attendance marks are deleted that many days after capture.
+- Per alarm (``alarms.retention_days``, set on stranger alarms, which have no gallery: their camera's
+  ``retention_days``, else the ``stranger_retention_days`` setting): the alarm, its reviews, face crop
+  and frame thumbnail are deleted that many days after capture.
 - Per camera (``retention_days``): its frame snapshots (the thumbnails of its alarms, which show
   bystanders) are deleted that many days after capture, and its sightings (rows and face crops) that
   many days after they were last seen (30 days when the camera sets none, see
@@ -18,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel
 from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
 
 from vigil.app import App
 from vigil.gallery.enroll import delete_unreferenced_blobs
@@ -41,6 +45,26 @@ class PurgeReport(BaseModel):
 
 def _naive(t: datetime) -> datetime:
     return (t.astimezone(UTC) if t.tzinfo else t).replace(tzinfo=None)
+
+
+def _purge_own_retention(s: Session, now: datetime) -> tuple[set[str], int]:
+    """Delete the alarms past their own ``retention_days`` (stranger alarms); their blobs and count."""
+    shas: set[str] = set()
+    count = 0
+    for (days,) in s.execute(
+        select(AlarmRecord.retention_days).where(AlarmRecord.retention_days.is_not(None)).distinct()
+    ):
+        cutoff = _naive(now - timedelta(days=days or 0))
+        old = s.execute(
+            select(AlarmRecord.id, AlarmRecord.crop_sha256, AlarmRecord.thumbnail_sha256).where(
+                AlarmRecord.retention_days == days, AlarmRecord.captured_at < cutoff
+            )
+        ).all()
+        if old:
+            shas |= {sha for _, crop, thumb in old for sha in (crop, thumb) if sha}
+            s.execute(delete(AlarmRecord).where(AlarmRecord.id.in_([r[0] for r in old])))
+            count += len(old)
+    return shas, count
 
 
 def purge(app: App, *, now: datetime | None = None, actor: str = "system:retention") -> PurgeReport:
@@ -67,6 +91,9 @@ def purge(app: App, *, now: datetime | None = None, actor: str = "system:retenti
                     AttendanceMark.gallery_id == gallery_id, AttendanceMark.at < cutoff
                 )
             ).rowcount  # type: ignore[attr-defined]
+        alarm_shas, own = _purge_own_retention(s, now)
+        shas |= alarm_shas
+        alarms += own
         for camera_id, days in s.execute(
             select(Camera.id, Camera.retention_days).where(Camera.retention_days.is_not(None))
         ):

@@ -28,6 +28,7 @@ from vigil.core.errors import ConflictError, InputError, NotFoundError
 from vigil.events.schemas import Alarm, AlarmReviewed
 from vigil.storage import audit
 from vigil.storage.tables import (
+    AlarmKind,
     AlarmRecord,
     AlarmReview,
     AlarmState,
@@ -58,7 +59,8 @@ class AlarmInfo(BaseModel):
     """The edge device that raised it (None: a camera of this server, or ``vigil watch``)."""
     gallery: str | None
     gallery_id: int | None
-    identity: str
+    identity: str | None
+    """None for a stranger alarm (``kind`` stranger: nobody is identified)."""
     identity_id: int | None
     track_id: int
     frame: int
@@ -76,6 +78,8 @@ class AlarmInfo(BaseModel):
     dismiss_reason: str | None
     crop_sha256: str | None
     thumbnail_sha256: str | None
+    kind: AlarmKind = AlarmKind.match
+    """``match`` (a watchlist hit) or ``stranger`` (a camera's stranger rule; no gallery, no identity)."""
 
 
 class AlarmDetail(AlarmInfo):
@@ -96,7 +100,7 @@ def _info(a: AlarmRecord, gallery: Gallery | None) -> AlarmInfo:
         device=a.device_name,
         gallery=gallery.name if gallery else None,
         gallery_id=a.gallery_id,
-        identity=a.identity_name,
+        identity=None if a.kind is AlarmKind.stranger else a.identity_name,
         identity_id=a.identity_id,
         track_id=a.track_id,
         frame=a.frame_index,
@@ -114,6 +118,7 @@ def _info(a: AlarmRecord, gallery: Gallery | None) -> AlarmInfo:
         dismiss_reason=a.dismiss_reason,
         crop_sha256=a.crop_sha256,
         thumbnail_sha256=a.thumbnail_sha256,
+        kind=a.kind,
     )
 
 
@@ -127,6 +132,7 @@ def list_alarms(
     until: datetime | None = None,
     limit: int = 100,
     offset: int = 0,
+    kind: AlarmKind | None = None,
 ) -> list[AlarmInfo]:
     """Newest first."""
     q = select(AlarmRecord, Gallery).outerjoin(Gallery, Gallery.id == AlarmRecord.gallery_id)
@@ -136,6 +142,8 @@ def list_alarms(
         q = q.where(Gallery.name == gallery)
     if state is not None:
         q = q.where(AlarmRecord.state == state)
+    if kind is not None:
+        q = q.where(AlarmRecord.kind == kind)
     if since is not None:
         q = q.where(AlarmRecord.captured_at >= since)
     if until is not None:
@@ -324,6 +332,7 @@ def store_alarm(app: App, alarm: Alarm, *, device: str | None = None) -> Alarm |
     try:
         with app.db.session() as s:
             _check_identity(s, alarm.identity_id, alarm.event_id)
+            stranger = alarm.kind == "stranger"
             row = AlarmRecord(
                 event_id=alarm.event_id,
                 device_name=device,
@@ -331,7 +340,7 @@ def store_alarm(app: App, alarm: Alarm, *, device: str | None = None) -> Alarm |
                 camera_name=alarm.camera,
                 gallery_id=s.scalar(select(Gallery.id).where(Gallery.name == alarm.gallery)),
                 identity_id=alarm.identity_id,
-                identity_name=alarm.identity,
+                identity_name=alarm.identity or "",
                 track_id=alarm.track_id,
                 frame_index=alarm.frame,
                 captured_at=alarm.ts,
@@ -343,6 +352,8 @@ def store_alarm(app: App, alarm: Alarm, *, device: str | None = None) -> Alarm |
                 quality=alarm.quality,
                 crop_sha256=crop_sha,
                 thumbnail_sha256=thumb_sha,
+                kind=AlarmKind(alarm.kind),
+                retention_days=stranger_retention(app, s, alarm.camera_id) if stranger else None,
             )
             s.add(row)
             s.flush()
@@ -366,6 +377,7 @@ def store_alarm(app: App, alarm: Alarm, *, device: str | None = None) -> Alarm |
                 model=alarm.model,
                 crop_sha256=crop_sha,
                 event_id=alarm.event_id,
+                **({"kind": alarm.kind, "galleries_checked": alarm.galleries_checked} if stranger else {}),
             )
     except IntegrityError:
         if alarm_stored(app, alarm.event_id):
@@ -375,12 +387,21 @@ def store_alarm(app: App, alarm: Alarm, *, device: str | None = None) -> Alarm |
     return alarm.model_copy(update=update)
 
 
-def _check_identity(s: Session, identity_id: int, event_id: str) -> None:
-    if s.get(Identity, identity_id) is None:
+def _check_identity(s: Session, identity_id: int | None, event_id: str) -> None:
+    if identity_id is not None and s.get(Identity, identity_id) is None:
         raise NotFoundError(
             f"alarm event {event_id}: identity {identity_id} is not in the catalog",
             hint="the person was erased or deleted after the match; the alarm is not stored",
         )
+
+
+def stranger_retention(app: App, s: Session, camera_id: int | None) -> int:
+    """A stranger alarm's own retention (days): its camera's ``retention_days``, else the
+    ``stranger_retention_days`` setting."""
+    cam = s.get(Camera, camera_id) if camera_id is not None else None
+    if cam is not None and cam.retention_days is not None:
+        return cam.retention_days
+    return app.settings.stranger_retention_days
 
 
 def _camera_id(s: Session, camera_id: int | None) -> int | None:

@@ -25,6 +25,7 @@ from vigil.storage import audit
 from vigil.storage.tables import Camera, Device
 from vigil.video.resume import discard
 from vigil.video.sources import LIVE_SCHEMES
+from vigil.video.strangers import StrangerRule, check_rule, rule_of, store_rule
 
 CameraKind = Literal["fixed", "ptz", "street-light", "entrance", "mobile", "body-worn", "other"]
 CAMERA_KINDS: tuple[str, ...] = CameraKind.__args__  # type: ignore[attr-defined]
@@ -43,6 +44,8 @@ class CameraInfo(BaseModel):
     keep_sightings: bool = False
     device: str | None = None
     """The edge device that runs it (None: the server's own camera workers)."""
+    strangers: StrangerRule | None = None
+    """Its stranger rule (see :mod:`vigil.video.strangers`); None: no stranger alarms."""
 
 
 def mask_url(url: str) -> str:
@@ -121,6 +124,7 @@ def _info(c: Camera) -> CameraInfo:
         retention_days=c.retention_days,
         keep_sightings=c.keep_sightings,
         device=_device_name(c),
+        strangers=rule_of(c),
     )
 
 
@@ -151,11 +155,13 @@ def add_camera(
     keep_sightings: bool = False,
     enabled: bool = True,
     device: str | None = None,
+    strangers: StrangerRule | None = None,
     actor: str = audit.SYSTEM,
 ) -> CameraInfo:
     """Register a camera (``enabled``: it runs); audited (``camera_add``, with the camera) in the same
     transaction. ``device``: the edge device that runs it (its site by default); a file or folder is
-    then on that device, checked against the device's own media folders, not the server's."""
+    then on that device, checked against the device's own media folders, not the server's.
+    ``strangers``: its stranger rule (checked: the galleries must exist, the hours parse)."""
     name = name.strip()
     if not name:
         raise InputError("a camera needs a name")
@@ -184,6 +190,8 @@ def add_camera(
                 keep_sightings=keep_sightings,
                 device_id=owner.id if owner is not None else None,
             )
+            if strangers is not None:
+                store_rule(cam, check_rule(s, strangers.galleries, strangers.hours, strangers.min_quality))
             s.add(cam)
             s.flush()
             info = _info(cam)
@@ -248,9 +256,12 @@ def update_camera(
     retention_days: int | None = None,
     clear_retention: bool = False,
     keep_sightings: bool | None = None,
+    strangers: StrangerRule | None = None,
+    clear_strangers: bool = False,
     actor: str = audit.SYSTEM,
 ) -> tuple[CameraInfo, CameraInfo]:
-    """Change a camera's site, kind, location, retention or sightings opt-in; returns (before, after).
+    """Change a camera's site, kind, location, retention, sightings opt-in or stranger rule
+    (``strangers`` replaces it, ``clear_strangers`` turns it off); returns (before, after).
     Audited (``camera_update``, before and after) in the same transaction."""
     if kind is not None and kind not in CAMERA_KINDS:
         raise InputError(f"unknown camera kind {kind!r}", hint="one of " + ", ".join(CAMERA_KINDS))
@@ -272,6 +283,10 @@ def update_camera(
             cam.retention_days = retention_days
         if keep_sightings is not None:
             cam.keep_sightings = keep_sightings
+        if strangers is not None:
+            store_rule(cam, check_rule(s, strangers.galleries, strangers.hours, strangers.min_quality))
+        elif clear_strangers:
+            store_rule(cam, None)
         after = _info(cam)
         _audit(
             s,

@@ -153,6 +153,7 @@ def export_alarm(app: App, alarm_id: int, out_dir: Path, *, actor: str = audit.S
         "alarm_id": alarm.id,
         "camera": alarm.camera,
         "device": alarm.device,
+        "kind": alarm.kind.value,
         "gallery": alarm.gallery,
         "identity": alarm.identity,
         "score": alarm.score,

@@ -63,6 +63,7 @@ from vigil.video.metrics import Metrics
 from vigil.video.planning import DetectionPlanner
 from vigil.video.resume import CarriedAlarms
 from vigil.video.sources import SourceStatus, now_utc
+from vigil.video.strangers import StrangerWatch
 from vigil.video.tracker import IouTracker, Track
 from vigil.vision.protocols import Detector
 
@@ -193,6 +194,7 @@ class Pipeline:
         self.watchlists = active_watchlists(app, galleries, camera_id=camera_id)
         self._refreshed = time.monotonic()
         self.attendance = AttendanceMarker(app, camera, galleries, camera_id)
+        self.strangers = StrangerWatch(app, camera, camera_id)
         self.detector = detector or video_detector(app.settings, app.pack, app.engine.detector)
         self.planner = DetectionPlanner(self.settings, self.detector)
         self.ahead: DetectAhead[Frame, PipelineEvent] | None = None
@@ -252,6 +254,7 @@ class Pipeline:
             self.app, self.gallery_names, camera_id=self.camera_id, missing_ok=True
         )
         self.attendance.refresh(force=True)
+        self.strangers.refresh()
         self.keep_sightings = sightings.camera_keeps_sightings(self.app, self.camera_id)
         self._refreshed = time.monotonic()
 
@@ -294,6 +297,7 @@ class Pipeline:
         """The attendance marks and alarms of the embedded ``faces`` (with ``track_id``)."""
         self._refresh_when_due()
         events: list[PipelineEvent] = [*self._mark_attendance(frame, faces)]
+        events.extend(self.strangers.decide(frame, faces))  # the camera's stranger rule, if any
         result = self._identify(faces)
         if result is None:
             return events
@@ -326,6 +330,7 @@ class Pipeline:
         events: list[PipelineEvent] = []
         for t in tracks:
             st = self.states.pop(t.id)
+            events.extend(self.strangers.ended(t.id))
             if frame is not None and (recorded := self._sighting(t, st, frame)) is not None:
                 events.append(recorded)
             events.append(
@@ -362,7 +367,9 @@ class Pipeline:
     def _note_matches(self, events: list[PipelineEvent]) -> None:
         """Keep each track's best alarm for its sighting."""
         for e in events:
-            if isinstance(e, Alarm) and e.track_id in self.states:
+            if isinstance(e, Alarm) and e.kind == "stranger" and e.track_id in self.states:
+                self.states[e.track_id].last_label = "stranger"  # the live preview's label
+            if isinstance(e, Alarm) and e.identity_id is not None and e.track_id in self.states:
                 st = self.states[e.track_id]
                 if st.match_score is None or e.score > st.match_score:
                     st.match_id, st.match_score = e.identity_id, e.score

@@ -139,7 +139,9 @@ def watch(
 
     for warning in pipeline.watchlists.ignored:
         on_warning(warning)
-    if not pipeline.watchlists.names:
+    if pipeline.strangers.suspended:
+        on_warning(pipeline.strangers.suspended)
+    if not pipeline.watchlists.names and pipeline.strangers.rule is None:
         on_warning("no active watchlist: faces are tracked but no alarm can be raised")
     interrupted = False
     started = now_utc()

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
 from vigil.server.deps import MAX_ID, AnyRole, Id, Live, Offset, Scope, State
-from vigil.storage.tables import AlarmState, ReviewAction
+from vigil.storage.tables import AlarmKind, AlarmState, ReviewAction
 from vigil.video import alarms as svc
 from vigil.video import export
 
@@ -36,8 +36,10 @@ def list_alarms(
     until: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Offset = 0,
+    kind: AlarmKind | None = None,
 ) -> list[svc.AlarmInfo]:
-    """A gallery-bound key sees only its gallery's alarms."""
+    """A gallery-bound key sees only its gallery's alarms (so no stranger alarm: they have no gallery).
+    ``kind``: ``match`` (watchlist hits) or ``stranger`` (camera stranger rules)."""
     return svc.list_alarms(
         st.app,
         camera=camera,
@@ -47,6 +49,7 @@ def list_alarms(
         until=until,
         limit=limit,
         offset=offset,
+        kind=kind,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Annotated
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
@@ -14,11 +15,29 @@ from vigil.gallery.galleries import MAX_RETENTION_DAYS
 from vigil.server.deps import Live, Manage, ServerState, State, WholeServer
 from vigil.server.supervisor import CameraHealth
 from vigil.video import cameras as svc
+from vigil.video.strangers import MAX_GALLERIES, StrangerRule
 
 # Cameras serve every gallery (previews draw the names of all), so no gallery-bound key reaches them.
 router = APIRouter(prefix="/api/cameras", tags=["cameras"], dependencies=[WholeServer])
 
 BOUNDARY = "vigilframe"
+
+
+class StrangerRuleBody(BaseModel):
+    """A stranger rule: alarm on a face that matches none of ``galleries`` during ``hours``."""
+
+    model_config = ConfigDict(extra="forbid")
+    galleries: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        min_length=1, max_length=MAX_GALLERIES
+    )
+    """The galleries of the people who belong here (any kind)."""
+    hours: str | None = Field(default=None, max_length=200)
+    """``[DAYS] [HH:MM-HH:MM]`` local time, e.g. ``mon-fri 07:00-19:00``; None: always."""
+    min_quality: float | None = Field(default=None, ge=0, le=1)
+    """Faces below this quality are never strangers; None: the server's ``stranger_min_quality``."""
+
+    def rule(self) -> StrangerRule:
+        return StrangerRule(galleries=self.galleries, hours=self.hours, min_quality=self.min_quality)
 
 
 class NewCamera(BaseModel):
@@ -34,6 +53,8 @@ class NewCamera(BaseModel):
     keep_sightings: bool = False
     device: str | None = Field(default=None, max_length=200)
     """The edge device that runs it (see /api/devices); a file is then on the device. None: this server."""
+    strangers: StrangerRuleBody | None = None
+    """A stranger rule for a restricted place (see docs/cameras.md); None: none."""
     start: bool = True
 
 
@@ -44,6 +65,8 @@ class CameraChange(BaseModel):
     location: str | None = None
     retention_days: int | None = Field(default=None, le=MAX_RETENTION_DAYS)
     keep_sightings: bool | None = None
+    strangers: StrangerRuleBody | None = None
+    """Replace the stranger rule; null turns it off."""
 
 
 class CameraStatus(svc.CameraInfo):
@@ -72,6 +95,7 @@ def add_camera(body: NewCamera, st: State, me: Manage) -> CameraStatus:
         keep_sightings=body.keep_sightings,
         enabled=body.start,
         device=body.device,
+        strangers=body.strangers.rule() if body.strangers is not None else None,
         actor=me.actor,
     )
     if body.start and info.device is None:
@@ -110,7 +134,9 @@ def delete_camera(name: str, st: State, me: Manage) -> svc.CameraInfo:
     return svc.delete_camera(st.app, name, actor=me.actor)
 
 
-@router.patch("/{name}", summary="Change a camera's site, kind, location, retention or sightings opt-in")
+@router.patch(
+    "/{name}", summary="Change a camera's site, kind, location, retention, sightings opt-in or stranger rule"
+)
 def update_camera(name: str, body: CameraChange, st: State, me: Manage) -> CameraStatus:
     changes = body.model_dump(exclude_unset=True)
     _, after = svc.update_camera(
@@ -122,6 +148,8 @@ def update_camera(name: str, body: CameraChange, st: State, me: Manage) -> Camer
         retention_days=changes.get("retention_days"),
         clear_retention="retention_days" in changes and changes["retention_days"] is None,
         keep_sightings=changes.get("keep_sightings"),
+        strangers=body.strangers.rule() if body.strangers is not None else None,
+        clear_strangers="strangers" in changes and body.strangers is None,
         actor=me.actor,
     )
     return _status(st, after)

@@ -44,7 +44,10 @@ export async function render(root, params) {
   return renderList(root);
 }
 
-const filters = { state: "pending", camera: "", gallery: "" };
+const filters = { state: "pending", camera: "", gallery: "", kind: "" };
+const KINDS = [["", "All kinds"], ["match", "Watchlist matches"], ["stranger", "Strangers"]];
+/** Who an alarm is about: the person matched, or "stranger" (a camera's stranger rule identifies nobody). */
+const who = (a) => (a.kind === "stranger" ? "stranger" : a.identity);
 
 async function choices(path) {
   if (!can.live()) return null;
@@ -71,6 +74,7 @@ async function renderList(root) {
     field("State", stateSel),
     choiceInput("camera", "Camera", cams, filters.camera),
     choiceInput("gallery", "Watchlist", gals, filters.gallery),
+    field("Kind", select({ name: "kind" }, KINDS, filters.kind)),
     h("div", { class: "field" }, h("button", { type: "submit" }, "Apply filters")),
   );
   const slot = h("div", { class: "slot" });
@@ -140,7 +144,7 @@ function alarmTable(rows) {
           "tr",
           { dataset: { alarmId: String(a.id) } },
           live ? h("td", {}, a.crop_sha256 ? mediaImg(media(a.crop_sha256), `Face on ${a.camera}`, "thumb") : "—") : null,
-          h("td", {}, a.identity),
+          h("td", {}, who(a)),
           h("td", {}, a.gallery ?? "—"),
           h("td", {}, a.camera),
           h("td", {}, fmtTime(a.captured_at)),
@@ -178,7 +182,7 @@ async function renderDetail(root, id) {
   }
 
   function show(a) {
-    root.querySelector("h1").textContent = `Alarm ${a.id}: ${a.identity}`;
+    root.querySelector("h1").textContent = `Alarm ${a.id}: ${who(a)}`;
     const mine = a.reviews.some((r) => r.action === "confirm" && r.actor === `user:${session.name}`);
     fill(
       content,
@@ -192,7 +196,9 @@ async function renderDetail(root, id) {
           h("figcaption", {}, `Seen on ${a.camera}`),
         ),
         h("div", { class: "versus", "aria-hidden": "true" }, "vs"),
-        a.enrolled_photos.length
+        a.kind === "stranger"
+          ? h("p", { class: "muted" }, "A stranger: this face matched none of the galleries of the camera's stranger rule. Nobody is identified.")
+          : a.enrolled_photos.length
           ? a.enrolled_photos.map((sha, i) =>
               h(
                 "figure",
@@ -213,7 +219,7 @@ async function renderDetail(root, id) {
           facts([
             ["State", stateBadge(a.state)],
             ["Confirmations", `${a.confirmations} of ${a.confirmations_required} required`],
-            ["Person", a.identity],
+            ["Person", who(a)],
             ["Watchlist", a.gallery ?? "—"],
             ["Score", fmtScore(a.score)],
             ["Threshold", fmtScore(a.threshold)],

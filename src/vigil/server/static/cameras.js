@@ -1,5 +1,5 @@
-// Cameras: the list with health; add, edit (site, kind, location, retention, sightings), start, stop
-// and delete for supervisors and admins.
+// Cameras: the list with health; add, edit (site, kind, location, retention, sightings, stranger rule),
+// start, stop and delete for supervisors and admins.
 
 import { can, del, get, patch, post } from "./api.js";
 import { onLive } from "./live.js";
@@ -48,6 +48,46 @@ function retentionValue(input) {
   if (!v) return null;
   const n = Number(v);
   return Number.isInteger(n) && n >= 1 ? n : "Give the retention as a whole number of days (1 or more), or leave it empty.";
+}
+
+const STRANGER_HELP =
+  "Restricted places only: every face is checked against these galleries (comma-separated) and one that matches none " +
+  "of them during the hours raises a stranger alarm; its face crop is kept for the alarm's retention. Empty: no rule.";
+const HOURS_HELP = "Local time, e.g. mon-fri 07:00-19:00, 22:00-06:00 or sat,sun; empty: always.";
+const QUALITY_HELP = "Faces below this quality (0 to 1) are never strangers; empty: the server's default.";
+
+/** The stranger rule inputs shared by the add and edit forms. */
+function strangerInputs(camera = {}) {
+  const r = camera.strangers || {};
+  return {
+    galleries: h("input", { name: "stranger_galleries", value: (r.galleries || []).join(", "), autocomplete: "off", placeholder: "staff, students" }),
+    hours: h("input", { name: "stranger_hours", value: r.hours ?? "", autocomplete: "off", placeholder: "always" }),
+    quality: h("input", { name: "stranger_min_quality", type: "number", min: 0, max: 1, step: 0.01, value: r.min_quality ?? "", placeholder: "default" }),
+  };
+}
+
+function strangerFields(inputs) {
+  return [
+    field("Stranger alarms: galleries of who belongs here", inputs.galleries, STRANGER_HELP),
+    h("div", { class: "row" }, field("Stranger hours", inputs.hours, HOURS_HELP), field("Stranger min quality", inputs.quality, QUALITY_HELP)),
+  ];
+}
+
+/** The rule the inputs describe: null (no rule), the rule, or an error text. */
+function strangerValue(inputs) {
+  const galleries = inputs.galleries.value.split(",").map((g) => g.trim()).filter(Boolean);
+  const hours = inputs.hours.value.trim() || null;
+  const q = inputs.quality.value.trim();
+  if (!galleries.length) return hours || q ? "Name the galleries of the people who belong here, or clear the stranger hours and quality." : null;
+  const min_quality = q ? Number(q) : null;
+  if (min_quality !== null && !(min_quality >= 0 && min_quality <= 1)) return "Give the stranger min quality between 0 and 1, or leave it empty.";
+  return { galleries, hours, min_quality };
+}
+
+function strangerText(c) {
+  const r = c.strangers;
+  if (!r) return null;
+  return [h("br"), h("small", { class: "stranger-rule" }, `strangers: not in ${r.galleries.join(", ")}${r.hours ? ` (${r.hours})` : ""}`)];
 }
 
 function retentionText(c) {
@@ -124,7 +164,7 @@ function cameraTable(rows, reload) {
           h("td", {}, c.name),
           h("td", { class: "url" }, c.url),
           h("td", {}, c.site ?? "—", c.location ? h("br") : null, c.location ? h("small", { class: "muted" }, c.location.join(", ")) : null),
-          h("td", {}, c.kind),
+          h("td", {}, c.kind, strangerText(c)),
           h("td", { class: "nowrap" }, retentionText(c)),
           h(
             "td",
@@ -217,6 +257,7 @@ async function edit(button, c, reload) {
   });
   const kind = select({ name: "kind" }, KINDS.includes(c.kind) ? KINDS : [...KINDS, c.kind], c.kind);
   const { days, keep, keepBox } = retentionInputs(c);
+  const strangers = strangerInputs(c);
   const dlg = dialogShell(
     `Edit camera ${c.name}`,
     [
@@ -225,13 +266,16 @@ async function edit(button, c, reload) {
       field("Retention days", days, RETENTION_HELP),
       keepBox,
       h("p", { class: "help" }, SIGHTINGS_HELP),
+      ...strangerFields(strangers),
     ],
     [h("button", { value: "no", class: "secondary", formnovalidate: true }, "Cancel"), h("button", { value: "yes" }, "Save")],
   );
   const answer = await openDialog(dlg, () => {
     if (location.value.trim() && !LOCATION.test(location.value)) return "Write the location as LAT,LON in decimal degrees, e.g. 48.8566,2.3522.";
     const r = retentionValue(days);
-    return typeof r === "string" ? r : null;
+    if (typeof r === "string") return r;
+    const rule = strangerValue(strangers);
+    return typeof rule === "string" ? rule : null;
   });
   if (answer !== "yes") return;
   const wanted = {
@@ -240,6 +284,7 @@ async function edit(button, c, reload) {
     location: location.value.trim() || null,
     retention_days: retentionValue(days),
     keep_sightings: keep.checked,
+    strangers: strangerValue(strangers),
   };
   const before = {
     site: c.site ?? null,
@@ -247,11 +292,17 @@ async function edit(button, c, reload) {
     location: c.location ? c.location.join(",") : null,
     retention_days: c.retention_days ?? null,
     keep_sightings: Boolean(c.keep_sightings),
+    strangers: c.strangers ?? null,
   };
   const body = {};
   for (const [k, v] of Object.entries(wanted)) {
     const old = before[k];
-    const same = k === "location" ? (v || "").replace(/\s/g, "") === (old || "").replace(/\s/g, "") : v === old;
+    const same =
+      k === "location"
+        ? (v || "").replace(/\s/g, "") === (old || "").replace(/\s/g, "")
+        : k === "strangers"
+          ? JSON.stringify(v) === JSON.stringify(old)
+          : v === old;
     if (!same) body[k] = v;
   }
   if (!Object.keys(body).length) {
@@ -276,6 +327,7 @@ function addForm(reload) {
   const startBox = checkbox("Start it now", { name: "start", checked: true });
   const start = startBox.querySelector("input");
   const { days, keep, keepBox } = retentionInputs();
+  const strangers = strangerInputs();
   const slot = h("div", { class: "slot" });
   const button = h("button", { type: "submit" }, "Add camera");
   const form = h(
@@ -290,6 +342,7 @@ function addForm(reload) {
     ),
     h("div", { class: "row" }, field("Site", site), field("Location (LAT,LON)", location, "Decimal degrees, optional.")),
     h("div", { class: "row" }, field("Retention days", days, RETENTION_HELP), h("div", { class: "field" }, keepBox, h("small", { class: "help" }, SIGHTINGS_HELP))),
+    ...strangerFields(strangers),
     startBox,
     slot,
     h("div", { class: "actions" }, button),
@@ -311,7 +364,13 @@ function addForm(reload) {
       fill(slot, message("error", "Retention not understood", retention));
       return;
     }
+    const rule = strangerValue(strangers);
+    if (typeof rule === "string") {
+      fill(slot, message("error", "Stranger rule not understood", rule));
+      return;
+    }
     const body = {
+      strangers: rule,
       name: name.value.trim(),
       url: url.value.trim(),
       site: site.value.trim() || null,

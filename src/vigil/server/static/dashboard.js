@@ -16,7 +16,7 @@ const RUNNING = ["running", "starting", "restarting", "offline"];
 function normalise(a) {
   return {
     id: a.id ?? a.alarm_id,
-    identity: a.identity,
+    identity: a.kind === "stranger" ? "stranger" : a.identity,
     gallery: a.gallery,
     camera: a.camera,
     score: a.score,

@@ -120,6 +120,7 @@ function report(r) {
           ["Enrolments", String(r.enrolments)],
           ["Erasures (GDPR Art. 17)", String(r.erasures)],
           ["Purges", String(r.purges)],
+          ["Stranger alarms", String(r.stranger_alarms ?? 0)],
           ["Audit entries in the period", String(r.audit_entries)],
           ["Audit chain", r.audit_chain_ok ? "intact" : "BROKEN"],
           ["Audit head hash", h("code", { class: "hash" }, r.audit_head_hash)],
@@ -153,6 +154,30 @@ function report(r) {
           list(w.models),
         ]),
         "No alarms in this period.",
+      ),
+    ),
+    h(
+      "section",
+      { "aria-labelledby": "tr-strangers-h" },
+      h("h2", { id: "tr-strangers-h" }, "Stranger rules in force"),
+      h(
+        "p",
+        {},
+        "On these cameras every face is checked against the galleries named; a face that matches none of them " +
+          "during the hours raises a stranger alarm, whose face crop is kept for the retention shown. Nobody is identified.",
+      ),
+      table(
+        "Stranger rules in force",
+        ["Camera", "Galleries", "Hours (local)", "Min quality", "Retention (days)", "Enabled"],
+        (r.stranger_rules || []).map((x) => [
+          x.camera,
+          list(x.galleries),
+          x.hours || "always",
+          x.min_quality.toFixed(2),
+          String(x.retention_days),
+          x.enabled ? "yes" : "no",
+        ]),
+        "No camera has a stranger rule.",
       ),
     ),
     h(

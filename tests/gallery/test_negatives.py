@@ -20,6 +20,7 @@ from vigil.gallery import galleries, negatives
 from vigil.governance import retention
 from vigil.storage.tables import AlarmNegative, AlarmRecord, AlarmState, AuditEntry, ReviewAction, Role
 from vigil.video import alarms as svc
+from vigil.video.sinks import CatalogWriter
 
 
 def _reviewer(app: App, name: str = "rev") -> accounts.Principal:
@@ -179,3 +180,26 @@ def test_negatives_go_with_their_alarm_at_retention(app: App, shared_data: Path)
         assert s.scalar(select(AlarmNegative.id)) is None  # purged with the alarm it came from
     again = photo_alarm(app, jolie[1], 1)
     assert again is not None and again.suppressed_by is None
+
+
+def test_an_edge_devices_alarm_is_screened_when_it_arrives(app: App, shared_data: Path) -> None:
+    """A device matches on its own mirror, which holds no negatives: the server screens its alarm on
+    arrival, from the crop the alarm carries."""
+    enrol_person(app, shared_data)
+    jolie, lopez = photos(shared_data, LOOKALIKE), photos(shared_data, PERSON)
+    from_device = photo_alarm(app, jolie[1], 1)  # raised before anyone dismissed anything
+    person = photo_alarm(app, lopez[3], 3)
+    assert from_device is not None and from_device.suppressed_by is None and person is not None
+    neg = _dismiss(app, _stored(app, jolie[0], 0), _reviewer(app)).negative
+    assert neg is not None
+    writer = CatalogWriter(app, device="pole-1")
+    assert writer.write(from_device) is None and writer.suppressed == 1
+    passed = writer.write(person)  # the person's own alarm from the device stands
+    assert isinstance(passed, Alarm) and passed.suppressed_by is None
+    with app.db.session() as s:
+        rows = dict(
+            s.execute(
+                select(AlarmRecord.event_id, AlarmRecord.state).where(AlarmRecord.device_name == "pole-1")
+            ).all()
+        )
+    assert rows == {from_device.event_id: AlarmState.suppressed, person.event_id: AlarmState.pending}

@@ -77,3 +77,34 @@ def test_not_this_person_then_suppressed_then_undo(  # type: ignore[no-untyped-d
     section.get_by_role("button", name="Undo negative example 1").click()
     expect(section).to_contain_text("negative example 1, undone")
     expect(section.get_by_role("button", name="Undo negative example 1")).to_have_count(0)
+
+
+def test_the_api_refuses_what_it_cannot_do(server: Server, engine, shared_data: Path) -> None:  # type: ignore[no-untyped-def]
+    """After the browser test: alarm 1 dismissed with negative 1 (undone), alarm 2 suppressed."""
+    app = App(Settings(data_dir=server.data_dir), engine_override=engine)
+    try:
+        third = photo_alarm(app, photos(shared_data, LOOKALIKE)[2], 2)  # negative 1 is undone: it alarms
+        assert third is not None and third.suppressed_by is None
+        stored = store(app, third)[0]
+        assert isinstance(stored, Alarm) and stored.alarm_id is not None
+    finally:
+        app.close()
+    url = f"/api/alarms/{stored.alarm_id}/review"
+    with server.client("auditor") as c:
+        r = c.post(url, json={"action": "dismiss", "version": 0, "reason": "x", "not_this_person": True})
+        assert r.status_code == 403
+        assert c.post("/api/alarms/negatives/1/undo").status_code == 403
+    with server.client("operator") as c:
+        r = c.post(url, json={"action": "confirm", "version": 0, "not_this_person": True})
+        assert r.status_code == 422 and "goes with a dismissal" in r.json()["detail"]
+        r = c.post(url, json={"action": "dismiss", "version": 0, "reason": "x", "not_this_person": "maybe"})
+        assert r.status_code == 422
+        r = c.post("/api/alarms/negatives/1/undo")
+        assert r.status_code == 409 and "undone already" in r.json()["detail"]
+        r = c.post("/api/alarms/negatives/999/undo")
+        assert r.status_code == 404 and "no negative example with id 999" in r.json()["detail"]
+        assert c.get(f"/api/alarms/{stored.alarm_id}").json()["state"] == "pending"  # nothing changed
+        r = c.post(url, json={"action": "dismiss", "version": 0, "reason": "x", "not_this_person": True})
+        assert r.status_code == 200 and r.json()["negative"]["id"] == 2
+        listed = c.get("/api/alarms", params={"state": "suppressed"}).json()
+        assert [a["suppressed_by"] for a in listed] == [[1]]

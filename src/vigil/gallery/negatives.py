@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session
 from vigil.app import App
 from vigil.core.errors import ConflictError, InputError, NotFoundError
 from vigil.core.types import FaceDetections
+from vigil.events.schemas import Alarm
 from vigil.storage import audit
 from vigil.storage.tables import AlarmNegative, AlarmRecord
 
@@ -109,8 +110,6 @@ def negative_template(app: App, alarm_id: int) -> npt.NDArray[np.float32]:
     """The (d,) float32 L2-normalised template of alarm ``alarm_id``'s face, embedded again from its
     stored crop with the server's engine. Refused (:class:`InputError`) when the alarm has no crop,
     was raised with another model than the server's, or the face cannot be found in the crop."""
-    import cv2
-
     with app.db.session() as s:
         alarm = s.get(AlarmRecord, alarm_id)
         if alarm is None:
@@ -121,40 +120,39 @@ def negative_template(app: App, alarm_id: int) -> npt.NDArray[np.float32]:
             f"alarm {alarm_id} was raised with model {model}; this server now uses {app.engine.model_id}",
             hint="dismiss it without 'not this person': its face cannot teach the model in use",
         )
-    bgr = _crop(app, alarm_id, crop_sha)
-    expected = _expected_box([float(v) for v in box.split(",")] if box else [])
+    try:
+        data = app.blobs.get(crop_sha) if crop_sha else b""
+    except NotFoundError:
+        data = b""
+    v = template_from_crop(app, data, [float(x) for x in box.split(",")] if box else [])
+    if isinstance(v, str):
+        raise InputError(f"alarm {alarm_id}: {v}", hint="dismiss it without 'not this person'")
+    return v
+
+
+def template_from_crop(app: App, crop_jpeg: bytes, box_xyxy: list[float]) -> npt.NDArray[np.float32] | str:
+    """The (d,) float32 L2-normalised template of the face in an alarm's crop (JPEG bytes; the
+    alarm's box ``box_xyxy`` in the frame says where the face lies in it, see :func:`_expected_box`),
+    or why there is none."""
+    import cv2
+
+    bgr = cv2.imdecode(np.frombuffer(crop_jpeg, np.uint8), cv2.IMREAD_COLOR) if crop_jpeg else None
+    if bgr is None:
+        return "no readable face crop to keep as a negative example"
+    expected = _expected_box(box_xyxy)
     face_px = 0.0 if expected is None else float(min(expected[2] - expected[0], expected[3] - expected[1]))
     scale = MIN_FACE_PX / face_px if 0 < face_px < MIN_FACE_PX else 1.0
     if scale > 1.0:
-        bgr = np.asarray(cv2.resize(bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC), np.uint8)
-    faces = app.engine.detect(bgr)
+        bgr = cv2.resize(bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+    image = np.asarray(bgr, np.uint8)
+    faces = app.engine.detect(image)
     chosen = _chosen_face(faces, None if expected is None else expected * scale)
     if chosen is None:
-        raise InputError(
-            f"no face found again in alarm {alarm_id}'s crop, so there is no template to keep",
-            hint="dismiss it without 'not this person'",
-        )
-    embedded = app.engine.embed(bgr, faces[np.asarray([chosen])])
+        return "no face found again in its crop, so there is no template to keep"
+    embedded = app.engine.embed(image, faces[np.asarray([chosen])])
     assert embedded.embedding is not None
     v = np.asarray(embedded.embedding[0], np.float32)
     return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
-
-
-def _crop(app: App, alarm_id: int, crop_sha: str | None) -> npt.NDArray[np.uint8]:
-    """The alarm's face crop, (h, w, 3) uint8 BGR."""
-    import cv2
-
-    try:
-        data = app.blobs.get(crop_sha) if crop_sha else None
-    except NotFoundError:
-        data = None
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
-    if bgr is None:
-        raise InputError(
-            f"alarm {alarm_id} has no readable face crop to keep as a negative example",
-            hint="dismiss it without 'not this person'",
-        )
-    return np.asarray(bgr, np.uint8)
 
 
 def _chosen_face(faces: FaceDetections, expected: npt.NDArray[np.float32] | None) -> int | None:
@@ -294,6 +292,32 @@ def suppressing(
         if float(v @ e) > score:
             found.append(int(negative_id))
     return found
+
+
+def screen_arriving(app: App, alarm: Alarm) -> Alarm:
+    """An edge device's alarm screened against the negatives when it reaches the server (the
+    device's own catalog holds no negatives): its face is embedded again from the crop it carries,
+    only when the identity has an active negative of the alarm's model, the server's. The alarm with
+    ``suppressed_by`` set, or unchanged (no crop, another model, no negative nearer)."""
+    if alarm.suppressed_by or not alarm.crop_jpeg or alarm.model != app.engine.model_id:
+        return alarm
+    with app.db.session() as s:
+        active = s.scalar(
+            select(AlarmNegative.id)
+            .where(
+                AlarmNegative.identity_id == alarm.identity_id,
+                AlarmNegative.model_id == alarm.model,
+                AlarmNegative.undone_at.is_(None),
+            )
+            .limit(1)
+        )
+    if active is None:
+        return alarm
+    v = template_from_crop(app, alarm.crop_jpeg, alarm.xyxy)
+    if isinstance(v, str):
+        return alarm  # no face found again: the alarm stands
+    found = suppressing(app, alarm.identity_id, alarm.model, v, alarm.score)
+    return alarm.model_copy(update={"suppressed_by": found}) if found else alarm
 
 
 def record_uses(s: Session, negative_ids: list[int]) -> None:

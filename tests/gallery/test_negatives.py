@@ -11,15 +11,18 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from negatives_seed import LOOKALIKE, PERSON, enrol_person, photo_alarm, photos, store
+from negatives_seed import LOOKALIKE, PERSON, enrol_person, frame_of, photo_alarm, photos, store
 from vigil import accounts
 from vigil.app import App
 from vigil.core.errors import ConflictError, InputError, NotFoundError
-from vigil.events.schemas import Alarm
+from vigil.events.schemas import Alarm, AnyEvent, SightingRecorded
+from vigil.fleet import devices
+from vigil.fleet.central import CentralMatcher
 from vigil.gallery import galleries, negatives
 from vigil.governance import retention
 from vigil.storage.tables import AlarmNegative, AlarmRecord, AlarmState, AuditEntry, ReviewAction, Role
 from vigil.video import alarms as svc
+from vigil.video import cameras
 from vigil.video.sinks import CatalogWriter
 
 
@@ -203,3 +206,35 @@ def test_an_edge_devices_alarm_is_screened_when_it_arrives(app: App, shared_data
             ).all()
         )
     assert rows == {from_device.event_id: AlarmState.suppressed, person.event_id: AlarmState.pending}
+
+
+def test_central_matching_applies_the_negatives(app: App, shared_data: Path) -> None:
+    """A device that keeps no templates sends sightings; the server matches them and screens them."""
+    enrol_person(app, shared_data)
+    devices.add_device(app, "pole-c", site="market", actor="test", keeps_templates=False)
+    camera_id = cameras.add_camera(app, "cam-c", "/media/c.mp4", device="pole-c").id
+    jolie, lopez = photos(shared_data, LOOKALIKE), photos(shared_data, PERSON)
+    assert _dismiss(app, _stored(app, jolie[0], 0), _reviewer(app)).negative is not None
+
+    def sighting(path: Path, n: int) -> SightingRecorded:
+        faces = app.engine.analyze(frame_of(path, n).bgr)
+        assert faces.embedding is not None
+        now = datetime.now(UTC)
+        return SightingRecorded(
+            camera="cam-c", ts=now, event_id=f"sighting-{n}", camera_id=camera_id, track_id=n,
+            first_frame=n, first_seen=now, last_seen=now, frames=10, quality=0.9, model=app.engine.model_id,
+            embedding=faces.embedding[0].astype("<f4").tobytes(), crop_jpeg=path.read_bytes(),
+        )  # fmt: skip
+
+    seen: list[AnyEvent] = []
+    matcher = CentralMatcher(app, seen.append)
+    writer = CatalogWriter(app, device="pole-c")
+    for n, path in ((1, jolie[1]), (2, lopez[3])):
+        stored = writer.write(sighting(path, n))
+        assert stored is not None
+        matcher(stored)
+    assert [e.identity for e in seen if isinstance(e, Alarm)] == ["Jennifer Lopez"]  # hers only
+    assert matcher.alarms == 1
+    with app.db.session() as s:
+        states = list(s.scalars(select(AlarmRecord.state).where(AlarmRecord.device_name == "pole-c")))
+    assert sorted(states) == [AlarmState.pending, AlarmState.suppressed]

@@ -146,6 +146,13 @@ def test_bad_requests_change_nothing(app: App, shared_data: Path) -> None:
         row.crop_sha256 = crop
     with pytest.raises(NotFoundError, match="no alarm with id 12345"):
         _dismiss(app, 12345, by)
+    orphan = _stored(app, jolie[3], 3)  # its person deleted since (or a stranger alarm): nobody to teach
+    with app.db.session() as s:
+        row = s.get(AlarmRecord, orphan)
+        assert row is not None
+        row.identity_id = None
+    with pytest.raises(InputError, match="names no person on a watchlist"):
+        _dismiss(app, orphan, by)
     detail = _dismiss(app, alarm_id, by)
     with pytest.raises(ConflictError):  # dismissed already: no second negative
         svc.review_alarm(

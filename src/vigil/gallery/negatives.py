@@ -115,6 +115,12 @@ def negative_template(app: App, alarm_id: int) -> npt.NDArray[np.float32]:
         if alarm is None:
             raise NotFoundError(f"no alarm with id {alarm_id}")
         crop_sha, model, box = alarm.crop_sha256, alarm.model_id, alarm.box_xyxy
+        if alarm.identity_id is None or alarm.gallery_id is None:
+            raise InputError(
+                f"alarm {alarm_id} names no person on a watchlist (a stranger alarm, or the person or "
+                "watchlist was deleted since): there is nobody to teach",
+                hint="dismiss it without 'not this person'",
+            )
     if model != app.engine.model_id:
         raise InputError(
             f"alarm {alarm_id} was raised with model {model}; this server now uses {app.engine.model_id}",

@@ -99,6 +99,8 @@ def test_the_api_refuses_what_it_cannot_do(server: Server, engine, shared_data: 
         assert r.status_code == 422 and "goes with a dismissal" in r.json()["detail"]
         r = c.post(url, json={"action": "dismiss", "version": 0, "reason": "x", "not_this_person": "maybe"})
         assert r.status_code == 422
+        r = c.post(url, json={"action": "dismiss", "version": 0, "reason": "x", "not_this_persn": True})
+        assert r.status_code == 422  # a misspelt key is refused, not a dismissal that keeps nothing
         r = c.post("/api/alarms/negatives/1/undo")
         assert r.status_code == 409 and "undone already" in r.json()["detail"]
         r = c.post("/api/alarms/negatives/999/undo")

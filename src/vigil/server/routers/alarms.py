@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from vigil.gallery import negatives
 from vigil.server.deps import MAX_ID, AnyRole, Id, Live, Offset, Scope, State
@@ -18,6 +18,8 @@ router = APIRouter(prefix="/api/alarms", tags=["alarms"])
 
 
 class Review(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt "not_this_person" must not dismiss quietly
+
     action: ReviewAction
     version: int = Field(ge=0, le=MAX_ID)
     """The alarm version you reviewed; a newer state answers 409 (reload and look again)."""

@@ -15,6 +15,7 @@ from negatives_seed import LOOKALIKE, PERSON, enrol_person, photos
 from vigil import accounts
 from vigil.app import App
 from vigil.events.schemas import Alarm
+from vigil.governance import report
 from vigil.storage.tables import AlarmRecord, AlarmState, ReviewAction, Role
 from vigil.video import alarms as svc
 from vigil.video.pipeline import PipelineEvent
@@ -84,3 +85,9 @@ def test_one_dismissal_stops_the_lookalikes_repeat_alarms(
     with app.db.session() as s:
         assert s.scalar(select(AlarmRecord.id).where(AlarmRecord.id == first.alarm_id)) is not None
     assert svc.alarm_detail(app, first.alarm_id).negative.uses == len(jolie)  # type: ignore[union-attr]
+    # The transparency report counts them apart: raised alarms, and those earlier dismissals stopped.
+    r = report.build(app)
+    assert (r.alarms, r.suppressed) == (len(jolie) + 2 * len(lopez), len(jolie))
+    row = next(w for w in r.per_watchlist_camera if w.camera == "lookalike-2")
+    assert (row.alarms, row.suppressed) == (0, len(jolie))
+    assert f"suppressed by earlier dismissals (negative examples): {len(jolie)}" in report.to_html(r)

@@ -19,6 +19,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from sqlalchemy import select
 
@@ -30,11 +31,19 @@ from vigil.core.config import Settings
 from vigil.events.schemas import Alarm, new_event_id
 from vigil.fleet import devices
 from vigil.gallery import enroll as enrolment
-from vigil.gallery import galleries, hygiene, identities, matching
+from vigil.gallery import galleries, hygiene, identities, matching, negatives
 from vigil.governance import backup, erasure, report, retention
 from vigil.notify import webhooks
 from vigil.storage import audit
-from vigil.storage.tables import AuditEntry, Base, Photo, ReviewAction, Role
+from vigil.storage.tables import (
+    AlarmNegative,
+    AlarmRecord,
+    AuditEntry,
+    Base,
+    Photo,
+    ReviewAction,
+    Role,
+)
 from vigil.video import alarms, cameras
 from vigil.vision.image import LoadedImage, load_image
 
@@ -324,6 +333,38 @@ def _alarm_review(w: World) -> tuple[Call, str]:
     ), w.admin.actor
 
 
+def _negative(w: World) -> int:
+    """A negative example of the alarmed person (set up directly: the dismissal that keeps one is
+    tested in tests/gallery/test_negatives.py)."""
+    aid = w.alarm()
+    with w.app.db.session() as s:
+        alarm = s.get(AlarmRecord, aid)
+        assert alarm is not None and alarm.gallery_id is not None and alarm.identity_id is not None
+        v = np.random.default_rng(aid).normal(size=w.app.engine.card.dimension).astype("<f4")
+        row = AlarmNegative(
+            alarm_id=aid,
+            gallery_id=alarm.gallery_id,
+            identity_id=alarm.identity_id,
+            model_id=alarm.model_id,
+            dimension=v.shape[0],
+            vector=(v / np.linalg.norm(v)).astype("<f4").tobytes(),
+            created_by=ACTOR,
+        )
+        s.add(row)
+        s.flush()
+        return row.id
+
+
+def _negative_undone(w: World) -> tuple[Call, str]:
+    nid = _negative(w)
+    return lambda: negatives.undo_negative(w.app, nid, ACTOR), ACTOR
+
+
+def _alarm_suppressed(w: World) -> tuple[Call, str]:
+    new = _new_alarm(w, w.camera()).model_copy(update={"suppressed_by": [_negative(w)]})
+    return lambda: alarms.store_alarm(w.app, new), f"camera:{new.camera}"
+
+
 def _audit_export(w: World) -> tuple[Call, str]:
     return lambda: audit.export(w.app, ACTOR, audit.Query(action="enrol")), ACTOR
 
@@ -407,6 +448,8 @@ CASES: list[tuple[str, Prepare]] = [
     ("alarm", _alarm),
     ("alarm_view", _alarm_view),
     ("alarm_review", _alarm_review),
+    ("negative_undone", _negative_undone),
+    ("alarm_suppressed", _alarm_suppressed),
     ("audit_export", _audit_export),
     ("report", _report),
     ("purge", _purge),
@@ -443,6 +486,8 @@ SAME_TRANSACTION = {
     "webhook_delete",
     "alarm",
     "alarm_review",
+    "negative_undone",
+    "alarm_suppressed",
     "device_add",
     "device_token",
     "device_pair",
@@ -451,6 +496,10 @@ SAME_TRANSACTION = {
 """The actions whose service changes the catalog and appends the entry in that transaction."""
 
 ELSEWHERE: dict[str, tuple[str, str]] = {
+    "negative_kept": (  # with the review's own alarm_review entry, in its transaction
+        "gallery/test_negatives.py",
+        "test_a_dismissal_suppresses_the_lookalike_not_the_person",
+    ),
     "fleet_sync": (
         "fleet/test_mirror.py",
         "test_the_mirror_keeps_the_servers_ids_and_matches_as_the_server_does",

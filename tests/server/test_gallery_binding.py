@@ -63,6 +63,7 @@ DECISIONS: dict[tuple[str, str], str] = {
     ("GET", "/api/alarms/{alarm_id}"): "other",
     ("GET", "/api/alarms/{alarm_id}/export"): "other",
     ("POST", "/api/alarms/{alarm_id}/review"): "other",
+    ("POST", "/api/alarms/negatives/{negative_id}/undo"): "other",
     ("GET", "/api/attendance/report"): "other",
     ("GET", "/api/events"): "whole",
     ("POST", "/api/search"): "own",
@@ -168,7 +169,12 @@ def world(server: Server, shared_data: Path, tmp_path_factory: pytest.TempPathFa
         assert c.post("/api/cameras", json=camera).status_code == 201, "camera"
         wait_for(lambda: c.get("/api/cameras/hamilton").json()["health"]["state"] == "finished", 180)
         alarms = c.get("/api/alarms", params={"gallery": OTHER}).json()
-        assert alarms, "the clip raised no alarm"
+        assert len(alarms) >= 2, "the clip raised fewer than two alarms"
+        oldest = alarms[-1]  # dismissed as not this person: a negative example of the other gallery
+        review = {"action": "dismiss", "version": 0, "reason": "test", "not_this_person": True}
+        r = c.post(f"/api/alarms/{oldest['id']}/review", json=review)
+        assert r.status_code == 200 and r.json()["negative"], r.text
+        negative = (r.json()["negative"]["id"], oldest["id"])
         strangers = c.get("/api/alarms", params={"kind": "stranger"}).json()
         assert [a["kind"] for a in strangers] == ["stranger"], strangers
         sightings = c.get("/api/investigations/sightings").json()
@@ -193,6 +199,7 @@ def world(server: Server, shared_data: Path, tmp_path_factory: pytest.TempPathFa
         "other": other,
         "alarm": alarms[0],
         "stranger": strangers[0],
+        "negative": negative,
         "job": job.json()["id"],
         "shas": shas,
         "keys": keys,
@@ -242,6 +249,7 @@ def _request(method: str, path: str, w: dict[str, Any]) -> dict[str, Any]:
         .replace("{key_id}", "1")
         .replace("{webhook_id}", "1")
         .replace("{cluster_id}", "1")
+        .replace("{negative_id}", str(w["negative"][0]))
     )
     kw: dict[str, Any] = {"url": url}
     bodies: dict[tuple[str, str], dict[str, Any]] = {
@@ -348,6 +356,9 @@ def test_the_other_gallery_is_untouched(server: Server, world: dict[str, Any]) -
         assert person["name"] == OTHER_PERSON and person["notes"] is None
         alarm = c.get(f"/api/alarms/{world['alarm']['id']}").json()
         assert alarm["state"] == "pending" and alarm["version"] == world["alarm"]["version"]
+        dismissed = c.get(f"/api/alarms/{world['negative'][1]}").json()
+        assert dismissed["negative"]["id"] == world["negative"][0]
+        assert dismissed["negative"]["undone_at"] is None  # no bound key undid it
         assert c.get("/api/galleries/new-by-key").status_code == 404
 
 

@@ -183,6 +183,9 @@ class Alarm(_CameraEvent):
     thumbnail_sha256: str | None = None
     crop_jpeg: Blob | None = None
     thumbnail_jpeg: Blob | None = None
+    suppressed_by: list[int] | None = None
+    """The negative examples (ids) nearer to the face than the person (:mod:`vigil.gallery.negatives`):
+    stored ``suppressed``, never raised (the catalog writer passes it on to no one)."""
 
     @model_validator(mode="after")
     def _kind_fits(self) -> Alarm:

@@ -8,9 +8,11 @@ sighting, then :class:`CentralMatcher` searches its template in the watchlists t
 camera (:func:`vigil.video.pipeline.active_watchlists`: expiry, sites, cameras) and stores one alarm
 per watchlist whose best match is above its threshold, with the sighting's crop, named with the
 device. The alarm's ``event_id`` derives from the sighting's, so a sighting delivered twice raises its
-alarm once. Once matched, the sighting (the passer-by's template) is deleted again unless the server's
-camera opted in to keeping sightings (``keep_sightings``): central matching keeps no more than the
-device would have.
+alarm once. Negative examples apply here as on a camera of the server (:mod:`vigil.gallery.negatives`):
+a sighting nearer to a dismissed stranger than to the person is stored as a suppressed alarm and
+passed on to no one. Once matched, the sighting (the passer-by's template) is deleted again unless
+the server's camera opted in to keeping sightings (``keep_sightings``): central matching keeps no
+more than the device would have.
 
 A camera's stranger rule is applied here too (:func:`vigil.video.strangers.sighting_stranger`): the
 device keeps no rule (it holds no templates to tell who belongs), and the sighting's best shot decides.
@@ -33,6 +35,7 @@ from vigil.core.errors import VigilError
 from vigil.core.types import FaceDetections
 from vigil.events.schemas import Alarm, AnyEvent, SightingRecorded, event_id_for
 from vigil.gallery.matching import identify_faces
+from vigil.gallery.negatives import suppressing
 from vigil.storage.tables import Camera, Device, Sighting
 from vigil.video.alarms import store_alarm
 from vigil.video.pipeline import active_watchlists
@@ -130,13 +133,14 @@ class CentralMatcher:
                 quality=round(sighting.quality, 4),
                 latency_ms=round(1000 * max(0.0, time.time() - sighting.last_seen.timestamp()), 1),
                 crop_jpeg=sighting.crop_jpeg,
+                suppressed_by=suppressing(self.app, identity_id, result.model, vector, score) or None,
             )
             stored += self._store(alarm, device)
         return stored
 
     def _store(self, alarm: Alarm | None, device: str) -> list[Alarm]:
         saved = store_alarm(self.app, alarm, device=device) if alarm is not None else None
-        if saved is None:
+        if saved is None or saved.suppressed_by:  # a suppressed alarm is raised to no one
             return []
         self.alarms += 1
         return [saved]

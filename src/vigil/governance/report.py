@@ -40,6 +40,8 @@ class Row(BaseModel):
     dismissed: int = 0
     dismissed_share: float | None = None
     """Dismissed / (confirmed + dismissed) among the alarms reviewed: the measured false-alarm share."""
+    suppressed: int = 0
+    """Alarms not raised because negative examples (earlier dismissals) stopped them (not in ``alarms``)."""
     thresholds: list[float] = []
     fpir: list[float] = []
     models: list[str] = []
@@ -90,6 +92,8 @@ class TransparencyReport(BaseModel):
     dismissed: int
     dismissed_share: float | None
     per_watchlist_camera: list[Row]
+    suppressed: int = 0
+    """Alarms stopped by negative examples, stored ``suppressed`` (not counted in ``alarms``)."""
     enrolments: int
     erasures: int
     purges: int
@@ -188,6 +192,8 @@ def _build(app: App, since: datetime | None, until: datetime | None) -> Transpar
             ):
                 if value is not None and value not in lst:
                     lst.append(value)
+        elif e.action == "alarm_suppressed":
+            row(str(d.get("gallery")), str(d.get("camera"))).suppressed += 1
         elif e.action == "alarm_review" and e.target_id is not None:
             if d.get("state") in ("confirmed", "dismissed"):  # its decision (closing keeps it)
                 final[int(e.target_id)] = str(d.get("state"))
@@ -233,6 +239,7 @@ def _build(app: App, since: datetime | None, until: datetime | None) -> Transpar
         dismissed=dismissed,
         dismissed_share=round(dismissed / (confirmed + dismissed), 4) if confirmed + dismissed else None,
         per_watchlist_camera=sorted(rows.values(), key=lambda r: (r.watchlist, r.camera)),
+        suppressed=sum(r.suppressed for r in rows.values()),
         enrolments=enrol,
         erasures=erasures,
         purges=purges,
@@ -287,7 +294,7 @@ def to_html(report: TransparencyReport) -> str:
     png = base64.b64encode(chart_png(report)).decode()
     rows = "".join(
         f"<tr><td>{esc(r.watchlist)}</td><td>{esc(r.camera)}</td><td>{r.alarms}</td><td>{r.confirmed}</td>"
-        f"<td>{r.dismissed}</td><td>{esc(r.dismissed_share)}</td>"
+        f"<td>{r.dismissed}</td><td>{esc(r.dismissed_share)}</td><td>{r.suppressed}</td>"
         f"<td>{esc(', '.join(map(str, r.thresholds)))}</td><td>{esc(', '.join(map(str, r.fpir)))}</td></tr>"
         for r in report.per_watchlist_camera
     )
@@ -318,14 +325,15 @@ td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}</style></head><
 audit chain {"intact" if report.audit_chain_ok else "<strong>BROKEN</strong>"}
 (head {esc(report.audit_head_hash[:16])}…).</p>
 <ul><li>Searches: {esc(searches)}</li><li>Alarms: {report.alarms}; confirmed {report.confirmed}, dismissed
-{report.dismissed}; share dismissed among reviewed alarms: {esc(report.dismissed_share)}</li>
+{report.dismissed}; share dismissed among reviewed alarms: {esc(report.dismissed_share)}; not raised,
+suppressed by earlier dismissals (negative examples): {report.suppressed}</li>
 <li>Enrolments: {report.enrolments}; erasures: {report.erasures}; purges: {report.purges}</li>
 <li>Stranger alarms (faces that matched none of a camera's named galleries):
 {report.stranger_alarms}</li></ul>
 <img alt="alarms per watchlist and camera" src="data:image/png;base64,{png}">
 <h2>Per watchlist and camera</h2><table><tr><th>watchlist</th><th>camera</th><th>alarms</th>
-<th>confirmed</th><th>dismissed</th><th>share dismissed</th><th>thresholds in force</th><th>FPIR in force</th>
-</tr>{rows}</table>
+<th>confirmed</th><th>dismissed</th><th>share dismissed</th><th>suppressed</th><th>thresholds in force</th>
+<th>FPIR in force</th></tr>{rows}</table>
 <h2>Camera running periods</h2><table><tr><th>camera</th><th>started</th><th>ended</th>
 <th>watchlists checked</th><th>frames</th><th>alarms</th></tr>{runs}</table>
 <h2>Stranger rules in force</h2><p>On these cameras every face is checked against the galleries

@@ -15,6 +15,7 @@ camera worker or a device replaying frames after a restart) stores it once: the 
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 from pydantic import BaseModel
@@ -26,6 +27,7 @@ from vigil.accounts import Principal
 from vigil.app import App
 from vigil.core.errors import ConflictError, InputError, NotFoundError
 from vigil.events.schemas import Alarm, AlarmReviewed
+from vigil.gallery import negatives
 from vigil.storage import audit
 from vigil.storage.tables import (
     AlarmKind,
@@ -80,12 +82,19 @@ class AlarmInfo(BaseModel):
     thumbnail_sha256: str | None
     kind: AlarmKind = AlarmKind.match
     """``match`` (a watchlist hit) or ``stranger`` (a camera's stranger rule; no gallery, no identity)."""
+    suppressed_by: list[int] = []
+    """State ``suppressed``: the negative examples (ids) that stopped it (issue 17.1)."""
 
 
 class AlarmDetail(AlarmInfo):
     enrolled_photos: list[str]
     """SHA-256 of the identity's enrolment photos (fetch them from the photos endpoint)."""
     reviews: list[ReviewInfo]
+    negative: negatives.NegativeInfo | None = None
+    """Dismissed as not this person: the negative example kept from it."""
+    suppressions: list[negatives.NegativeInfo] = []
+    """State ``suppressed``: the negatives that stopped it, each with the dismissed alarm it came from
+    (a purged one is left out)."""
 
 
 def _utc(t: datetime) -> datetime:
@@ -119,6 +128,7 @@ def _info(a: AlarmRecord, gallery: Gallery | None) -> AlarmInfo:
         crop_sha256=a.crop_sha256,
         thumbnail_sha256=a.thumbnail_sha256,
         kind=a.kind,
+        suppressed_by=negatives.parse_ids(a.suppressed_by),
     )
 
 
@@ -195,7 +205,14 @@ def _detail(s: Session, alarm_id: int) -> AlarmDetail:
     reviews = [
         ReviewInfo(actor=r.actor, action=r.action, reason=r.reason, at=_utc(r.at)) for r in alarm.reviews
     ]
-    return AlarmDetail(**_info(alarm, gallery).model_dump(), enrolled_photos=photos, reviews=reviews)
+    info = _info(alarm, gallery)
+    return AlarmDetail(
+        **info.model_dump(),
+        enrolled_photos=photos,
+        reviews=reviews,
+        negative=negatives.negative_of_alarm(s, alarm_id),
+        suppressions=negatives.negatives_by_id(s, info.suppressed_by),
+    )
 
 
 def review_alarm(
@@ -206,12 +223,23 @@ def review_alarm(
     *,
     expected_version: int,
     reason: str | None = None,
+    not_this_person: bool = False,
 ) -> AlarmDetail:
     """Apply one review step by ``by``; see the module doc for the rules. Audited (``alarm_review``,
-    with the state it led to) in the same transaction."""
+    with the state it led to) in the same transaction.
+
+    ``not_this_person`` (a dismissal only): the face is someone else, and its template is kept as a
+    negative example for the identity in that watchlist (:mod:`vigil.gallery.negatives`, audited
+    ``negative_kept``), in the same transaction."""
     reason = (reason or "").strip() or None
     if action is ReviewAction.dismiss and reason is None:
         raise InputError("dismissing an alarm needs a reason", hint="say why it is not this person")
+    if not_this_person and action is not ReviewAction.dismiss:
+        raise InputError(
+            f"'not this person' goes with a dismissal, not with {action.value}",
+            hint="dismiss the alarm with a reason and 'not this person'",
+        )
+    template = negatives.negative_template(app, alarm_id) if not_this_person else None
     with app.db.session() as s:
         alarm, gallery = _get(s, alarm_id)
         required = gallery.confirmations_required if gallery else 1
@@ -282,6 +310,8 @@ def review_alarm(
                 reason=reason,
             )
         )
+        if template is not None:
+            negatives.keep_negative(s, alarm, template, by.actor)
         s.flush()
         s.expire_all()  # the compare-and-set above went around the session
         detail = _detail(s, alarm_id)
@@ -355,13 +385,17 @@ def store_alarm(app: App, alarm: Alarm, *, device: str | None = None) -> Alarm |
                 kind=AlarmKind(alarm.kind),
                 retention_days=stranger_retention(app, s, alarm.camera_id) if stranger else None,
             )
+            suppressed_by = _suppressed_by(s, alarm)
+            if suppressed_by:
+                row.state, row.suppressed_by = AlarmState.suppressed, json.dumps(suppressed_by)
+                negatives.record_uses(s, suppressed_by)
             s.add(row)
             s.flush()
             alarm_id = row.id
             audit.append(
                 s,
                 f"camera:{alarm.camera}",
-                "alarm",
+                "alarm_suppressed" if suppressed_by else "alarm",
                 target_type="alarm",
                 target_id=alarm_id,
                 target_name=alarm.identity,
@@ -378,13 +412,26 @@ def store_alarm(app: App, alarm: Alarm, *, device: str | None = None) -> Alarm |
                 crop_sha256=crop_sha,
                 event_id=alarm.event_id,
                 **({"kind": alarm.kind, "galleries_checked": alarm.galleries_checked} if stranger else {}),
+                **({"suppressed_by": suppressed_by} if suppressed_by else {}),
             )
     except IntegrityError:
         if alarm_stored(app, alarm.event_id):
             return None
         raise
     update = {"alarm_id": alarm_id, "crop_sha256": crop_sha, "thumbnail_sha256": thumb_sha, "device": device}
-    return alarm.model_copy(update=update)
+    return alarm.model_copy(update=update | {"suppressed_by": suppressed_by or None})
+
+
+def _suppressed_by(s: Session, alarm: Alarm) -> list[int]:
+    """The negatives the event names that are in the catalog for its identity: an id that is not (a
+    negative purged meanwhile, or an event made up) cannot suppress it, and the alarm is raised."""
+    if not alarm.suppressed_by:
+        return []
+    return [
+        n.id
+        for n in negatives.negatives_by_id(s, alarm.suppressed_by)
+        if n.identity_id == alarm.identity_id and n.model == alarm.model
+    ]
 
 
 def _check_identity(s: Session, identity_id: int | None, event_id: str) -> None:

@@ -9,15 +9,17 @@ and :func:`sighting` build the :class:`~vigil.events.schemas.Alarm` and
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import numpy as np
 import numpy.typing as npt
 
+from vigil.app import App
 from vigil.core.frame import Frame
 from vigil.core.types import FaceDetections
 from vigil.events.schemas import Alarm, SightingRecorded, event_id_for
+from vigil.gallery import negatives
 from vigil.gallery.matching import Match
 
 
@@ -61,6 +63,15 @@ class Decision:
     match: Match
     fpir: float
     model: str
+    suppressed_by: list[int] | None = None
+    """The negative examples nearer to the face than the person (see :func:`screen`)."""
+
+
+def screen(app: App, d: Decision, embedding: npt.NDArray[np.float32]) -> Decision:
+    """``d`` with the negative examples that suppress it (the face's (d,) float32 ``embedding`` is
+    nearer to a stranger a reviewer dismissed than to the person; :mod:`vigil.gallery.negatives`)."""
+    found = negatives.suppressing(app, d.match.identity_id, d.model, embedding, d.match.score)
+    return replace(d, suppressed_by=found or None)
 
 
 def alarm(camera: str, camera_id: int | None, frame: Frame, face: FaceDetections, d: Decision) -> Alarm:
@@ -93,6 +104,7 @@ def alarm(camera: str, camera_id: int | None, frame: Frame, face: FaceDetections
         latency_ms=round(1000 * (time.monotonic() - frame.mono), 1),
         crop_jpeg=crop_jpeg(frame.bgr, xyxy),
         thumbnail_jpeg=thumbnail_jpeg(frame.bgr, xyxy),
+        suppressed_by=d.suppressed_by,
     )
 
 

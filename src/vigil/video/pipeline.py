@@ -93,6 +93,8 @@ class TrackState:
     embeds: int = 0
     alarmed: dict[int, str] = field(default_factory=dict)
     """identity id -> name of the alarms raised on this track."""
+    suppressed: set[int] = field(default_factory=set)
+    """identity ids whose alarm on this track negative examples suppressed (stored once)."""
     marked: set[int] = field(default_factory=set)
     """identity ids with an attendance mark from this track (entrance cameras)."""
     last_label: str = ""
@@ -301,7 +303,7 @@ class Pipeline:
         result = self._identify(faces)
         if result is None:
             return events
-        assert faces.track_id is not None
+        assert faces.track_id is not None and faces.embedding is not None
         for i, face in enumerate(result.faces):
             st = self.states[int(faces.track_id[i])]
             # Each watchlist is its own decision (its own purpose, legal basis and reviewers): the best
@@ -317,10 +319,15 @@ class Pipeline:
             for match in hits.values():
                 if match.identity_id in st.alarmed:
                     continue
+                decision = evidence.Decision(match, result.fpir, result.model)
+                if (decision := evidence.screen(self.app, decision, faces.embedding[i])).suppressed_by:
+                    if match.identity_id not in st.suppressed:  # a later, nearer shot may still alarm
+                        st.suppressed.add(match.identity_id)
+                        events.append(evidence.alarm(self.camera, self.camera_id, frame, faces[i], decision))
+                    continue
                 st.alarmed[match.identity_id] = match.identity
                 if self.carried is not None and self.carried.take(match.identity_id, st.track.first_frame):
                     continue  # raised before the worker restarted, on this same appearance
-                decision = evidence.Decision(match, result.fpir, result.model)
                 alarm = evidence.alarm(self.camera, self.camera_id, frame, faces[i], decision)
                 self.metrics.alarm_latency_ms.append(alarm.latency_ms)
                 events.append(alarm)

@@ -4,8 +4,11 @@ A :class:`Sink` takes one event and returns what should travel on (to ``on_event
 notifier), or None when the event is to be dropped (already handled before). Two sinks exist:
 
 - :class:`CatalogWriter` stores alarms, attendance marks and sightings in the catalog, each with its
-  blobs and audit entry in one transaction, once per ``event_id``. The one-box server, ``vigil
-  watch`` and the server side of the fleet transport use it.
+  blobs and audit entry in one transaction, once per ``event_id``. An alarm that negative examples
+  suppressed is stored and then dropped: nothing notifies it. An edge device's alarm (``device``
+  set) is screened against the negatives on arrival
+  (:func:`vigil.gallery.negatives.screen_arriving`). The one-box server, ``vigil watch`` and the
+  server side of the fleet transport use it.
 - the fleet's forwarder (:mod:`vigil.fleet.transport`) puts the events of an edge device in its
   outbox, to the server.
 """
@@ -17,6 +20,7 @@ from typing import Protocol
 from vigil.app import App
 from vigil.attendance.marks import store_mark
 from vigil.events.schemas import Alarm, AnyEvent, AttendanceMarked, SightingRecorded
+from vigil.gallery import negatives
 from vigil.investigation.sightings import store_sighting
 from vigil.video.alarms import store_alarm
 
@@ -48,11 +52,20 @@ class CatalogWriter:
         """Events written by this writer."""
         self.duplicates = 0
         """Events dropped because their ``event_id`` was stored already."""
+        self.suppressed = 0
+        """Alarms stored ``suppressed`` by negative examples, and so passed on to no one (no bus, SSE,
+        webhook or MQTT message: they are not alarms)."""
 
     def write(self, event: AnyEvent) -> AnyEvent | None:
         stored: AnyEvent | None
         if isinstance(event, Alarm):
+            if self.device is not None:  # the device's catalog holds no negative examples
+                event = negatives.screen_arriving(self.app, event)
             stored = store_alarm(self.app, event, device=self.device)
+            if stored is not None and stored.suppressed_by:
+                self.stored += 1
+                self.suppressed += 1
+                return None  # kept for the record and the reviewers; raised to no one
         elif isinstance(event, AttendanceMarked):
             stored = store_mark(self.app, event)
         elif isinstance(event, SightingRecorded):

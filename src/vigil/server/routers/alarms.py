@@ -6,8 +6,9 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from vigil.gallery import negatives
 from vigil.server.deps import MAX_ID, AnyRole, Id, Live, Offset, Scope, State
 from vigil.storage.tables import AlarmKind, AlarmState, ReviewAction
 from vigil.video import alarms as svc
@@ -17,11 +18,16 @@ router = APIRouter(prefix="/api/alarms", tags=["alarms"])
 
 
 class Review(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt "not_this_person" must not dismiss quietly
+
     action: ReviewAction
     version: int = Field(ge=0, le=MAX_ID)
     """The alarm version you reviewed; a newer state answers 409 (reload and look again)."""
     reason: str | None = None
     """Required to dismiss."""
+    not_this_person: bool = False
+    """With a dismissal: the face is someone else; keep it as a negative example, so that faces nearer
+    to it than to the person raise no alarm for that identity (stored ``suppressed``)."""
 
 
 @router.get("", summary="Alarms, newest first")
@@ -63,10 +69,27 @@ def show_alarm(alarm_id: Id, st: State, me: Live, scope: Scope) -> svc.AlarmDeta
 def review(alarm_id: Id, body: Review, st: State, me: Live, scope: Scope) -> svc.AlarmDetail:
     scope.check_alarm(st.app, alarm_id)
     detail = svc.review_alarm(
-        st.app, alarm_id, body.action, me, expected_version=body.version, reason=body.reason
+        st.app,
+        alarm_id,
+        body.action,
+        me,
+        expected_version=body.version,
+        reason=body.reason,
+        not_this_person=body.not_this_person,
     )
     st.bus.publish(svc.reviewed_event(detail, body.action, me.actor))
     return detail
+
+
+@router.post(
+    "/negatives/{negative_id:id}/undo",
+    summary="Stop a negative example (a dismissal as not this person) from suppressing alarms",
+)
+def undo_negative(negative_id: Id, st: State, me: Live, scope: Scope) -> negatives.NegativeInfo:
+    """Those who may review the watchlist's alarms may undo; audited (``negative_undone``)."""
+    gallery_id = negatives.negative_gallery_id(st.app, negative_id)
+    scope.check(gallery_id, f"no negative example with id {negative_id}")
+    return negatives.undo_negative(st.app, negative_id, me.actor)
 
 
 @router.get(

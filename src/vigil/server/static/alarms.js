@@ -2,6 +2,7 @@
 
 import { ApiError, can, get, media, post, session } from "./api.js";
 import { onLive } from "./live.js";
+import { negativeSection, notThisPersonHint } from "./negatives.js";
 import {
   busy,
   errorBox,
@@ -26,6 +27,7 @@ const STATES = [
   ["confirmed", "Confirmed"],
   ["dismissed", "Dismissed"],
   ["closed", "Closed"],
+  ["suppressed", "Suppressed by earlier dismissals"],
   ["", "Any state"],
 ];
 
@@ -242,6 +244,7 @@ async function renderDetail(root, id) {
         ),
       ),
       h("section", { "aria-labelledby": "review-h" }, h("h2", { id: "review-h" }, "Review"), actions(a, mine)),
+      negativeSection(a, load),
       can.live() ? exportSection(a) : null,
       h(
         "section",
@@ -278,6 +281,7 @@ async function renderDetail(root, id) {
           "Confirm",
         ),
         h("button", { type: "button", class: "danger", onclick: (e) => review(e.currentTarget, "dismiss") }, "Dismiss"),
+        h("button", { type: "button", class: "danger", onclick: (e) => review(e.currentTarget, "dismiss", true) }, "Not this person"),
       );
       const others = left === 1 ? "another person" : `${left} other people`;
       const note = mine
@@ -285,8 +289,9 @@ async function renderDetail(root, id) {
         : a.confirmations_required > 1
           ? `This watchlist needs ${a.confirmations_required} confirmations by different people; ${left} more needed.`
           : "One confirmation closes the question.";
-      return [box, h("p", { class: "muted small", id: "review-note" }, note)];
+      return [box, h("p", { class: "muted small", id: "review-note" }, note), notThisPersonHint()];
     }
+    if (a.state === "suppressed") return h("p", { class: "muted" }, "Nothing to review: this alarm was not raised.");
     if (a.state === "confirmed" || a.state === "dismissed") {
       box.append(h("button", { type: "button", onclick: (e) => review(e.currentTarget, "close") }, "Close"));
       return [box, h("p", { class: "muted small" }, `The alarm is ${a.state}; close it when it has been dealt with.`)];
@@ -294,16 +299,17 @@ async function renderDetail(root, id) {
     return h("p", { class: "muted" }, "This alarm is closed.");
   }
 
-  async function review(button, action) {
+  async function review(button, action, notThisPerson = false) {
     let reason = null;
     if (action === "dismiss") {
-      reason = await promptDialog("Dismiss the alarm", "Reason for dismissing", "Dismiss");
+      const title = notThisPerson ? "Not this person: dismiss and keep the face as a negative example" : "Dismiss the alarm";
+      reason = await promptDialog(title, "Reason for dismissing", "Dismiss");
       if (reason === null) return;
     }
     fill(status);
     try {
       const d = await busy(button, "Saving…", () =>
-        post(`/api/alarms/${id}/review`, { action, version: current.version, reason }),
+        post(`/api/alarms/${id}/review`, { action, version: current.version, reason, not_this_person: notThisPerson }),
       );
       current = d;
       const text =

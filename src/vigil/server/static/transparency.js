@@ -117,6 +117,7 @@ function report(r) {
           ["Confirmed", String(r.confirmed)],
           ["Dismissed", String(r.dismissed)],
           ["Share dismissed (of reviewed alarms)", share(r.dismissed_share)],
+          ["Suppressed by earlier dismissals (not raised)", String(r.suppressed ?? 0)],
           ["Enrolments", String(r.enrolments)],
           ["Erasures (GDPR Art. 17)", String(r.erasures)],
           ["Purges", String(r.purges)],
@@ -141,7 +142,7 @@ function report(r) {
       chart(r.per_watchlist_camera),
       table(
         "Alarms per watchlist and camera",
-        ["Watchlist", "Camera", "Alarms", "Confirmed", "Dismissed", "Share dismissed", "Thresholds in force", "FPIR in force", "Models"],
+        ["Watchlist", "Camera", "Alarms", "Confirmed", "Dismissed", "Share dismissed", "Suppressed", "Thresholds in force", "FPIR in force", "Models"],
         r.per_watchlist_camera.map((w) => [
           w.watchlist,
           w.camera,
@@ -149,6 +150,7 @@ function report(r) {
           String(w.confirmed),
           String(w.dismissed),
           share(w.dismissed_share),
+          String(w.suppressed ?? 0),
           list(w.thresholds, (t) => t.toFixed(3)),
           list(w.fpir, fmtRate),
           list(w.models),

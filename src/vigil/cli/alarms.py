@@ -39,7 +39,7 @@ def list_alarms(
         for a in found:
             extra = f" (suppressed by {len(a.suppressed_by)} earlier dismissals)" if a.suppressed_by else ""
             out.print(
-                f"#{a.id} {a.captured_at:%Y-%m-%d %H:%M:%S} {escape(a.camera)} {escape(a.identity)} "
+                f"#{a.id} {a.captured_at:%Y-%m-%d %H:%M:%S} {escape(a.camera)} {escape(a.identity or 'stranger')} "
                 f"score {a.score:.3f} / {a.threshold:.3f} {a.state.value} v{a.version}{extra}"
             )
 
@@ -60,7 +60,7 @@ def show(
 
 def _render_detail(d: alarms_svc.AlarmDetail) -> None:
     out.print(
-        f"#{d.id} {escape(d.identity)} in {escape(d.gallery or '-')} on {escape(d.camera)}: "
+        f"#{d.id} {escape(d.identity or 'stranger')} in {escape(d.gallery or '-')} on {escape(d.camera)}: "
         f"score {d.score:.3f}, threshold {d.threshold:.3f} (FPIR {d.fpir:g}), {d.state.value} v{d.version}"
     )
     for r in d.reviews:

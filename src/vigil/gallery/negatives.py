@@ -307,6 +307,8 @@ def screen_arriving(app: App, alarm: Alarm) -> Alarm:
     ``suppressed_by`` set, or unchanged (no crop, another model, no negative nearer)."""
     if alarm.suppressed_by or not alarm.crop_jpeg or alarm.model != app.engine.model_id:
         return alarm
+    if alarm.identity_id is None:  # a stranger alarm names no one: there is nobody to screen for
+        return alarm
     with app.db.session() as s:
         active = s.scalar(
             select(AlarmNegative.id)

@@ -1,5 +1,5 @@
 """A working day at an entrance, rendered from LFW faces and run through the real pipeline and models
-(see tests/video/conftest.py for the renderer); the fixture is in conftest.py."""
+(see tests/video/videoclips.py for the renderer); the fixture is in conftest.py."""
 
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ class EntranceDay:
 
 
 def _clips(lfw: Path, folder: Path) -> dict[str, Path]:
-    video = load_helper("vigil_video_helpers", TESTS / "video" / "conftest.py")
+    video = load_helper("videoclips", TESTS / "video" / "videoclips.py")
     walks = {
         # A arrives at 08:55 with a stranger (C) crossing the other way.
         "morning": [(str(lfw / A[2]), 0, 59, 20, 1), (str(lfw / C_WALK), 5, 64, 195, -1)],

@@ -74,7 +74,7 @@ def watchlist(app: App, name: str) -> None:
 
 def make_seed(shared_data: Path, engine, root: Path) -> Seed:  # type: ignore[no-untyped-def]
     """Watch the three cameras into a fresh catalog under ``root``."""
-    video = load_module("vigil_test_video_helpers", TESTS / "video" / "conftest.py")
+    video = load_module("videoclips", TESTS / "video" / "videoclips.py")
     lfw = shared_data / "lfw-dev"
     walks = root / "walks.mp4"
     frames = video.render_walks([(str(lfw / p), a, b, y, d) for p, a, b, y, d in WALKS], WALK_FRAMES)

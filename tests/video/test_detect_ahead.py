@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from videoclips import watchlist
 
-from conftest import watchlist
 from vigil.app import App
 from vigil.core.types import FaceDetections
 from vigil.gallery import enroll as enrolment

@@ -9,8 +9,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 from sqlalchemy import select
+from videoclips import write_video
 
-from conftest import write_video
 from negatives_seed import LOOKALIKE, PERSON, enrol_person, photos
 from vigil import accounts
 from vigil.app import App

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from videoclips import watchlist
 
-from conftest import watchlist
 from vigil.app import App
 from vigil.core.config import Settings
 from vigil.core.errors import InputError

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from videoclips import MjpegServer, free_port
 
-from conftest import MjpegServer, free_port
 from vigil.core.errors import DecodeError, InputError, SourceUnavailableError
 from vigil.core.frame import Frame
 from vigil.video.sources import FileSource, ImageFolderSource, LiveSource, SourceStatus, open_source

@@ -9,8 +9,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from videoclips import render_walks, watchlist, write_video
 
-from conftest import render_walks, watchlist, write_video
 from vigil.accounts import Principal, create_user
 from vigil.app import App
 from vigil.core.errors import InputError, NotFoundError

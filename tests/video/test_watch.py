@@ -10,8 +10,8 @@ from pathlib import Path
 
 import cv2
 import pytest
+from videoclips import MjpegServer, render_walks, watchlist, write_video
 
-from conftest import MjpegServer, render_walks, watchlist, write_video
 from vigil.app import App
 from vigil.events.schemas import (
     EVENT_ADAPTER,

@@ -1,4 +1,7 @@
-"""Video test helpers: an MJPEG-over-HTTP server that can be cut, and a synthetic surveillance clip."""
+"""Video test helpers: an MJPEG-over-HTTP server that can be cut, and a synthetic surveillance clip.
+
+Imported as ``videoclips`` (not a conftest: every test folder's conftest is the module ``conftest``, so
+``from conftest import`` picks whichever folder was collected first)."""
 
 from __future__ import annotations
 

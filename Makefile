@@ -36,6 +36,7 @@ bench: $(BIN)/vigil
 	$(BIN)/python bench/clustering.py
 	$(BIN)/python bench/load.py
 	$(BIN)/python bench/fleet.py
+	nice -n 10 $(BIN)/python bench/search.py
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache

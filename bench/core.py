@@ -29,7 +29,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -179,14 +179,22 @@ def rss_bytes() -> int:
 def synthetic_gallery(n: int, d: int, rng: np.random.Generator, chunk: int = 1_000_000) -> np.ndarray:
     """n unit vectors: identities as random centres, each template a noisy copy (cosine ~0.93)."""
     out = np.empty((n, d), np.float32)
+    for start, block in synthetic_chunks(n, d, rng, chunk):
+        out[start : start + len(block)] = block
+    return out
+
+
+def synthetic_chunks(
+    n: int, d: int, rng: np.random.Generator, chunk: int = 1_000_000
+) -> Iterator[tuple[int, np.ndarray]]:
+    """:func:`synthetic_gallery` a chunk at a time: (first row, rows), for galleries too big for memory."""
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
         centres = rng.standard_normal((stop - start, d), dtype=np.float32)
         centres /= np.linalg.norm(centres, axis=1, keepdims=True)
         noise = rng.standard_normal((stop - start, d), dtype=np.float32) * (0.38 / np.sqrt(d))
         v = centres + noise
-        out[start:stop] = v / np.linalg.norm(v, axis=1, keepdims=True)
-    return out
+        yield start, v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
 def noisy_queries(gallery: np.ndarray, rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:

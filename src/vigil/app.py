@@ -10,6 +10,7 @@ from functools import cached_property
 
 from vigil.core import crypto
 from vigil.core.config import Settings
+from vigil.storage.ann import IndexPolicy
 from vigil.storage.blobs import BlobStore
 from vigil.storage.db import Database
 from vigil.storage.index import IndexStore
@@ -40,13 +41,19 @@ class App:
 
     @cached_property
     def indexes(self) -> IndexStore | MilvusStore:
-        """The galleries' vector indexes: FAISS files in the data directory, or Milvus
-        (``VIGIL_VECTOR_URL``, see :mod:`vigil.storage.milvus`)."""
+        """The galleries' vector indexes: FAISS files in the data directory (exact, then approximate
+        past a size, see :mod:`vigil.storage.ann`), or Milvus (``VIGIL_VECTOR_URL``,
+        :mod:`vigil.storage.milvus`)."""
         s = self.settings
-        if s.vector_url is None:
-            return IndexStore(s.index_dir)
-        token = s.vector_token.get_secret_value() if s.vector_token is not None else None
-        return MilvusStore(s.vector_url, token=token, prefix=s.vector_prefix, index_type=s.vector_index)
+        if s.vector_url is not None:
+            token = s.vector_token.get_secret_value() if s.vector_token is not None else None
+            return MilvusStore(s.vector_url, token=token, prefix=s.vector_prefix, index_type=s.vector_index)
+        policy = IndexPolicy(
+            approximate_above=s.index_approximate_above,
+            compressed_above=s.index_compressed_above,
+            nprobe=s.index_nprobe,
+        )
+        return IndexStore(s.index_dir, policy)
 
     @cached_property
     def pack(self) -> str | None:

@@ -38,8 +38,9 @@ def list_alarms(
     def render() -> None:
         for a in found:
             extra = f" (suppressed by {len(a.suppressed_by)} earlier dismissals)" if a.suppressed_by else ""
+            who = escape(a.identity or "stranger")
             out.print(
-                f"#{a.id} {a.captured_at:%Y-%m-%d %H:%M:%S} {escape(a.camera)} {escape(a.identity or 'stranger')} "
+                f"#{a.id} {a.captured_at:%Y-%m-%d %H:%M:%S} {escape(a.camera)} {who} "
                 f"score {a.score:.3f} / {a.threshold:.3f} {a.state.value} v{a.version}{extra}"
             )
 

@@ -99,6 +99,31 @@ class Settings(BaseSettings):
     detect_min_confidence: float = Field(
         default=0.8, ge=0, le=1, description="detections below this confidence are dropped"
     )
+    index_approximate_above: int = Field(
+        default=100_000,
+        ge=1,
+        description="a gallery index with more templates than this is searched approximately (IVF lists, "
+        "exact scores for what is found; docs/performance.md, Search at scale)",
+    )
+    index_compressed_above: int = Field(
+        default=2_000_000,
+        ge=1,
+        description="past this many templates the index keeps 8-bit codes in memory and re-scores the best "
+        "candidates from a memory-mapped float32 file (in memory when index files are encrypted)",
+    )
+    index_recheck_margin: float = Field(
+        default=0.05,
+        ge=0,
+        le=2,
+        description="an approximate search whose best score comes within this of the decision threshold "
+        "is searched again exhaustively, so decisions are those of exact search",
+    )
+    index_nprobe: int = Field(
+        default=48,
+        ge=1,
+        le=65_536,
+        description="inverted lists an approximate search visits (recall vs speed)",
+    )
     max_image_pixels: int = Field(default=50_000_000, ge=1, description="decompression-bomb guard")
     max_upload_bytes: int = Field(default=30_000_000, ge=1)
     max_image_memory_bytes: int = Field(

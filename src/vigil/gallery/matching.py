@@ -170,7 +170,11 @@ def identify_faces(
             card.dimension,
             lambda gid=gallery_id: load_templates(app, gid, card.id),
         )
-        ids, scores = index.search(faces.embedding, k=min(len(index), max(top_k * 4, 16)))
+        ids, scores = index.search(
+            faces.embedding,
+            k=min(len(index), max(top_k * 4, 16)),
+            recheck_above=threshold - app.settings.index_recheck_margin,  # near a decision: exact
+        )
         names = _identities_of(app, gallery_id, ids)
         identity_names = dict(names.values())
         for i in range(len(faces)):

@@ -44,6 +44,7 @@ from vigil.gallery.enroll import load_templates
 from vigil.gallery.galleries import get_gallery
 from vigil.investigation.search import check_case
 from vigil.storage import audit
+from vigil.storage.ann import IndexPolicy
 from vigil.storage.index import FaissIndex, IndexKey, VectorIndex
 from vigil.storage.tables import Gallery, Identity, Template
 
@@ -280,38 +281,52 @@ def _index_of_b(app: App, plan: ComparePlan, index_lock: AbstractContextManager[
         )
         if index_lock is None or not isinstance(index, FaissIndex):
             return index  # Milvus: the shared collection itself (pairs with templates removed since drop out)
-        import faiss
-
-        return FaissIndex(index.dimension, faiss.clone_index(index._index))
+        return index.copy()
 
 
 class IvfSearch:
-    """Approximate search: ``IVF{sqrt n},Flat`` built from an exact index, ``nprobe`` lists per probe."""
+    """Approximate search with the gallery index's own ``ivf`` tier (:mod:`vigil.storage.ann`),
+    ``nprobe`` lists per probe: B's index itself where it is already approximate, else one built
+    from its exact vectors for this comparison."""
 
-    def __init__(self, exact: FaissIndex, nprobe: int = IVF_NPROBE, seed: int = 0) -> None:
-        import faiss
-
-        n, d = len(exact), exact.dimension
-        flat: Any = faiss.downcast_index(exact._index.index)
-        vectors = np.asarray(faiss.rev_swig_ptr(flat.get_xb(), n * d)).reshape(n, d)  # a view, no copy
-        self.nlist = int(min(16_384, max(1, round(np.sqrt(n)))))
-        self._quantizer = faiss.IndexFlatIP(d)
-        self._ivf = faiss.IndexIVFFlat(self._quantizer, d, self.nlist, faiss.METRIC_INNER_PRODUCT)
-        rng = np.random.default_rng(seed)
-        sample = vectors[np.sort(rng.choice(n, size=min(n, 40 * self.nlist), replace=False))]
-        self._ivf.train(np.ascontiguousarray(sample))
-        self._ivf.add_with_ids(vectors, exact.ids())
-        self._ivf.nprobe = min(self.nlist, nprobe)
-        self.nprobe = int(self._ivf.nprobe)
+    def __init__(self, exact: FaissIndex, nprobe: int = IVF_NPROBE) -> None:
+        if exact.approximate is not None:
+            self._index = exact
+        else:
+            policy = IndexPolicy(approximate_above=0, compressed_above=2**62, nprobe=nprobe)
+            self._index = FaissIndex.build(exact.dimension, (exact.ids(), _vectors(exact)), policy)
+        ivf = self._index.approximate
+        assert ivf is not None
+        self.nlist = ivf.nlist
+        self.nprobe = min(ivf.nlist, ivf.policy.nprobe)
 
     def __len__(self) -> int:
-        return int(self._ivf.ntotal)
+        return len(self._index)
 
     def search(
         self, queries: npt.NDArray[np.float32], k: int
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-        scores, ids = self._ivf.search(np.ascontiguousarray(queries, dtype=np.float32), k)
-        return ids.astype(np.int64), scores.astype(np.float32)
+        return self._index.search(queries, k)
+
+
+class ExhaustiveSearch:
+    """Exact search whatever tier the index is in (every list of an approximate one)."""
+
+    def __init__(self, index: FaissIndex) -> None:
+        self._index = index
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def search(
+        self, queries: npt.NDArray[np.float32], k: int
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        return self._index.search(queries, k, exact=True)
+
+
+def _vectors(index: FaissIndex) -> npt.NDArray[np.float32]:
+    parts = [v for _, v in index.items()]
+    return np.concatenate(parts) if len(parts) != 1 else parts[0]
 
 
 def recall(
@@ -499,9 +514,13 @@ def _search_all(
 ) -> None:
     """Search A's templates after the checkpoint in B, batch by batch, updating ``state``."""
     request = plan.request
-    exact = _index_of_b(app, plan, index_lock)
-    ivf = request.index == "ivf" and isinstance(exact, FaissIndex)  # Milvus searches with its own index
-    searcher: _Search = IvfSearch(exact) if ivf and isinstance(exact, FaissIndex) else exact
+    b = _index_of_b(app, plan, index_lock)
+    exact: _Search = b  # Milvus searches with its own index
+    searcher: _Search = b
+    if isinstance(b, FaissIndex):
+        exact = searcher = ExhaustiveSearch(b)
+        if request.index == "ivf":
+            searcher = IvfSearch(b)
     per_identity = max(1, min(plan.max_templates_b, _MAX_TEMPLATES_SEARCHED))
     k = request.top_k * per_identity + (plan.max_templates_a if plan.within else 0)
     k = max(1, min(k, len(exact)))

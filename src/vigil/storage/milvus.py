@@ -114,9 +114,12 @@ class MilvusIndex:
             self._client.delete(self.name, ids=[int(t) for t in ids])
 
     def search(
-        self, queries: npt.NDArray[np.float32], k: int
+        self, queries: npt.NDArray[np.float32], k: int, recheck_above: float | None = None
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-        """(q, k) ids (-1 where fewer than k exist) and (q, k) cosine scores, best first."""
+        """(q, k) ids (-1 where fewer than k exist) and (q, k) cosine scores, best first.
+        ``recheck_above`` is accepted for the index contract and has nothing to do here: every Milvus
+        index type vigil configures returns exact scores for the hits it returns."""
+        del recheck_above
         queries = np.asarray(queries, dtype=np.float32).reshape(-1, self.dimension)
         k = max(1, min(k, 16_384))  # Milvus' top-k limit
         ids = np.full((len(queries), k), -1, np.int64)

@@ -9,7 +9,7 @@ from sqlalchemy import Boolean, Enum, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from vigil.core.crypto import EncryptedBytes
-from vigil.storage.tables.base import AUTOINCREMENT, Base, UTCDateTime, utcnow
+from vigil.storage.tables.base import AUTOINCREMENT, Base, BigId, UTCDateTime, utcnow
 
 
 class DeviceState(enum.StrEnum):
@@ -25,7 +25,7 @@ class Device(Base):
     __tablename__ = "devices"
     __table_args__ = AUTOINCREMENT
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     site: Mapped[str | None] = mapped_column(String(200))
     state: Mapped[DeviceState] = mapped_column(Enum(DeviceState, native_enum=False, length=20))

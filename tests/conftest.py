@@ -49,6 +49,14 @@ def catalog(catalog_kind: str) -> Iterator[str | None]:
     drop_catalog(url)
 
 
+@pytest.fixture(scope="module")
+def module_catalog(catalog_kind: str) -> Iterator[str | None]:
+    """:func:`catalog` for a module-scoped fixture (tests of a module that share one catalog)."""
+    url = catalog_url(catalog_kind)
+    yield url
+    drop_catalog(url)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The shared data folder, or skip with the reason."""

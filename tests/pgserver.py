@@ -54,6 +54,11 @@ def pg_bin_dir() -> Path | None:
     return None
 
 
+def _name(url: str) -> str:
+    """The database name in a URL :meth:`PgCluster.url` made."""
+    return url.split("@/", 1)[1].split("?", 1)[0]
+
+
 def _version(name: str) -> tuple[int, ...]:
     return tuple(int(p) for p in name.split(".") if p.isdigit())
 
@@ -178,16 +183,16 @@ class PgCluster:
         Database(self.url(TEMPLATE)).close()
         self.execute(f"ALTER DATABASE {TEMPLATE} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false")
 
-    def new_database(self, *, empty: bool = False) -> str:
-        """A fresh database's URL: migrated already, or ``empty`` (the migrations run from the start)."""
+    def new_database(self, *, empty: bool = False, copy_of: str | None = None) -> str:
+        """A fresh database's URL: migrated already, ``empty`` (the migrations run from the start), or a
+        copy of the database at the URL ``copy_of`` (nothing may be connected to it)."""
         name = f"t{next(self._names)}"
-        template = "template0" if empty else TEMPLATE
+        template = "template0" if empty else TEMPLATE if copy_of is None else _name(copy_of)
         self.execute(f"CREATE DATABASE {name} TEMPLATE {template} STRATEGY FILE_COPY")
         return self.url(name)
 
     def drop_database(self, url: str) -> None:
-        name = url.split("@/", 1)[1].split("?", 1)[0]
-        self.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        self.execute(f"DROP DATABASE IF EXISTS {_name(url)} WITH (FORCE)")
 
     def stop(self) -> None:
         if not self.data_dir.exists():
@@ -219,6 +224,11 @@ def catalog_url(kind: str, *, empty: bool = False) -> str | None:
             pytest.skip(INSTALL_HINT)
         _session.append(PgCluster.start())
     return _session[0].new_database(empty=empty)
+
+
+def copy_catalog(url: str) -> str:
+    """A new database on the session's cluster, a copy of the one at ``url`` (closed by its users)."""
+    return _session[0].new_database(copy_of=url)
 
 
 def drop_catalog(url: str | None) -> None:

@@ -210,6 +210,8 @@ def test_heartbeats_make_a_device_online_and_are_not_audited(world: App) -> None
     assert (info.online, info.version, info.queue_depth) == (True, "2.0", 7)
     assert info.status == {"cameras": {"gate": {"state": "running"}}, "outbox": {"bytes": 10}}
     assert audit.count(world) == head
+    deepest = fleet.HeartbeatIn(version="2.0", queue_depth=2**53)  # the most it may report, past 32 bits
+    assert fleet.record_heartbeat(world, name, deepest).queue_depth == 2**53
     with world.db.session() as s:
         s.execute(
             update(Device)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Boolean, Enum, Integer, String, Text
+from sqlalchemy import Boolean, Enum, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from vigil.core.crypto import EncryptedBytes
@@ -43,6 +43,6 @@ class Device(Base):
     revoked_by: Mapped[str | None] = mapped_column(String(200))
     last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     version: Mapped[str | None] = mapped_column(String(50))
-    queue_depth: Mapped[int | None] = mapped_column(Integer)
+    queue_depth: Mapped[int | None] = mapped_column(BigId)
     status_json: Mapped[str | None] = mapped_column(Text)
     """The device's last heartbeat (cameras, outbox), as JSON."""

@@ -11,7 +11,8 @@ is 64-bit already):
   SQLite. It raises SQLSTATE 23001 (``restrict_violation``), an integrity error like SQLite's abort.
   Verification still detects an edit made by someone who drops the triggers (the owner can).
 - Ids, the columns that refer to them, track ids and frame indexes become BIGINT, and the sequences
-  behind the ids go up to 2^63 - 1: a city's sightings, templates and audit entries outgrow 2^31.
+  behind the ids go up to 2^63 - 1: a city's sightings, templates and audit entries outgrow 2^31. So
+  does a device's reported queue depth (up to 2^53).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ depends_on = None
 BIGINT_COLUMNS = {
     "audit_log": ("id",),
     "dead_letters": ("id",),
-    "devices": ("id",),
+    "devices": ("id", "queue_depth"),
     "galleries": ("id",),
     "model_switches": ("id",),
     "users": ("id",),

@@ -113,7 +113,8 @@ class PgCluster:
         if bin_dir is None:
             raise RuntimeError(INSTALL_HINT)
         user = _server_user()
-        root = Path(tempfile.mkdtemp(prefix="vigil-pg-"))
+        # /tmp: a short path (a unix socket's is limited to 107 bytes) that the server's user can reach
+        root = Path(tempfile.mkdtemp(prefix="vigil-pg-", dir="/tmp" if Path("/tmp").is_dir() else None))
         if user is not None:
             entry = pwd.getpwnam(user)
             os.chown(root, entry.pw_uid, entry.pw_gid)

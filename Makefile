@@ -36,6 +36,7 @@ bench: $(BIN)/vigil
 	$(BIN)/python bench/clustering.py
 	$(BIN)/python bench/load.py
 	$(BIN)/python bench/fleet.py
+	$(BIN)/python bench/catalog.py
 	nice -n 10 $(BIN)/python bench/search.py
 
 clean:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from pgserver import catalog_url, drop_catalog, stop_session_cluster
 
 os.environ.setdefault("VIGIL_MODEL_DOWNLOAD", "false")  # no test tries the network by accident
 
@@ -16,6 +19,42 @@ _MISSING = (
     f"shared test data not found at {SHARED_DATA}; set VIGIL_SHARED_DATA to the folder holding "
     "people/, deepface-13/, lfw-dev/ and video/"
 )
+
+
+CATALOGS = ("sqlite", "postgresql")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests marked ``catalogs`` run on each catalog database; the others on SQLite only."""
+    if "catalog_kind" in metafunc.fixturenames and metafunc.definition.get_closest_marker("catalogs"):
+        metafunc.parametrize("catalog_kind", CATALOGS, indirect=True, scope="module")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    stop_session_cluster()
+
+
+@pytest.fixture(scope="module")
+def catalog_kind(request: pytest.FixtureRequest) -> str:
+    """``sqlite`` or ``postgresql`` (tests marked ``catalogs`` get both; see tests/pgserver.py)."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture
+def catalog(catalog_kind: str) -> Iterator[str | None]:
+    """The ``database_url`` of a fresh catalog for ``app``: None (SQLite in the data directory) or a new
+    PostgreSQL database, dropped after the test."""
+    url = catalog_url(catalog_kind)
+    yield url
+    drop_catalog(url)
+
+
+@pytest.fixture(scope="module")
+def module_catalog(catalog_kind: str) -> Iterator[str | None]:
+    """:func:`catalog` for a module-scoped fixture (tests of a module that share one catalog)."""
+    url = catalog_url(catalog_kind)
+    yield url
+    drop_catalog(url)
 
 
 @pytest.fixture(scope="session")
@@ -56,12 +95,14 @@ def vectors() -> dict[str, str]:
 
 
 @pytest.fixture
-def app(tmp_path: Path, engine, vectors: dict[str, str]):  # type: ignore[no-untyped-def]
-    """An application context on a fresh data directory, sharing the session's engine."""
+def app(tmp_path: Path, engine, vectors: dict[str, str], catalog: str | None):  # type: ignore[no-untyped-def]
+    """An application context on a fresh data directory and catalog, sharing the session's engine."""
     from vigil.app import App
     from vigil.core.config import Settings
 
-    settings = Settings(data_dir=tmp_path / "data", media_dirs=[tmp_path, SHARED_DATA], **vectors)
+    settings = Settings(
+        data_dir=tmp_path / "data", media_dirs=[tmp_path, SHARED_DATA], database_url=catalog, **vectors
+    )
     a = App(settings, engine_override=engine)
     yield a
     a.close()
@@ -78,13 +119,14 @@ def milvus_lite(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def run(tmp_path: Path):  # type: ignore[no-untyped-def]
-    """``run(*args, code=0)``: invoke the CLI on a fresh data directory; (stdout, stderr)."""
+def run(tmp_path: Path, catalog: str | None):  # type: ignore[no-untyped-def]
+    """``run(*args, code=0)``: invoke the CLI on a fresh data directory (and the test's catalog);
+    (stdout, stderr)."""
     from typer.testing import CliRunner
 
     from vigil.cli import cli
 
-    runner = CliRunner()
+    runner = CliRunner(env={"VIGIL_DATABASE_URL": catalog} if catalog else None)
     data_dir = tmp_path / "data"
 
     def invoke(*args: str, code: int = 0) -> tuple[str, str]:

@@ -18,6 +18,8 @@ from vigil.gallery.schedule import parse_days, parse_hhmm
 from vigil.storage.tables import Identity, Photo, Template
 from vigil.vision.image import load_image
 
+pytestmark = pytest.mark.catalogs
+
 
 @pytest.mark.parametrize(
     ("text", "expected", "error"),

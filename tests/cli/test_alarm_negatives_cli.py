@@ -6,11 +6,15 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from negatives_seed import LOOKALIKE, enrol_person, photo_alarm, photos, store
 from vigil import accounts
 from vigil.app import App
 from vigil.events.schemas import Alarm
 from vigil.storage.tables import Role
+
+pytestmark = pytest.mark.catalogs
 
 
 def test_review_not_this_person_then_undo(app: App, run: Any, shared_data: Path) -> None:

@@ -39,6 +39,8 @@ from vigil.video.sinks import CatalogWriter
 from vigil.video.watch import watch
 from vigil.vision.image import load_image
 
+pytestmark = pytest.mark.catalogs
+
 START = datetime(2026, 2, 3, 4, 5, 6, tzinfo=UTC)
 """The recording's start: the same on every play, so the capture times (and the ids) repeat."""
 

@@ -25,6 +25,8 @@ from vigil.storage.tables import AuditEntry, Device, Gallery, Template
 from vigil.video import cameras
 from vigil.vision.image import load_image
 
+pytestmark = pytest.mark.catalogs
+
 ACTOR = "test:admin"
 FUTURE = date.today() + timedelta(days=30)
 CLIP = "/media/pole/street.mp4"
@@ -38,11 +40,14 @@ def _watchlist(app: App, name: str, **terms: object) -> None:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory, engine, shared_data: Path) -> Iterator[App]:  # type: ignore[no-untyped-def]
+def world(  # type: ignore[no-untyped-def]
+    tmp_path_factory: pytest.TempPathFactory, engine, shared_data: Path, module_catalog: str | None
+) -> Iterator[App]:
     """One catalog: Lin-Manuel Miranda in watchlists for every site, market-street, another site, the
     camera ``gate-cam`` only, and one that will have expired; an attendance gallery."""
     tmp = tmp_path_factory.mktemp("devices")
-    app = App(Settings(data_dir=tmp / "data", media_dirs=[tmp]), engine_override=engine)
+    settings = Settings(data_dir=tmp / "data", media_dirs=[tmp], database_url=module_catalog)
+    app = App(settings, engine_override=engine)
     lin = load_image(shared_data / "people" / "lin-manuel-miranda.png")
     _watchlist(app, "everywhere")
     _watchlist(app, "market", sites=["market-street"])
@@ -205,6 +210,8 @@ def test_heartbeats_make_a_device_online_and_are_not_audited(world: App) -> None
     assert (info.online, info.version, info.queue_depth) == (True, "2.0", 7)
     assert info.status == {"cameras": {"gate": {"state": "running"}}, "outbox": {"bytes": 10}}
     assert audit.count(world) == head
+    deepest = fleet.HeartbeatIn(version="2.0", queue_depth=2**53)  # the most it may report, past 32 bits
+    assert fleet.record_heartbeat(world, name, deepest).queue_depth == 2**53
     with world.db.session() as s:
         s.execute(
             update(Device)

@@ -18,3 +18,19 @@ def vectors(request: pytest.FixtureRequest) -> dict[str, str]:
     url = request.getfixturevalue("milvus_lite")
     assert isinstance(url, Path)
     return {"vector_url": str(url), "vector_prefix": f"t{next(_prefixes)}"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The vector backend and the catalog are independent: a test marked ``catalogs`` runs on
+    PostgreSQL with FAISS only (Milvus is tested on SQLite), not on every pair."""
+    dropped = [item for item in items if _params(item) == {"vectors": "milvus", "catalog_kind": "postgresql"}]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if item not in dropped]
+
+
+def _params(item: pytest.Item) -> dict[str, object]:
+    spec = getattr(item, "callspec", None)
+    if spec is None:
+        return {}
+    return {k: v for k, v in spec.params.items() if k in ("vectors", "catalog_kind")}

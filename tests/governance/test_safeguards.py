@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
 
 from vigil.app import App
 from vigil.core.errors import ForbiddenError
@@ -17,6 +18,7 @@ from vigil.gallery import enroll as enrolment
 from vigil.gallery import galleries, identities, matching
 from vigil.governance import erasure, report, retention
 from vigil.storage import audit
+from vigil.storage.db import make_engine
 from vigil.storage.index import IndexKey
 from vigil.storage.tables import AlarmRecord, Gallery, Identity, Template
 from vigil.video import cameras
@@ -24,6 +26,7 @@ from vigil.video.watch import watch
 from vigil.vision.image import load_image
 
 FUTURE = date.today() + timedelta(days=30)
+pytestmark = pytest.mark.catalogs
 
 
 def make_watchlist(app: App, name: str, **terms: object) -> None:
@@ -51,8 +54,15 @@ def lin(people: Path):  # type: ignore[no-untyped-def]
     return load_image(people / "lin-manuel-miranda.png")
 
 
-def db_path(app: App) -> Path:
-    return app.settings.data_dir / "vigil.db"
+def _tamper(engine: Engine, *statements: str, unguard: tuple[str, ...] = ()) -> None:
+    """Run SQL as someone with the database (the file, the owner's role), first dropping the audit
+    log's guard triggers named in ``unguard`` (``update``, ``delete``)."""
+    on = " ON audit_log" if engine.dialect.name == "postgresql" else ""
+    with engine.begin() as conn:
+        for event in unguard:
+            conn.exec_driver_sql(f"DROP TRIGGER audit_log_no_{event}{on}")
+        for sql in statements:
+            conn.exec_driver_sql(sql)
 
 
 # -- audit log ---------------------------------------------------------------------------------------
@@ -65,11 +75,13 @@ def _some_entries(app: App, n: int = 5) -> None:
 
 def test_audit_log_is_append_only_in_the_database(app: App) -> None:
     _some_entries(app)
-    with sqlite3.connect(db_path(app)) as conn:
-        for sql in ("UPDATE audit_log SET actor = 'x' WHERE id = 2", "DELETE FROM audit_log WHERE id = 2"):
-            with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-                conn.execute(sql)
-    assert audit.verify(app).ok
+    refused = ["UPDATE audit_log SET actor = 'x' WHERE id = 2", "DELETE FROM audit_log WHERE id = 2"]
+    if app.db.engine.dialect.name == "postgresql":
+        refused.append("TRUNCATE audit_log")
+    for sql in refused:
+        with pytest.raises(IntegrityError, match="append-only"):
+            _tamper(app.db.engine, sql)
+    assert audit.verify(app).ok and audit.count(app) == 5
 
 
 @pytest.mark.parametrize(
@@ -83,14 +95,11 @@ def test_audit_log_is_append_only_in_the_database(app: App) -> None:
     ],
 )
 def test_editing_or_deleting_any_audit_row_is_detected(
-    app: App, tamper: str, broken: int, words: str, run
-) -> None:  # type: ignore[no-untyped-def]
+    app: App, tamper: str, broken: int, words: str
+) -> None:
     _some_entries(app)
     assert audit.verify(app).ok
-    with sqlite3.connect(db_path(app)) as conn:  # someone with the database file, around the triggers
-        conn.execute("DROP TRIGGER audit_log_no_update")
-        conn.execute("DROP TRIGGER audit_log_no_delete")
-        conn.execute(tamper)
+    _tamper(app.db.engine, tamper, unguard=("update", "delete"))  # around the triggers
     result = audit.verify(app)
     assert not result.ok and result.first_broken_id == broken
     assert result.problem and words in result.problem
@@ -100,21 +109,19 @@ def test_a_rewritten_chain_is_caught_by_its_anchor(app: App) -> None:
     """Rewriting every hash after an edit yields a valid chain, but not the head hash kept elsewhere."""
     _some_entries(app)
     anchor = audit.verify(app).head_hash
-    with sqlite3.connect(db_path(app)) as conn:
-        conn.execute("DROP TRIGGER audit_log_no_delete")
-        conn.execute("DELETE FROM audit_log WHERE id = 5")  # truncate the tail
+    _tamper(app.db.engine, "DELETE FROM audit_log WHERE id = 5", unguard=("delete",))  # truncate the tail
     after = audit.verify(app)
     assert after.ok and after.head_hash != anchor
 
 
-def test_cli_audit_verify_names_the_broken_entry(run) -> None:  # type: ignore[no-untyped-def]
+def test_cli_audit_verify_names_the_broken_entry(run, catalog: str | None) -> None:  # type: ignore[no-untyped-def]
     run("gallery", "create", "staff", "--kind", "reference")
     run("gallery", "create", "visitors", "--kind", "reference")
     out, _ = run("audit", "verify", "--json")
     assert '"ok":true' in out.replace(" ", "")
-    with sqlite3.connect(run.data_dir / "vigil.db") as conn:
-        conn.execute("DROP TRIGGER audit_log_no_update")
-        conn.execute("UPDATE audit_log SET target_name = 'other' WHERE id = 1")
+    engine = make_engine(catalog or f"sqlite:///{run.data_dir / 'vigil.db'}")
+    _tamper(engine, "UPDATE audit_log SET target_name = 'other' WHERE id = 1", unguard=("update",))
+    engine.dispose()
     _, err = run("audit", "verify", code=1)
     assert "BROKEN at entry 1" in err
 

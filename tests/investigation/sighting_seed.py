@@ -58,6 +58,8 @@ class Seed:
     since: datetime
     until: datetime
     lin_id: int
+    database_url: str | None = None
+    """The catalog when it is not the data directory's SQLite file (a PostgreSQL database)."""
 
 
 def watchlist(app: App, name: str) -> None:
@@ -72,8 +74,8 @@ def watchlist(app: App, name: str) -> None:
     galleries.create_gallery(app, spec)
 
 
-def make_seed(shared_data: Path, engine, root: Path) -> Seed:  # type: ignore[no-untyped-def]
-    """Watch the three cameras into a fresh catalog under ``root``."""
+def make_seed(shared_data: Path, engine, root: Path, database_url: str | None = None) -> Seed:  # type: ignore[no-untyped-def]
+    """Watch the three cameras into a fresh catalog under ``root`` (or the empty ``database_url``)."""
     video = load_module("videoclips", TESTS / "video" / "videoclips.py")
     lfw = shared_data / "lfw-dev"
     walks = root / "walks.mp4"
@@ -82,7 +84,8 @@ def make_seed(shared_data: Path, engine, root: Path) -> Seed:  # type: ignore[no
     clip = shared_data / "video" / "short_hamilton_clip.mp4"
     data = root / "data"
     since = datetime.now(UTC) - timedelta(minutes=1)
-    app = App(Settings(data_dir=data, media_dirs=[root, shared_data]), engine_override=engine)
+    settings = Settings(data_dir=data, media_dirs=[root, shared_data], database_url=database_url)
+    app = App(settings, engine_override=engine)
     try:
         watchlist(app, "wanted")
         lin = enrolment.enroll(
@@ -99,9 +102,10 @@ def make_seed(shared_data: Path, engine, root: Path) -> Seed:  # type: ignore[no
         watch(app, None, camera="street", max_frames=60)
     finally:
         app.close()
-    return Seed(data, since, datetime.now(UTC) + timedelta(minutes=1), lin.identity_id)
+    return Seed(data, since, datetime.now(UTC) + timedelta(minutes=1), lin.identity_id, database_url)
 
 
 def copy_seed(seed: Seed, target: Path) -> Path:
+    """The seed's data directory copied to ``target`` (with its SQLite catalog, if it has one)."""
     shutil.copytree(seed.data_dir, target)
     return target

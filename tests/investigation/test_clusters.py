@@ -18,6 +18,8 @@ from vigil.storage import audit
 from vigil.storage.tables import ClusterState
 from vigil.vision.image import load_image
 
+pytestmark = pytest.mark.catalogs
+
 WALK_GAP_S = 160 / 25.0  # each person's second walk starts 160 frames after the first
 
 

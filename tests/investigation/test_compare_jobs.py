@@ -34,6 +34,8 @@ from vigil.storage.tables import Gallery, GalleryKind, Identity, Template
 sys.path.append(str(Path(__file__).resolve().parents[1] / "server"))  # harness.py
 from harness import start_server, stop_server, wait_for
 
+pytestmark = pytest.mark.catalogs
+
 PLANTED = 25
 
 
@@ -155,6 +157,8 @@ def test_cli_resumes_a_job(filled: App, tmp_path: Path) -> None:
     with pytest.raises(jobs.JobStoppedError):
         jobs.run_job(filled, job.id, progress=lambda done, total: (_ for _ in ()).throw(jobs.JobStoppedError))
     env = {"VIGIL_DATA_DIR": str(filled.settings.data_dir)}
+    if filled.settings.database_url:
+        env["VIGIL_DATABASE_URL"] = filled.settings.database_url
     listed = CliRunner().invoke(cli, ["compare", "--list", "--json"], env=env)
     assert listed.exit_code == 0, listed.output
     assert [(j["id"], j["state"]) for j in json.loads(listed.output)] == [(job.id, "interrupted")]

@@ -16,6 +16,8 @@ from vigil.investigation import search
 from vigil.storage import audit
 from vigil.vision.image import load_image
 
+pytestmark = pytest.mark.catalogs
+
 PNG = b"\x89PNG\r\n\x1a\n"
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 from sighting_seed import Seed
 from sqlalchemy import select
 
@@ -20,6 +21,8 @@ from vigil.storage import audit
 from vigil.storage.tables import AlarmRecord, Cluster, Sighting
 from vigil.video import cameras
 from vigil.vision.image import load_image
+
+pytestmark = pytest.mark.catalogs
 
 
 def rows(app: App, camera: str | None = None) -> list[Sighting]:

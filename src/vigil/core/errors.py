@@ -6,6 +6,7 @@ to exit codes and problem+json exactly once.
 
     VigilError
     ├── ConfigError            settings or a config file are wrong
+    │   └── NotSupportedError  not possible in this deployment (a backup of a PostgreSQL catalog)
     ├── InputError             bad user input (image, argument, metadata)
     │   ├── ImageError         unreadable, non-image, decompression bomb
     │   ├── NoFaceError        no face where one was required
@@ -42,6 +43,12 @@ class VigilError(Exception):
 class ConfigError(VigilError):
     title = "invalid configuration"
     exit_code = 2
+
+
+class NotSupportedError(ConfigError):
+    """This deployment cannot do that (``vigil backup`` on a PostgreSQL catalog): HTTP 501."""
+
+    title = "not supported by this deployment"
 
 
 class InputError(VigilError):

@@ -13,7 +13,7 @@ that looks complete; with encryption at rest on, the tar is sealed (:mod:`.backu
 
 :func:`restore_backup` unpacks into an empty data directory only, checks every member against the
 manifest, verifies the audit chain and appends ``backup_restore``; anything wrong and it leaves
-nothing behind. PostgreSQL catalogs are not supported yet (use ``pg_dump``).
+nothing behind. A PostgreSQL catalog is refused (:class:`NotSupportedError`): back it up with ``pg_dump``.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from pydantic import BaseModel, ValidationError
 from vigil import __version__
 from vigil.app import App
 from vigil.core import crypto
-from vigil.core.errors import ConfigError, ConflictError, InputError
+from vigil.core.errors import ConfigError, ConflictError, InputError, NotSupportedError
 from vigil.governance import backup_archive as envelope
 from vigil.storage import audit
 from vigil.storage.db import Database
@@ -110,10 +110,11 @@ def _quiet(_step: str, _done: int, _total: int) -> None:
 def _sqlite_path(app: App) -> Path:
     engine = app.db.engine
     if engine.dialect.name != "sqlite":
-        raise ConfigError(
-            f"backups of a {engine.dialect.name} catalog are not supported yet",
-            hint="back the database up with its own tool (PostgreSQL: pg_dump) and the data directory's "
-            "blobs/ folder with it",
+        tool = "pg_dump" if engine.dialect.name == "postgresql" else "its own backup tool"
+        raise NotSupportedError(
+            f"vigil backup copies a SQLite catalog; this catalog is a {engine.dialect.name} database",
+            hint=f"back the database up with {tool} and the data directory's blobs/ folder with it "
+            "(docs/deployment.md, PostgreSQL)",
         )
     path = engine.url.database
     if not path or path == ":memory:":

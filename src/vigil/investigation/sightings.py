@@ -177,7 +177,11 @@ def list_sightings(
     gallery_id: int | None = None,
 ) -> list[SightingInfo]:
     """The sightings in a window, newest first; ``gallery_id``: only those matched to its people."""
-    q = window_query(cameras, since, until, None).order_by(None).order_by(Sighting.first_seen.desc())
+    q = (
+        window_query(cameras, since, until, None)
+        .order_by(None)
+        .order_by(Sighting.first_seen.desc(), Sighting.id.desc())
+    )
     q = q.add_columns(Identity.name).outerjoin(Identity)
     if gallery_id is not None:
         q = q.where(Identity.gallery_id == gallery_id)

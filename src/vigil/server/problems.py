@@ -19,6 +19,7 @@ from vigil.core.errors import (
     InputError,
     ModelError,
     NotFoundError,
+    NotSupportedError,
     SourceUnavailableError,
     VigilError,
 )
@@ -38,6 +39,7 @@ _STATUS: list[tuple[type[VigilError], int]] = [
     (DecodeError, 422),
     (SourceUnavailableError, 502),
     (ModelError, 500),
+    (NotSupportedError, 501),
     (ConfigError, 500),
 ]
 

@@ -1,4 +1,4 @@
-"""The catalog database: SQLAlchemy engine, SQLite in WAL mode, Alembic migrations on open."""
+"""The catalog database: SQLAlchemy engine (SQLite in WAL mode, or PostgreSQL), Alembic migrations on open."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -26,14 +26,27 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def shown(url: str) -> str:
+    """``url`` without its password, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (SQLAlchemyError, ValueError):
+        return "(unreadable URL)"
+
+
 def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets WAL, foreign keys and a busy timeout."""
+    """An engine for ``url``; SQLite gets WAL, foreign keys and a busy timeout. PostgreSQL connections
+    are checked before use (``pool_pre_ping``), so a restarted server costs no failed request."""
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     try:
-        engine = create_engine(url)
+        pg = make_url(url).get_backend_name() == "postgresql"
+        engine = create_engine(url, pool_pre_ping=True) if pg else create_engine(url)
     except (SQLAlchemyError, ImportError, ValueError) as exc:
-        raise ConfigError(f"cannot use database URL {url!r}: {exc}", hint="check VIGIL_DATABASE_URL") from exc
+        raise ConfigError(
+            f"cannot use database URL {shown(url)!r}: {exc}",
+            hint="check VIGIL_DATABASE_URL (PostgreSQL: postgresql+psycopg://USER:PASSWORD@HOST/DB)",
+        ) from exc
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
@@ -83,7 +96,10 @@ class Database:
         try:
             migrate(self.engine)
         except SQLAlchemyError as exc:
-            raise ConfigError(f"cannot open the catalog at {self.url}: {exc}") from exc
+            raise ConfigError(
+                f"cannot open the catalog at {shown(self.url)}: {exc}",
+                hint="check that the database server runs and VIGIL_DATABASE_URL names it",
+            ) from exc
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager

@@ -13,7 +13,7 @@ from vigil.storage.tables.alarms import (
     ReviewAction,
 )
 from vigil.storage.tables.attendance import AttendanceMark
-from vigil.storage.tables.base import AUTOINCREMENT, Base, UTCDateTime, utcnow
+from vigil.storage.tables.base import AUTOINCREMENT, Base, BigId, UTCDateTime, utcnow
 from vigil.storage.tables.cameras import Camera
 from vigil.storage.tables.devices import Device, DeviceState
 from vigil.storage.tables.galleries import Gallery, GalleryKind, Identity, Photo, Template
@@ -40,6 +40,7 @@ __all__ = [
     "AttendanceMark",
     "AuditEntry",
     "Base",
+    "BigId",
     "Camera",
     "Cluster",
     "ClusterState",

@@ -5,10 +5,10 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Boolean, Enum, ForeignKey, Integer, String
+from sqlalchemy import Boolean, Enum, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from vigil.storage.tables.base import AUTOINCREMENT, Base, UTCDateTime, utcnow
+from vigil.storage.tables.base import AUTOINCREMENT, Base, BigId, UTCDateTime, utcnow
 
 
 class Role(enum.StrEnum):
@@ -22,7 +22,7 @@ class User(Base):
     __tablename__ = "users"
     __table_args__ = AUTOINCREMENT
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     username: Mapped[str] = mapped_column(String(100), unique=True)
     password_hash: Mapped[str] = mapped_column(String(200))
     role: Mapped[Role] = mapped_column(Enum(Role, native_enum=False, length=20))
@@ -38,7 +38,7 @@ class WebSession(Base):
     __tablename__ = "web_sessions"
 
     token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(BigId, ForeignKey("users.id", ondelete="CASCADE"), index=True)
     csrf_token: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -50,17 +50,17 @@ class ApiKey(Base):
     __tablename__ = "api_keys"
     __table_args__ = AUTOINCREMENT
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     prefix: Mapped[str] = mapped_column(String(16))
     key_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     role: Mapped[Role] = mapped_column(Enum(Role, native_enum=False, length=20))
-    gallery_id: Mapped[int | None] = mapped_column(ForeignKey("galleries.id", ondelete="SET NULL"))
+    gallery_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("galleries.id", ondelete="SET NULL"))
     created_by: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
-    owner_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    owner_user_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("users.id"))
     """The user the key belongs to: the same person as that user (migration 0007)."""
-    owner_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"))
+    owner_key_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("api_keys.id"))
     """For a key made by a key that has no owner: that key, whose holder is the same person."""

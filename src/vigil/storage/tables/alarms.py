@@ -9,7 +9,7 @@ from sqlalchemy import Enum, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from vigil.core.crypto import EncryptedBytes
-from vigil.storage.tables.base import AUTOINCREMENT, Base, UTCDateTime, utcnow
+from vigil.storage.tables.base import AUTOINCREMENT, Base, BigId, UTCDateTime, utcnow
 
 
 class AlarmState(enum.StrEnum):
@@ -34,18 +34,20 @@ class AlarmRecord(Base):
     __tablename__ = "alarms"
     __table_args__ = AUTOINCREMENT
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    camera_id: Mapped[int | None] = mapped_column(ForeignKey("cameras.id", ondelete="SET NULL"), index=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    camera_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("cameras.id", ondelete="SET NULL"), index=True
+    )
     camera_name: Mapped[str] = mapped_column(String(200))
     gallery_id: Mapped[int | None] = mapped_column(
-        ForeignKey("galleries.id", ondelete="SET NULL"), index=True
+        BigId, ForeignKey("galleries.id", ondelete="SET NULL"), index=True
     )
     identity_id: Mapped[int | None] = mapped_column(
-        ForeignKey("identities.id", ondelete="SET NULL"), index=True
+        BigId, ForeignKey("identities.id", ondelete="SET NULL"), index=True
     )
     identity_name: Mapped[str] = mapped_column(String(200))
-    track_id: Mapped[int] = mapped_column(Integer)
-    frame_index: Mapped[int] = mapped_column(Integer)
+    track_id: Mapped[int] = mapped_column(BigId)
+    frame_index: Mapped[int] = mapped_column(BigId)
     captured_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     score: Mapped[float] = mapped_column(Float)
     threshold: Mapped[float] = mapped_column(Float)
@@ -89,10 +91,10 @@ class AlarmNegative(Base):
     __tablename__ = "alarm_negatives"
     __table_args__ = AUTOINCREMENT
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    alarm_id: Mapped[int] = mapped_column(ForeignKey("alarms.id", ondelete="CASCADE"), unique=True)
-    gallery_id: Mapped[int] = mapped_column(ForeignKey("galleries.id", ondelete="CASCADE"), index=True)
-    identity_id: Mapped[int] = mapped_column(ForeignKey("identities.id", ondelete="CASCADE"))
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    alarm_id: Mapped[int] = mapped_column(BigId, ForeignKey("alarms.id", ondelete="CASCADE"), unique=True)
+    gallery_id: Mapped[int] = mapped_column(BigId, ForeignKey("galleries.id", ondelete="CASCADE"), index=True)
+    identity_id: Mapped[int] = mapped_column(BigId, ForeignKey("identities.id", ondelete="CASCADE"))
     model_id: Mapped[str] = mapped_column(String(100))
     dimension: Mapped[int] = mapped_column(Integer)
     vector: Mapped[bytes] = mapped_column(EncryptedBytes)
@@ -117,9 +119,9 @@ class AlarmReview(Base):
     __tablename__ = "alarm_reviews"
     __table_args__ = AUTOINCREMENT
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    alarm_id: Mapped[int] = mapped_column(ForeignKey("alarms.id", ondelete="CASCADE"), index=True)
-    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    alarm_id: Mapped[int] = mapped_column(BigId, ForeignKey("alarms.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("users.id", ondelete="SET NULL"))
     actor: Mapped[str] = mapped_column(String(200))
     """``user:<name>`` or ``key:<name>``, kept when the account is deleted."""
     person: Mapped[str | None] = mapped_column(String(50))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, TypeDecorator
+from sqlalchemy import BigInteger, DateTime, Integer, TypeDecorator
 from sqlalchemy.orm import DeclarativeBase
 
 
@@ -35,6 +35,11 @@ class UTCDateTime(TypeDecorator[datetime]):
 class Base(DeclarativeBase):
     pass
 
+
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+"""Ids and other integers that grow without bound (template, audit, alarm ids; frame indexes): BIGINT on
+PostgreSQL (migration 0012). SQLite keeps INTEGER, which is 64-bit there and makes the primary key the
+row id (``INTEGER PRIMARY KEY AUTOINCREMENT``)."""
 
 AUTOINCREMENT = {"sqlite_autoincrement": True}
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import Boolean, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from vigil.storage.tables.base import AUTOINCREMENT, Base, UTCDateTime, utcnow
+from vigil.storage.tables.base import AUTOINCREMENT, Base, BigId, UTCDateTime, utcnow
 
 
 class Camera(Base):
@@ -16,7 +16,7 @@ class Camera(Base):
     __tablename__ = "cameras"
     __table_args__ = AUTOINCREMENT
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     url: Mapped[str] = mapped_column(Text)
     site: Mapped[str | None] = mapped_column(String(200))
@@ -28,7 +28,9 @@ class Camera(Base):
     """Sightings and snapshots of this camera are purged this many days after capture."""
     keep_sightings: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     """Opt-in: keep a record of every track, matched or not (for investigations)."""
-    device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id", ondelete="SET NULL"), index=True)
+    device_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("devices.id", ondelete="SET NULL"), index=True
+    )
     """The edge device that runs this camera (None: the server's own camera workers)."""
     stranger_galleries: Mapped[str | None] = mapped_column(Text)
     """The stranger rule (JSON list of gallery names): alarm on a face that matches none of them.

@@ -5,11 +5,11 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Boolean, Enum, Integer, String, Text
+from sqlalchemy import Boolean, Enum, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from vigil.core.crypto import EncryptedBytes
-from vigil.storage.tables.base import AUTOINCREMENT, Base, UTCDateTime, utcnow
+from vigil.storage.tables.base import AUTOINCREMENT, Base, BigId, UTCDateTime, utcnow
 
 
 class DeviceState(enum.StrEnum):
@@ -25,7 +25,7 @@ class Device(Base):
     __tablename__ = "devices"
     __table_args__ = AUTOINCREMENT
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     site: Mapped[str | None] = mapped_column(String(200))
     state: Mapped[DeviceState] = mapped_column(Enum(DeviceState, native_enum=False, length=20))
@@ -43,6 +43,6 @@ class Device(Base):
     revoked_by: Mapped[str | None] = mapped_column(String(200))
     last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     version: Mapped[str | None] = mapped_column(String(50))
-    queue_depth: Mapped[int | None] = mapped_column(Integer)
+    queue_depth: Mapped[int | None] = mapped_column(BigId)
     status_json: Mapped[str | None] = mapped_column(Text)
     """The device's last heartbeat (cameras, outbox), as JSON."""

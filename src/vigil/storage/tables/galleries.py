@@ -9,7 +9,7 @@ from sqlalchemy import Date, Enum, Float, ForeignKey, Integer, String, Text, Uni
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from vigil.core.crypto import EncryptedBytes
-from vigil.storage.tables.base import AUTOINCREMENT, Base, UTCDateTime, utcnow
+from vigil.storage.tables.base import AUTOINCREMENT, Base, BigId, UTCDateTime, utcnow
 
 
 class GalleryKind(enum.StrEnum):
@@ -23,7 +23,7 @@ class Gallery(Base):
     __tablename__ = "galleries"
     __table_args__ = AUTOINCREMENT
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     kind: Mapped[GalleryKind] = mapped_column(Enum(GalleryKind, native_enum=False, length=20))
     purpose: Mapped[str | None] = mapped_column(Text)
@@ -65,8 +65,8 @@ class Identity(Base):
         AUTOINCREMENT,
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    gallery_id: Mapped[int] = mapped_column(ForeignKey("galleries.id", ondelete="CASCADE"), index=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    gallery_id: Mapped[int] = mapped_column(BigId, ForeignKey("galleries.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(200))
     external_id: Mapped[str | None] = mapped_column(String(200))
     notes: Mapped[str | None] = mapped_column(Text)
@@ -96,8 +96,10 @@ class Photo(Base):
         AUTOINCREMENT,
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    identity_id: Mapped[int] = mapped_column(ForeignKey("identities.id", ondelete="CASCADE"), index=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    identity_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("identities.id", ondelete="CASCADE"), index=True
+    )
     sha256: Mapped[str] = mapped_column(String(64), index=True)
     original_name: Mapped[str | None] = mapped_column(String(500))
     width_px: Mapped[int] = mapped_column(Integer)
@@ -116,9 +118,11 @@ class Template(Base):
         AUTOINCREMENT,
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    identity_id: Mapped[int] = mapped_column(ForeignKey("identities.id", ondelete="CASCADE"), index=True)
-    photo_id: Mapped[int | None] = mapped_column(ForeignKey("photos.id", ondelete="SET NULL"))
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    identity_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("identities.id", ondelete="CASCADE"), index=True
+    )
+    photo_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("photos.id", ondelete="SET NULL"))
     model_id: Mapped[str] = mapped_column(String(100), index=True)
     dimension: Mapped[int] = mapped_column(Integer)
     vector: Mapped[bytes] = mapped_column(EncryptedBytes)

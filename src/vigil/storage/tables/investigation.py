@@ -9,7 +9,7 @@ from sqlalchemy import Enum, Float, ForeignKey, Integer, LargeBinary, String, Te
 from sqlalchemy.orm import Mapped, mapped_column
 
 from vigil.core.crypto import EncryptedBytes
-from vigil.storage.tables.base import AUTOINCREMENT, Base, UTCDateTime, utcnow
+from vigil.storage.tables.base import AUTOINCREMENT, Base, BigId, UTCDateTime, utcnow
 
 
 class ClusterState(enum.StrEnum):
@@ -25,10 +25,12 @@ class Sighting(Base):
     __tablename__ = "sightings"
     __table_args__ = AUTOINCREMENT
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    camera_id: Mapped[int | None] = mapped_column(ForeignKey("cameras.id", ondelete="SET NULL"), index=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    camera_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("cameras.id", ondelete="SET NULL"), index=True
+    )
     camera_name: Mapped[str] = mapped_column(String(200), index=True)
-    track_id: Mapped[int] = mapped_column(Integer)
+    track_id: Mapped[int] = mapped_column(BigId)
     first_seen: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime())
     frames: Mapped[int] = mapped_column(Integer, default=0)
@@ -39,11 +41,13 @@ class Sighting(Base):
     """float32 little-endian, L2-normalised: the best shot's template (sealed when encryption is on)."""
     crop_sha256: Mapped[str | None] = mapped_column(String(64))
     identity_id: Mapped[int | None] = mapped_column(
-        ForeignKey("identities.id", ondelete="SET NULL"), index=True
+        BigId, ForeignKey("identities.id", ondelete="SET NULL"), index=True
     )
     """The identity a watchlist or attendance gallery matched, if any."""
     score: Mapped[float | None] = mapped_column(Float)
-    cluster_id: Mapped[int | None] = mapped_column(ForeignKey("clusters.id", ondelete="SET NULL"), index=True)
+    cluster_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("clusters.id", ondelete="SET NULL"), index=True
+    )
     event_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
@@ -54,7 +58,7 @@ class Cluster(Base):
     __tablename__ = "clusters"
     __table_args__ = AUTOINCREMENT
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     state: Mapped[ClusterState] = mapped_column(
         Enum(ClusterState, native_enum=False, length=20), default=ClusterState.open, index=True
     )
@@ -65,7 +69,9 @@ class Cluster(Base):
     """Comma-separated camera names."""
     centroid: Mapped[bytes | None] = mapped_column(LargeBinary)
     """float32, L2-normalised mean of the members' templates (incremental clustering)."""
-    promoted_identity_id: Mapped[int | None] = mapped_column(ForeignKey("identities.id", ondelete="SET NULL"))
+    promoted_identity_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("identities.id", ondelete="SET NULL")
+    )
     decided_by: Mapped[str | None] = mapped_column(String(200))
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -83,8 +89,8 @@ class CompareJob(Base):
     case: Mapped[str] = mapped_column(String(200))
     gallery_a: Mapped[str] = mapped_column(String(200))
     gallery_b: Mapped[str] = mapped_column(String(200))
-    gallery_a_id: Mapped[int | None] = mapped_column(ForeignKey("galleries.id", ondelete="SET NULL"))
-    gallery_b_id: Mapped[int | None] = mapped_column(ForeignKey("galleries.id", ondelete="SET NULL"))
+    gallery_a_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("galleries.id", ondelete="SET NULL"))
+    gallery_b_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("galleries.id", ondelete="SET NULL"))
     request_json: Mapped[str] = mapped_column(Text)
     model_id: Mapped[str] = mapped_column(String(100))
     fpir: Mapped[float] = mapped_column(Float)
@@ -96,7 +102,7 @@ class CompareJob(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     done: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     total: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    after_template_id: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    after_template_id: Mapped[int] = mapped_column(BigId, default=0, server_default="0")
     """The checkpoint: templates of A up to this id have been searched."""
     runs: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     """How many times it was started (1 + resumptions)."""

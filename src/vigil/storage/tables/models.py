@@ -19,7 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from vigil.storage.tables.base import AUTOINCREMENT, Base, UTCDateTime, utcnow
+from vigil.storage.tables.base import AUTOINCREMENT, Base, BigId, UTCDateTime, utcnow
 
 
 class SwitchState(enum.StrEnum):
@@ -45,7 +45,7 @@ class ModelSwitch(Base):
         AUTOINCREMENT,
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     pack: Mapped[str] = mapped_column(String(50))
     model_id: Mapped[str] = mapped_column(String(100))
     """The new pack's embedder: the model of the templates the switch makes."""
@@ -79,7 +79,7 @@ class ActiveModel(Base):
     model_id: Mapped[str] = mapped_column(String(100))
     since: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     recorded_by: Mapped[str] = mapped_column(String(200))
-    switch_id: Mapped[int | None] = mapped_column(ForeignKey("model_switches.id", ondelete="SET NULL"))
+    switch_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("model_switches.id", ondelete="SET NULL"))
     """The switch that made this pack active (None: the first choice)."""
 
 
@@ -89,9 +89,9 @@ class ModelSwitchGallery(Base):
     __tablename__ = "model_switch_galleries"
     __table_args__ = (UniqueConstraint("switch_id", "gallery_id", name="uq_switch_gallery"), AUTOINCREMENT)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    switch_id: Mapped[int] = mapped_column(ForeignKey("model_switches.id", ondelete="CASCADE"))
-    gallery_id: Mapped[int] = mapped_column(ForeignKey("galleries.id", ondelete="CASCADE"), index=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    switch_id: Mapped[int] = mapped_column(BigId, ForeignKey("model_switches.id", ondelete="CASCADE"))
+    gallery_id: Mapped[int] = mapped_column(BigId, ForeignKey("galleries.id", ondelete="CASCADE"), index=True)
     photos: Mapped[int] = mapped_column(Integer)
     embedded: Mapped[int] = mapped_column(Integer)
     failed: Mapped[int] = mapped_column(Integer)
@@ -108,9 +108,11 @@ class ModelSwitchFailure(Base):
         AUTOINCREMENT,
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    switch_id: Mapped[int] = mapped_column(ForeignKey("model_switches.id", ondelete="CASCADE"))
-    photo_id: Mapped[int] = mapped_column(ForeignKey("photos.id", ondelete="CASCADE"), index=True)
-    identity_id: Mapped[int] = mapped_column(ForeignKey("identities.id", ondelete="CASCADE"), index=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    switch_id: Mapped[int] = mapped_column(BigId, ForeignKey("model_switches.id", ondelete="CASCADE"))
+    photo_id: Mapped[int] = mapped_column(BigId, ForeignKey("photos.id", ondelete="CASCADE"), index=True)
+    identity_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("identities.id", ondelete="CASCADE"), index=True
+    )
     reason: Mapped[str] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

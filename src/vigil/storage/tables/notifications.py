@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import Boolean, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from vigil.storage.tables.base import AUTOINCREMENT, Base, UTCDateTime, utcnow
+from vigil.storage.tables.base import AUTOINCREMENT, Base, BigId, UTCDateTime, utcnow
 
 
 class Webhook(Base):
@@ -16,7 +16,7 @@ class Webhook(Base):
     __tablename__ = "webhooks"
     __table_args__ = AUTOINCREMENT
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     url: Mapped[str] = mapped_column(Text)
     secret: Mapped[str] = mapped_column(String(200))
     event_types: Mapped[str] = mapped_column(String(500), default="alarm")
@@ -31,7 +31,7 @@ class DeadLetter(Base):
     __tablename__ = "dead_letters"
     __table_args__ = AUTOINCREMENT
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     channel: Mapped[str] = mapped_column(String(50))
     """``webhook:<id>`` or ``mqtt``."""
     target: Mapped[str] = mapped_column(Text)

@@ -281,7 +281,9 @@ def test_truncated_tampered_and_foreign_archives_are_refused_leaving_nothing(
     cut = tmp_path / "cut.vbk"
     cut.write_bytes(raw[: len(raw) // 2])
     cut_end = tmp_path / "cut-end.vbk"
-    cut_end.write_bytes(raw[:-2048])
+    # Into the last member itself: the end-of-archive blocks and the record padding are zeros, and
+    # cutting only those would leave a valid archive.
+    cut_end.write_bytes(raw.rstrip(b"\0")[:-512])
     tampered = tmp_path / "tampered.vbk"
     _tamper(good, tampered, "catalog/vigil.db")
     noise = tmp_path / "noise.vbk"

@@ -38,6 +38,7 @@ from vigil.server.routers import (
     metrics,
     models,
     recognition,
+    redact,
     users,
     webhooks,
 )
@@ -159,6 +160,7 @@ def create_app(settings: Settings, *, start_cameras: bool | None = None) -> Fast
         investigation,
         models,
         devices,
+        redact,
     ):
         api.include_router(module.router)
 

@@ -329,6 +329,11 @@ def plan_blur(
     return planner.plan
 
 
+def check_keep(app: App, options: RedactOptions) -> None:
+    """Refuse kept names that no searched gallery holds, before any frame is read (:class:`InputError`)."""
+    _known(app, options)
+
+
 def _known(app: App, options: RedactOptions) -> None:
     """Refuse kept names that no searched gallery holds (a typo would blur the person it meant)."""
     if not options.keep:

@@ -88,6 +88,8 @@ def test_a_folder_is_refused(server: Server, shared_data: Path) -> None:
         ({"source": "/etc/hostname"}, 422, "source: /etc/hostname: not inside a media folder"),
         ({"source": "rtsp://10.0.0.1/cam"}, 422, "source:"),
         ({"source": "MEDIA/none.mp4"}, 404, "source:"),
+        ({"source": "MEDIA/" + "0" * 3000}, 422, "cannot be looked up"),
+        ({"source": "MEDIA/a\u0000.mp4"}, 422, "source:"),
         ({"source": "MEDIA/clip.mp4", "detect_every": 0}, 422, "detect_every"),
         ({"source": "MEDIA/clip.mp4", "blur": True}, 422, "blur"),
         ({"source": "MEDIA/clip.mp4", "keep": ["Nobody Here"]}, 422, "keep: 'Nobody Here'"),

@@ -189,15 +189,23 @@ class Redactions:
 
 def _source(settings: Settings, source: str) -> Path:
     """The video file ``source`` names: inside a media folder (422 outside, 404 missing), not a folder."""
-    if is_network_source(source):
+    if is_network_source(source) or any(ord(c) < 32 for c in source):
         raise InputError(f"source: {source!r} is not a file", hint="give a video file inside a media folder")
-    resolved = Path(source).expanduser().resolve()
-    if not resolved.exists() and any(resolved.is_relative_to(f) for f in settings.media_folders):
-        raise NotFoundError(f"source: {source}: no such file", hint="copy the video into the media folder")
     try:
+        resolved = Path(source).expanduser().resolve()
+        if not resolved.exists() and any(resolved.is_relative_to(f) for f in settings.media_folders):
+            raise NotFoundError(
+                f"source: {source}: no such file", hint="copy the video into the media folder"
+            )
         path = check_media_path(settings, source)
     except InputError as exc:
         raise InputError(f"source: {exc.message}", hint=exc.hint) from None
+    except (OSError, RuntimeError) as exc:  # a name too long, a symlink loop
+        why = getattr(exc, "strerror", None) or "unreadable"
+        raise InputError(
+            f"source: {source[:200]!r} cannot be looked up ({why})",
+            hint="give a video file inside a media folder",
+        ) from None
     assert path is not None  # not a network source
     if path.is_dir():
         raise InputError(

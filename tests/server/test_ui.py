@@ -197,6 +197,7 @@ MANAGER_PAGES = [
     "Unknown faces",
     "Compare galleries",
     "Attendance",
+    "Redact a video",
 ]
 
 
@@ -220,7 +221,7 @@ def test_navigation_follows_the_role(server: Server, page: Any, role: str, pages
         expect(page.get_by_role("main")).to_contain_text("Not available for your role")
         page.goto(server.url + "/#/webhooks")
         expect(page.get_by_role("main")).to_contain_text("Not available for your role")
-        for manager_only in ("attendance", "compare"):
+        for manager_only in ("attendance", "compare", "redact"):
             page.goto(server.url + f"/#/{manager_only}")
             expect(page.get_by_role("main")).to_contain_text("Not available for your role")
     if role in ("operator", "supervisor"):

@@ -31,6 +31,7 @@ ADMIN_PAGES = [
     "Unknown faces",
     "Compare galleries",
     "Attendance",
+    "Redact a video",
     "Audit log",
     "Transparency",
     "Users & keys",

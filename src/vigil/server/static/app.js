@@ -13,6 +13,7 @@ import * as compare from "./compare.js";
 import * as dashboard from "./dashboard.js";
 import * as galleries from "./galleries.js";
 import * as investigations from "./investigations.js";
+import * as redact from "./redact.js";
 import * as search from "./search.js";
 import * as transparency from "./transparency.js";
 import * as webhooks from "./webhooks.js";
@@ -31,6 +32,7 @@ const PAGES = {
   clusters: { label: "Unknown faces", module: clusters, more: "tools" },
   compare: { label: "Compare galleries", module: compare, more: "tools" },
   attendance: { label: "Attendance", module: attendance, more: "tools" },
+  redact: { label: "Redact a video", module: redact, more: "tools" },
   audit: { label: "Audit log", module: audit, more: "governance" },
   transparency: { label: "Transparency", module: transparency, more: "governance" },
   admin: { label: "Users & keys", module: admin, more: "governance" },

@@ -10,10 +10,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
+import httpx
 import pytest
 from harness import Server, start_server, stop_server, wait_for
 
+from vigil import accounts
+from vigil.app import App
+from vigil.core.config import Settings
 from vigil.server.routers.redact import MAX_RUNNING
+from vigil.storage.tables import Role
 
 FRAMES = 30
 
@@ -112,6 +117,20 @@ def test_only_supervisors_and_admins(server: Server, role: str) -> None:
         r = c.post("/api/redactions", json={"source": str(server.data_dir / "media" / "clip.mp4")})
         assert r.status_code == 403, r.text
         assert c.get("/api/redactions/0123456789abcdef").status_code == 403
+
+
+def test_a_gallery_bound_key_is_refused(server: Server) -> None:
+    with server.client("admin") as c:
+        assert c.post("/api/galleries", json={"name": "bound", "kind": "reference"}).status_code == 201
+    app = App(Settings(data_dir=server.data_dir))
+    try:
+        key = accounts.create_api_key(app, "bound-supervisor", Role.supervisor, gallery="bound").key
+    finally:
+        app.close()
+    with httpx.Client(base_url=server.url, headers={"x-api-key": key}, timeout=30) as c:
+        r = c.post("/api/redactions", json={"source": str(server.data_dir / "media" / "clip.mp4")})
+    assert r.status_code == 403, r.text
+    assert "bound to one gallery" in r.json()["detail"]
 
 
 def test_unknown_job_is_404(server: Server) -> None:

@@ -80,6 +80,20 @@ def test_a_supervisor_redacts_and_downloads_a_video(server: Server, tmp_path: Pa
     assert entries[0]["detail"]["output_sha256"] == digest
 
 
+def test_a_file_that_is_no_video_fails_the_job_with_the_reason(server: Server) -> None:
+    fake = server.data_dir / "media" / "notes.mp4"
+    fake.write_text("not a video")
+    with server.client("admin") as c:
+        r = c.post("/api/redactions", json={"source": str(fake)})
+        assert r.status_code == 202, r.text
+        job_id = r.json()["id"]
+        job = wait_for(lambda: (j := c.get(f"/api/redactions/{job_id}").json())["state"] != "running" and j)
+        assert job["state"] == "failed" and "cannot open as a video" in job["error"], job
+        r = c.get(f"/api/redactions/{job_id}/file")
+        assert r.status_code == 404 and "has no output" in r.json()["detail"], r.text
+    assert not (server.data_dir / "redactions" / f"{job_id}.mp4").exists()
+
+
 def test_a_folder_is_refused(server: Server, shared_data: Path) -> None:
     with server.client("admin") as c:
         r = c.post("/api/redactions", json={"source": str(shared_data / "video")})
